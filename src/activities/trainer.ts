@@ -1,0 +1,91 @@
+/**
+ * The trainer API: what user training code sees. A trainer is registered with the plugin by
+ * name and written like an ordinary training loop; this module holds only its types.
+ *
+ * The contract, in short:
+ * - `ctx.resume` is the newest verified checkpoint (or undefined for a fresh start);
+ * - call `await ctx.step(...)` after every optimisation step: it reports progress (heartbeats
+ *   are coalesced by the runtime) and yields to the event loop so cancellation can arrive;
+ * - check `ctx.interrupted` at each step boundary; when it is set, save a checkpoint with
+ *   `await ctx.checkpoint(...)` and return `undefined`;
+ * - call `await ctx.checkpoint(...)` at least once per epoch, and return the final result.
+ */
+import type { Logger } from 'pino';
+import type { CheckpointPointer, InterruptReason, Metrics } from '../shared/types';
+
+/** Bytes of a checkpoint blob: one buffer, or chunks streamed to disk without concatenation. */
+export type CheckpointData = Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
+
+/** The checkpoint a run resumes from. `data` has already been verified against `pointer.sha256`. */
+export interface ResumeState {
+  readonly pointer: CheckpointPointer;
+  readonly data: Buffer;
+}
+
+export interface StepReport {
+  /** Zero-based epoch in progress. */
+  readonly epoch: number;
+  /** Zero-based step within the epoch, counting the step just finished. */
+  readonly step: number;
+  readonly metrics?: Metrics;
+}
+
+export interface CheckpointInput {
+  /** Epoch the state belongs to. A state saved at the end of epoch e uses `epoch: e + 1, step: 0`. */
+  readonly epoch: number;
+  /** Steps already done within `epoch`. */
+  readonly step: number;
+  readonly data: CheckpointData;
+  readonly metrics?: Metrics;
+}
+
+export interface TrainerContext<P> {
+  readonly experimentId: string;
+  readonly sessionId: string;
+  /** Validated parameters (the output of `Trainer.parseParams`). */
+  readonly params: P;
+  /** 1 for the first attempt; retries count up. */
+  readonly attempt: number;
+  readonly resume: ResumeState | undefined;
+  /** True once the run was asked to stop; read it at every step boundary. */
+  readonly interrupted: boolean;
+  readonly interruptReason: InterruptReason | undefined;
+  /** Resolves when the run is interrupted; for trainers that wait on something else (a child process). */
+  readonly interruption: Promise<InterruptReason>;
+  /** Aborted when the run is interrupted, for APIs that accept an AbortSignal. */
+  readonly signal: AbortSignal;
+  /** Total epochs, when the trainer knows it; shown in progress and hints. */
+  setEpochs(epochs: number): void;
+  /** Reports progress and yields to the event loop. Cheap enough to call every step. */
+  step(report: StepReport): Promise<void>;
+  /** Writes a checkpoint durably, records it in the manifest, then heartbeats its pointer. */
+  checkpoint(input: CheckpointInput): Promise<CheckpointPointer>;
+  /** Verifies a file the trainer wrote itself (external trainers) and records it like `checkpoint`. */
+  adoptCheckpoint(file: string, input: { epoch: number; step: number; metrics?: Metrics }): Promise<CheckpointPointer>;
+  /** Directory this run may write its own checkpoint files into (external trainers). */
+  readonly checkpointDir: string;
+  /** pino child logger carrying workflowId, experimentId, attempt (and epoch on step logs). */
+  readonly log: Logger;
+}
+
+export interface TrainerResultInput {
+  readonly finalLoss?: number;
+  readonly accuracy?: number;
+  /** sha256 of the final model bytes; equal across interrupted and uninterrupted runs for exact trainers. */
+  readonly modelSha256?: string;
+  readonly metrics?: Metrics;
+}
+
+export interface Trainer<P = unknown> {
+  /** Registered name, referenced by `ExperimentSpec.trainer`. */
+  readonly name: string;
+  /**
+   * Validates raw params before anything starts. Throw an Error whose message names the field,
+   * what was expected and what was received (e.g. `params.lr: expected a positive number, received -1`).
+   */
+  parseParams(raw: unknown): P;
+  /** Total epochs for the given params, if known up front (used by hints and progress). */
+  epochs?(params: P): number | undefined;
+  /** Runs (or resumes) training. Returns the result, or `undefined` after an interruption checkpoint. */
+  train(ctx: TrainerContext<P>): Promise<TrainerResultInput | undefined>;
+}

@@ -1,0 +1,186 @@
+/**
+ * Payload types shared by workflow code, activities, the client library and the CLI.
+ * Everything here is plain data: it crosses the Temporal boundary as JSON and must stay
+ * importable from the workflow sandbox (no Node builtins, no I/O).
+ */
+
+/** A Temporal duration string such as `'90s'`, `'2h'` or `'1 day'` (the `ms` format). */
+export type DurationString = string;
+
+/** Final or intermediate metrics reported by a trainer. Values must be finite numbers. */
+export type Metrics = Readonly<Record<string, number>>;
+
+/** Retry policy for the training activity. Mirrors Temporal's RetryPolicy with duration strings. */
+export interface ExperimentRetryPolicy {
+  /** Delay before the first retry. @default '1s' */
+  readonly initialInterval?: DurationString;
+  /** Multiplier applied to the delay after each retry. @default 2 */
+  readonly backoffCoefficient?: number;
+  /** Upper bound for the delay between retries. @default '30s' */
+  readonly maximumInterval?: DurationString;
+  /** Attempts in total, including the first; 0 means unlimited. @default 5 */
+  readonly maximumAttempts?: number;
+}
+
+/** How a session behaves. Every duration is a Temporal duration string. */
+export interface SessionPolicy {
+  /** Start-to-close limit of one training attempt in bounded mode. @default '30m' */
+  readonly defaultTimeout?: DurationString;
+  /** An experiment whose `estimatedDuration` exceeds this is long-running. @default '1h' */
+  readonly longRunningThreshold?: DurationString;
+  /** Heartbeat timeout of every training attempt, in both modes. @default '30s' */
+  readonly heartbeatTimeout?: DurationString;
+  /** How long a long-running experiment waits for approval before it is `rejected`. @default unlimited */
+  readonly approvalTimeout?: DurationString;
+  /** Experiments training at once. @default 4 */
+  readonly maxConcurrent?: number;
+  /** Versioned checkpoints kept per experiment (older ones are pruned). @default 3 */
+  readonly checkpointsToKeep?: number;
+  /** What a failed experiment does to the rest: `continue` (default) or `stop`. */
+  readonly onFailure?: 'continue' | 'stop';
+  /** Retry policy of the training activity. */
+  readonly retry?: ExperimentRetryPolicy;
+}
+
+/** Where a new run starts from: another experiment's newest verified checkpoint, or one checkpoint. */
+export interface ResumeFrom {
+  /** Store key of the source experiment: `<sessionId>/<experimentId>`. */
+  readonly experiment: string;
+  /** A specific checkpoint id of that experiment; the newest verified one when absent. */
+  readonly checkpointId?: string;
+}
+
+/** One training run. */
+export interface ExperimentSpec {
+  /** Unique within its session. Letters, digits, `.`, `_`, `-`; no `..`; at most 128 characters. */
+  readonly id: string;
+  /** Name of a trainer registered with the plugin, for example `mlp` or `command`. */
+  readonly trainer: string;
+  /** Trainer parameters; serialised size is capped (see MAX_PARAMS_BYTES). */
+  readonly params?: Readonly<Record<string, unknown>>;
+  /** Expected run time; above the session's `longRunningThreshold` the experiment is long-running. */
+  readonly estimatedDuration?: DurationString;
+  /** Forces long-running mode (needs the session's approval). */
+  readonly longRunning?: boolean;
+  /** Start from an earlier experiment's checkpoint instead of from scratch. */
+  readonly resumeFrom?: ResumeFrom;
+}
+
+export type ExperimentState =
+  | 'queued'
+  | 'awaiting-approval'
+  | 'running'
+  | 'completed'
+  | 'interrupted'
+  | 'failed'
+  | 'timed-out'
+  | 'rejected'
+  | 'cancelled';
+
+export const TERMINAL_EXPERIMENT_STATES: readonly ExperimentState[] = [
+  'completed',
+  'interrupted',
+  'failed',
+  'timed-out',
+  'rejected',
+  'cancelled',
+];
+
+export type SessionState = 'running' | 'awaiting-approval' | 'completed' | 'failed' | 'cancelled';
+
+/** `bounded`: start-to-close = defaultTimeout. `none`: approved long-running, no run-time limit. */
+export type TimeoutMode = 'bounded' | 'none';
+
+/** Why a training loop was asked to stop at its next step boundary. */
+export type InterruptReason = 'cancelled' | 'worker-shutdown' | 'timed-out' | 'paused';
+
+/**
+ * A small pointer to a durable checkpoint. This, never the weights, is what heartbeats carry.
+ * `uri` is a `file://` URL of the blob; `sha256` is of the blob's bytes.
+ */
+export interface CheckpointPointer {
+  readonly checkpointId: string;
+  readonly uri: string;
+  readonly epoch: number;
+  readonly step: number;
+  readonly sha256: string;
+  readonly bytes: number;
+  readonly metrics: Metrics;
+  /** ISO-8601 time the blob became durable. */
+  readonly savedAt: string;
+}
+
+/** What every heartbeat of the training activity carries. */
+export interface HeartbeatDetails {
+  readonly latest: CheckpointPointer | null;
+  readonly epoch: number;
+  readonly step: number;
+  readonly epochs: number | null;
+  readonly metrics: Metrics;
+  readonly attempt: number;
+  /** Epoch of the checkpoint this attempt resumed from, or null for a fresh start. */
+  readonly resumedFrom: number | null;
+}
+
+/** The final result of one experiment's training. */
+export interface TrainingResult {
+  readonly finalLoss: number | null;
+  readonly accuracy: number | null;
+  readonly modelSha256: string | null;
+  readonly metrics: Metrics;
+}
+
+/** What the training activity returns. */
+export interface TrainingOutcome {
+  readonly status: 'completed' | 'interrupted';
+  readonly interruptReason: InterruptReason | null;
+  readonly result: TrainingResult | null;
+  readonly latest: CheckpointPointer | null;
+  readonly attempt: number;
+  readonly resumedFrom: number | null;
+  readonly epochs: number | null;
+  readonly epoch: number;
+}
+
+/** Who approved a session, when, and with what note. */
+export interface ApprovalRecord {
+  readonly by: string;
+  /** ISO-8601 time the approval was applied by the session workflow. */
+  readonly at: string;
+  readonly note: string | null;
+  /** `signal` for the `approve` signal; `pre-approved` when the session started approved. */
+  readonly source: 'signal' | 'pre-approved';
+}
+
+export interface ApproveInput {
+  readonly by: string;
+  readonly note?: string;
+}
+
+/** One experiment as reported by `status --json` and the session summary. */
+export interface ExperimentStatus {
+  readonly kind?: 'experiment';
+  readonly id: string;
+  readonly sessionId: string;
+  readonly workflowId: string;
+  readonly state: ExperimentState;
+  readonly timeoutMode: TimeoutMode;
+  readonly attempt: number;
+  readonly epoch: number;
+  readonly epochs: number | null;
+  readonly latestCheckpoint: { id: string; epoch: number; sha256: string; uri: string } | null;
+  readonly resumedFrom: number | null;
+  readonly result: { finalLoss: number | null; accuracy: number | null; modelSha256: string | null } | null;
+  /** Why it ended, for failed, timed-out, rejected, interrupted and cancelled experiments. */
+  readonly reason: string | null;
+}
+
+/** Resumability hints for one experiment. */
+export interface ResumeHints {
+  readonly id: string;
+  readonly latestCheckpoint: { id: string; epoch: number; step: number; uri: string; sha256: string; savedAt: string } | null;
+  readonly epochsRemaining: number | null;
+  readonly resumeCommand: string | null;
+  readonly resumeCall: string | null;
+  readonly warnings: string[];
+}
