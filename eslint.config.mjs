@@ -1,10 +1,18 @@
 // Lint rules. The workflow sandbox boundary is enforced here: files under src/workflows may
-// import only @temporalio/workflow and our shared modules, never Node builtins or Node-side SDKs.
+// import only @temporalio/workflow and src/shared (activity modules as types only), and
+// src/shared must stay importable from the sandbox (no Node builtins, no Node-side SDKs).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import { builtinModules } from 'node:module';
 
 const nodeBuiltins = builtinModules.flatMap((m) => [m, `node:${m}`]);
+const sandboxForbidden = [
+  ...nodeBuiltins.map((name) => ({ name, message: 'Workflow code runs in a deterministic sandbox: no Node builtins.' })),
+  ...['pino', '@temporalio/activity', '@temporalio/client', '@temporalio/worker', '@temporalio/testing', '@temporalio/common'].map((name) => ({
+    name,
+    message: 'Not allowed in workflow code: use @temporalio/workflow (log, sleep, proxyActivities).',
+  })),
+];
 
 export default tseslint.config(
   { ignores: ['node_modules/**', '.tools/**', '.data/**', '.artifacts/**', 'dist/**', 'bench/.work/**', 'examples/python/**'] },
@@ -20,23 +28,29 @@ export default tseslint.config(
   },
   {
     files: ['**/*.js', '**/*.mjs'],
-    languageOptions: { globals: { require: 'readonly', module: 'writable', process: 'readonly', console: 'readonly', __dirname: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', URL: 'readonly' } },
+    languageOptions: {
+      globals: { require: 'readonly', module: 'writable', process: 'readonly', console: 'readonly', __dirname: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', URL: 'readonly' },
+    },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
-    files: ['src/workflows/**/*.ts', 'src/shared/**/*.ts'],
+    files: ['src/shared/**/*.ts'],
+    rules: { '@typescript-eslint/no-restricted-imports': ['error', { paths: sandboxForbidden }] },
+  },
+  {
+    files: ['src/workflows/**/*.ts'],
     rules: {
-      'no-restricted-imports': [
+      '@typescript-eslint/no-restricted-imports': [
         'error',
         {
           paths: [
-            ...nodeBuiltins.map((name) => ({ name, message: 'Workflow code runs in a deterministic sandbox: no Node builtins.' })),
-            ...['pino', '@temporalio/activity', '@temporalio/client', '@temporalio/worker', '@temporalio/testing'].map((name) => ({
-              name,
-              message: 'Not allowed in workflow code: use @temporalio/workflow (log, sleep, proxyActivities).',
-            })),
+            ...sandboxForbidden,
+            ...['zod', 'yaml', 'cli-progress'].map((name) => ({ name, message: 'Workflow code may import only @temporalio/workflow and src/shared.' })),
           ],
-          patterns: [{ group: ['**/activities/**', '**/cli/**', '../worker', '../client', '../logging'], message: 'Workflow code may import only @temporalio/workflow and src/shared.' }],
+          patterns: [
+            { group: ['**/activities', '**/activities/**'], allowTypeImports: true, message: 'Workflows import activity types only (proxyActivities<Activities>).' },
+            { group: ['**/cli', '**/cli/**', '**/worker', '**/client', '**/logging', '**/plugin', '**/shared/schema'], message: 'Workflow code may import only @temporalio/workflow and src/shared (not the zod schema).' },
+          ],
         },
       ],
     },

@@ -25,7 +25,7 @@ export interface ResumeState {
 export interface StepReport {
   /** Zero-based epoch in progress. */
   readonly epoch: number;
-  /** Zero-based step within the epoch, counting the step just finished. */
+  /** Steps done within the epoch, counting the step just finished (1 after the first step). */
   readonly step: number;
   readonly metrics?: Metrics;
 }
@@ -64,7 +64,7 @@ export interface TrainerContext<P> {
   adoptCheckpoint(file: string, input: { epoch: number; step: number; metrics?: Metrics }): Promise<CheckpointPointer>;
   /** Directory this run may write its own checkpoint files into (external trainers). */
   readonly checkpointDir: string;
-  /** pino child logger carrying workflowId, experimentId, attempt (and epoch on step logs). */
+  /** pino logger; every line carries workflowId, experimentId, attempt and the current epoch. */
   readonly log: Logger;
 }
 
@@ -89,3 +89,7 @@ export interface Trainer<P = unknown> {
   /** Runs (or resumes) training. Returns the result, or `undefined` after an interruption checkpoint. */
   train(ctx: TrainerContext<P>): Promise<TrainerResultInput | undefined>;
 }
+
+/** A trainer of any params type, as held by the registry (params are validated at run time). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- registries hold trainers of different params types
+export type AnyTrainer = Trainer<any>;

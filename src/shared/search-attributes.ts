@@ -12,3 +12,10 @@ export const SEARCH_ATTRIBUTES = {
 } as const;
 
 export type SearchAttributeName = keyof typeof SEARCH_ATTRIBUTES;
+
+type SdkType<T extends string> = Uppercase<T>;
+
+/** The SDK's typed key for one of our attributes, usable from workflow code without @temporalio/common. */
+export function searchAttributeKey<N extends SearchAttributeName>(name: N): { name: N; type: SdkType<(typeof SEARCH_ATTRIBUTES)[N]> } {
+  return { name, type: SEARCH_ATTRIBUTES[name].toUpperCase() as SdkType<(typeof SEARCH_ATTRIBUTES)[N]> };
+}

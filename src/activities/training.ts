@@ -1,0 +1,288 @@
+/**
+ * The training activity's runtime: it turns a registered Trainer into a durable Temporal
+ * activity. This is where resume, checkpoint-then-heartbeat and interruption live:
+ *
+ * - Resume: the newest checkpoint that verifies, from the last heartbeat's pointer and the
+ *   store's manifest (a throttled heartbeat can be lost in a crash, the manifest cannot);
+ *   then, for a new run, the `resumeFrom` source.
+ * - Every heartbeat carries a small CheckpointPointer plus progress, never the weights.
+ * - Interruption is a flag: cancellation (UI, CLI, API), worker shutdown, the bounded-mode
+ *   deadline and activity pause all set `interrupted` with a reason; the trainer checkpoints at
+ *   its next step boundary and returns, and the reason decides how the attempt ends.
+ */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { Logger } from 'pino';
+import { logContext } from '../logging';
+import type { TrainInput } from '../shared/definitions';
+import { formatDuration } from '../shared/duration';
+import { storeKey } from '../shared/ids';
+import type { CheckpointPointer, HeartbeatDetails, InterruptReason, Metrics, TrainingOutcome } from '../shared/types';
+import type { CheckpointStore, VerifiedCheckpoint } from './checkpoint-store-types';
+import type { AnyTrainer, Trainer, TrainerContext } from './trainer';
+
+export interface TrainingDeps {
+  readonly store: CheckpointStore;
+  readonly trainers: ReadonlyMap<string, AnyTrainer>;
+  readonly logger: Logger;
+  /**
+   * Least time between two heartbeats sent by the runtime (Core throttles further).
+   * @default min(1000, heartbeatTimeout / 4) milliseconds
+   */
+  readonly heartbeatIntervalMs?: number;
+}
+
+/** How long before the bounded-mode start-to-close limit the trainer is told to stop. */
+function deadlineMargin(timeoutMs: number): number {
+  return Math.min(2000, Math.floor(timeoutMs / 10));
+}
+
+/** Cancellation reasons the SDK reports (the CancelledFailure message) mapped to ours. */
+function reasonFromCancellation(ctx: Context): InterruptReason {
+  const details = ctx.cancellationDetails;
+  if (details?.paused) return 'paused';
+  if (details?.timedOut) return 'timed-out';
+  if (details?.workerShutdown) return 'worker-shutdown';
+  const message = (ctx.cancellationSignal.reason as Error | undefined)?.message;
+  switch (message) {
+    case 'WORKER_SHUTDOWN':
+      return 'worker-shutdown';
+    case 'TIMED_OUT':
+    case 'NOT_FOUND':
+      return 'timed-out';
+    case 'PAUSED':
+      return 'paused';
+    default:
+      return 'cancelled';
+  }
+}
+
+export async function runTraining(deps: TrainingDeps, input: TrainInput): Promise<TrainingOutcome> {
+  const ctx = Context.current();
+  const { info } = ctx;
+  const { spec, sessionId } = input;
+  const workflowId = info.workflowExecution?.workflowId ?? '';
+  const fields = { workflowId, sessionId, experimentId: spec.id, attempt: info.attempt, epoch: 0 };
+  return logContext.run(fields, () => train(deps, input, ctx, fields));
+}
+
+async function train(
+  deps: TrainingDeps,
+  input: TrainInput,
+  ctx: Context,
+  fields: { workflowId: string; experimentId: string; attempt: number; epoch: number },
+): Promise<TrainingOutcome> {
+  const { info } = ctx;
+  const { spec, sessionId } = input;
+  const attempt = info.attempt;
+  // workflowId, experimentId, attempt and epoch come from logContext (the root logger's mixin),
+  // so they are on every line, the SDK's own activity logs included, and never duplicated.
+  const log = deps.logger;
+
+  const trainer = deps.trainers.get(spec.trainer);
+  if (!trainer) {
+    const known = [...deps.trainers.keys()].join(', ');
+    throw ApplicationFailure.nonRetryable(`experiment ${spec.id}: trainer: expected one of ${known}, received ${JSON.stringify(spec.trainer)}`, 'UnknownTrainer');
+  }
+  let params: unknown;
+  try {
+    params = trainer.parseParams(spec.params ?? {});
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable(`experiment ${spec.id}: ${(err as Error).message}`, 'InvalidParams');
+  }
+
+  const key = storeKey(sessionId, spec.id);
+  const resume = await findResumePoint(deps.store, key, input, info.heartbeatDetails as HeartbeatDetails | undefined, log);
+
+  let latest: CheckpointPointer | null = resume?.pointer ?? null;
+  let epoch = resume?.pointer.epoch ?? 0;
+  let step = resume?.pointer.step ?? 0;
+  let metrics: Metrics = resume?.pointer.metrics ?? {};
+  let epochs = trainer.epochs?.(params) ?? null;
+  const resumedFrom = resume ? resume.pointer.epoch : null;
+  fields.epoch = epoch;
+
+  const beatEveryMs = deps.heartbeatIntervalMs ?? Math.max(20, Math.min(1000, Math.floor(input.heartbeatTimeoutMs / 4)));
+  let lastBeat = 0;
+  const beat = () => {
+    lastBeat = performance.now();
+    const details: HeartbeatDetails = { latest, epoch, step, epochs, metrics, attempt, resumedFrom };
+    ctx.heartbeat(details);
+  };
+
+  let reason: InterruptReason | undefined;
+  const abort = new AbortController();
+  let resolveInterruption!: (r: InterruptReason) => void;
+  const interruption = new Promise<InterruptReason>((resolve) => (resolveInterruption = resolve));
+  const interrupt = (why: InterruptReason) => {
+    if (reason) return;
+    reason = why;
+    log.info({ reason: why, epoch, step }, 'interrupted: checkpointing at the next step boundary');
+    abort.abort(why);
+    resolveInterruption(why);
+  };
+  const onCancel = () => interrupt(reasonFromCancellation(ctx));
+  ctx.cancellationSignal.addEventListener('abort', onCancel);
+  let deadlineTimer: NodeJS.Timeout | undefined;
+  if (input.timeoutMode === 'bounded') {
+    const timeoutMs = info.startToCloseTimeoutMs;
+    const due = info.currentAttemptScheduledTimestampMs + timeoutMs - deadlineMargin(timeoutMs) - Date.now();
+    deadlineTimer = setTimeout(() => interrupt('timed-out'), Math.max(0, due));
+  }
+
+  let lastYield = performance.now();
+  const tctx: TrainerContext<unknown> = {
+    experimentId: spec.id,
+    sessionId,
+    params,
+    attempt,
+    resume,
+    get interrupted() {
+      return reason !== undefined;
+    },
+    get interruptReason() {
+      return reason;
+    },
+    interruption,
+    signal: abort.signal,
+    checkpointDir: deps.store.dirFor(key),
+    log,
+    setEpochs(n) {
+      epochs = n;
+    },
+    async step(report) {
+      epoch = report.epoch;
+      step = report.step;
+      fields.epoch = epoch;
+      if (report.metrics) metrics = report.metrics;
+      const now = performance.now();
+      if (now - lastBeat >= beatEveryMs) beat();
+      // Cancellation reaches the activity through the event loop; a tight synchronous loop
+      // would never see it.
+      if (now - lastYield >= 5) {
+        lastYield = now;
+        await yieldToEventLoop();
+      }
+    },
+    async checkpoint(c) {
+      const pointer = await deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data: c.data, metrics: c.metrics }, input.checkpointsToKeep);
+      return recorded(pointer);
+    },
+    async adoptCheckpoint(file, c) {
+      const pointer = await deps.store.adopt(key, file, { epoch: c.epoch, step: c.step, attempt, metrics: c.metrics }, input.checkpointsToKeep);
+      return recorded(pointer);
+    },
+  };
+  // Checkpoint first, then heartbeat: a pointer is never sent before its blob is durable.
+  const recorded = (pointer: CheckpointPointer) => {
+    latest = pointer;
+    epoch = pointer.epoch;
+    step = pointer.step;
+    fields.epoch = epoch;
+    metrics = Object.keys(pointer.metrics).length > 0 ? pointer.metrics : metrics;
+    beat();
+    log.info({ epoch, step, checkpointId: pointer.checkpointId, sha256: pointer.sha256, bytes: pointer.bytes }, 'checkpoint saved');
+    return pointer;
+  };
+
+  log.info({ epoch, step, resumedFrom, trainer: trainer.name, timeoutMode: input.timeoutMode }, resume ? 'resuming training' : 'starting training');
+  beat();
+  const outcome = (status: TrainingOutcome['status'], result: TrainingOutcome['result']): TrainingOutcome => ({
+    status,
+    interruptReason: reason ?? null,
+    result,
+    latest,
+    attempt,
+    resumedFrom,
+    epochs,
+    epoch,
+  });
+
+  let trained: Awaited<ReturnType<Trainer['train']>>;
+  try {
+    trained = await trainer.train(tctx);
+  } catch (err) {
+    if (reason === 'cancelled') {
+      log.warn({ err }, 'trainer failed while stopping after a cancel; recording the interruption');
+      return outcome('interrupted', null);
+    }
+    if (reason === 'worker-shutdown') throw shutdownFailure(spec.id, outcome('interrupted', null));
+    throw err;
+  } finally {
+    clearTimeout(deadlineTimer);
+    ctx.cancellationSignal.removeEventListener('abort', onCancel);
+  }
+
+  if (trained !== undefined) {
+    const result = {
+      finalLoss: trained.finalLoss ?? null,
+      accuracy: trained.accuracy ?? null,
+      modelSha256: trained.modelSha256 ?? null,
+      metrics: trained.metrics ?? {},
+    };
+    log.info({ epoch, finalLoss: result.finalLoss, accuracy: result.accuracy, modelSha256: result.modelSha256 }, 'training completed');
+    return outcome('completed', result);
+  }
+  if (!reason) {
+    throw ApplicationFailure.nonRetryable(`trainer ${trainer.name} returned no result without being interrupted`, 'TrainerContract');
+  }
+  const stopped = outcome('interrupted', null);
+  log.info({ reason, epoch, step, checkpointId: latest?.checkpointId ?? null }, 'training stopped at a step boundary');
+  switch (reason) {
+    case 'cancelled':
+      return stopped;
+    case 'worker-shutdown':
+      throw shutdownFailure(spec.id, stopped);
+    case 'timed-out':
+      throw ApplicationFailure.nonRetryable(
+        `experiment ${spec.id} reached its start-to-close limit of ${formatDuration(info.startToCloseTimeoutMs)}; last checkpoint ${latest?.checkpointId ?? 'none'} (epoch ${latest?.epoch ?? 0})`,
+        'ExperimentTimedOut',
+        stopped,
+      );
+    case 'paused':
+      // Rethrowing the cancellation lets the server reschedule the activity when it is unpaused.
+      throw ctx.cancellationSignal.reason;
+  }
+}
+
+function shutdownFailure(experimentId: string, stopped: TrainingOutcome): ApplicationFailure {
+  const at = stopped.latest ? `checkpoint ${stopped.latest.checkpointId} (epoch ${stopped.latest.epoch}, step ${stopped.latest.step})` : 'no checkpoint yet';
+  return ApplicationFailure.retryable(`worker shutting down: experiment ${experimentId} stopped at ${at}; another worker resumes it`, 'WorkerShutdown', stopped);
+}
+
+async function findResumePoint(
+  store: CheckpointStore,
+  key: string,
+  input: TrainInput,
+  heartbeat: HeartbeatDetails | undefined,
+  log: Logger,
+): Promise<VerifiedCheckpoint | undefined> {
+  const own = await store.latestVerified(key, [heartbeat?.latest]);
+  for (const warning of own.warnings) log.warn({ warning }, 'skipping a checkpoint that does not verify');
+  if (own.checkpoint) return own.checkpoint;
+  const source = input.spec.resumeFrom;
+  if (!source) return undefined;
+
+  const found = source.checkpointId
+    ? await verifiedById(store, source.experiment, source.checkpointId)
+    : await store.latestVerified(source.experiment);
+  for (const warning of found.warnings) log.warn({ warning, resumeFrom: source.experiment }, 'skipping a checkpoint that does not verify');
+  if (!found.checkpoint) {
+    throw ApplicationFailure.nonRetryable(
+      `experiment ${input.spec.id}: resumeFrom ${source.experiment}${source.checkpointId ? ` checkpoint ${source.checkpointId}` : ''}: no verified checkpoint to resume from${found.warnings.length ? ` (${found.warnings.join('; ')})` : ''}`,
+      'NoCheckpoint',
+    );
+  }
+  log.info({ resumeFrom: source.experiment, checkpointId: found.checkpoint.pointer.checkpointId }, 'new run resumes from another experiment');
+  return found.checkpoint;
+}
+
+async function verifiedById(store: CheckpointStore, key: string, checkpointId: string) {
+  const pointer = (await store.list(key)).find((p) => p.checkpointId === checkpointId);
+  if (!pointer) return { checkpoint: undefined, warnings: [`checkpoint ${checkpointId} is not in the manifest of ${key}`] };
+  try {
+    return { checkpoint: { pointer, data: await store.read(pointer) }, warnings: [] };
+  } catch (err) {
+    return { checkpoint: undefined, warnings: [(err as Error).message] };
+  }
+}

@@ -1,0 +1,302 @@
+/**
+ * The client library: start sessions, approve, add experiments, read status and hints,
+ * cancel and resume. The CLI is a thin layer over this class.
+ *
+ * Every input is validated here, before anything starts: structure through the shared zod
+ * schema, and params through the registered trainer's own `parseParams`. A bad spec throws
+ * `InvalidInputError` naming the field, and no workflow is started.
+ */
+import { Client, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
+import { LocalCheckpointStore } from './activities/checkpoint-store';
+import type { CheckpointStore } from './activities/checkpoint-store-types';
+import type { AnyTrainer } from './activities/trainer';
+import { builtInTrainers } from './activities/trainers';
+import { configFromEnv } from './config';
+import {
+  addExperimentsUpdate,
+  approveSignal,
+  cancelReasonSignal,
+  experimentStatusQuery,
+  sessionStatusQuery,
+  WORKFLOW_TYPES,
+  type SessionInput,
+  type SessionSnapshot,
+  type SessionSummary,
+} from './shared/definitions';
+import { hintsFromStatus } from './shared/hints';
+import { idProblem, parseExperimentWorkflowId, storeKey } from './shared/ids';
+import { resolvePolicy, type ResolvedPolicy } from './shared/policy';
+import {
+  InvalidInputError,
+  approveInputSchema,
+  experimentListSchema,
+  parseOrThrow,
+  sessionPolicySchema,
+} from './shared/schema';
+import type { ApproveInput, ExperimentSpec, ExperimentStatus, HeartbeatDetails, ResumeHints, SessionPolicy } from './shared/types';
+import type { sessionWorkflow } from './workflows/session';
+
+export { InvalidInputError } from './shared/schema';
+
+export interface ExperimentsClientOptions {
+  readonly client: Client;
+  /** @default $TEMPORAL_TASK_QUEUE, else 'experiments' */
+  readonly taskQueue?: string;
+  /** Trainers known to the workers, for validating specs before anything starts. @default the built-ins */
+  readonly trainers?: ReadonlyMap<string, AnyTrainer> | readonly AnyTrainer[];
+  /** The checkpoint store, to verify checkpoints named in hints. @default $EXPERIMENTS_CHECKPOINT_DIR */
+  readonly store?: CheckpointStore;
+}
+
+export interface StartSessionOptions {
+  readonly sessionId: string;
+  readonly policy?: SessionPolicy;
+  readonly experiments: readonly unknown[];
+  /** Start approved; recorded as `pre-approved` by this name. */
+  readonly preApproved?: ApproveInput;
+  readonly keepOpen?: boolean;
+  readonly continueAsNewAfterEvents?: number;
+}
+
+/** Thrown when an id names no session or experiment. */
+export class NotFoundError extends Error {
+  override readonly name = 'NotFoundError';
+}
+
+export type StatusResult = SessionSnapshot | (ExperimentStatus & { kind: 'experiment' });
+
+export class ExperimentsClient {
+  readonly client: Client;
+  readonly taskQueue: string;
+  readonly trainers: ReadonlyMap<string, AnyTrainer>;
+  readonly store: CheckpointStore;
+
+  constructor(options: ExperimentsClientOptions) {
+    const env = configFromEnv();
+    this.client = options.client;
+    this.taskQueue = options.taskQueue ?? env.taskQueue;
+    const trainers = options.trainers ?? builtInTrainers();
+    this.trainers = trainers instanceof Map ? trainers : new Map((trainers as readonly AnyTrainer[]).map((t) => [t.name, t]));
+    this.store = options.store ?? new LocalCheckpointStore(env.checkpointDir);
+  }
+
+  /** Validates specs (structure, unique ids, known trainer, trainer params) or throws InvalidInputError. */
+  validateExperiments(raw: readonly unknown[], existing: readonly string[] = [], prefix = 'experiments'): ExperimentSpec[] {
+    const specs = parseOrThrow(experimentListSchema(existing), raw, prefix) as ExperimentSpec[];
+    const problems: string[] = [];
+    specs.forEach((spec, i) => {
+      const trainer = this.trainers.get(spec.trainer);
+      if (!trainer) {
+        problems.push(`${prefix}[${i}].trainer: expected one of ${[...this.trainers.keys()].join(', ')}, received ${JSON.stringify(spec.trainer)}`);
+        return;
+      }
+      try {
+        trainer.parseParams(spec.params ?? {});
+      } catch (err) {
+        problems.push(`${prefix}[${i}].${(err as Error).message}`);
+      }
+    });
+    if (problems.length > 0) throw new InvalidInputError(problems);
+    return specs;
+  }
+
+  validatePolicy(raw: unknown): ResolvedPolicy {
+    return resolvePolicy(parseOrThrow(sessionPolicySchema, raw ?? {}, 'policy'));
+  }
+
+  /** Validates everything, then starts the session workflow (id = sessionId). */
+  async startSession(options: StartSessionOptions): Promise<WorkflowHandle<typeof sessionWorkflow>> {
+    const problem = idProblem('session', options.sessionId);
+    if (problem) throw new InvalidInputError([problem]);
+    const policy = this.validatePolicy(options.policy);
+    const experiments = this.validateExperiments(options.experiments);
+    const preApproved = options.preApproved ? parseOrThrow(approveInputSchema, options.preApproved, 'preApproved') : undefined;
+    const input: SessionInput = {
+      sessionId: options.sessionId,
+      policy,
+      experiments,
+      preApproved,
+      keepOpen: options.keepOpen,
+      continueAsNewAfterEvents: options.continueAsNewAfterEvents,
+    };
+    return this.client.workflow.start<typeof sessionWorkflow>(WORKFLOW_TYPES.session, {
+      workflowId: options.sessionId,
+      taskQueue: this.taskQueue,
+      args: [input],
+    });
+  }
+
+  async approve(sessionId: string, input: ApproveInput): Promise<void> {
+    const approval = parseOrThrow(approveInputSchema, input, 'approve');
+    await this.sessionHandle(sessionId).signal(approveSignal, approval);
+  }
+
+  /** Adds experiments to a running session; returns the new ids. Duplicates are rejected. */
+  async addExperiments(sessionId: string, raw: readonly unknown[]): Promise<string[]> {
+    const snapshot = await this.sessionSnapshot(sessionId);
+    const specs = this.validateExperiments(raw, snapshot.experiments.map((e) => e.id));
+    const { added } = await this.sessionHandle(sessionId).executeUpdate(addExperimentsUpdate, { args: [specs] });
+    return added;
+  }
+
+  /** A session snapshot, or one experiment's status with live progress from its heartbeats. */
+  async status(id: string): Promise<StatusResult> {
+    const described = await this.describe(id);
+    if (described?.type === WORKFLOW_TYPES.session) {
+      const snap = await this.sessionSnapshot(id);
+      const experiments = await Promise.all(snap.experiments.map((e) => (e.state === 'running' ? this.liveExperiment(e) : e)));
+      return { ...snap, experiments };
+    }
+    if (described?.type === WORKFLOW_TYPES.experiment) return { ...(await this.experimentStatus(id)), kind: 'experiment' };
+    const parts = parseExperimentWorkflowId(id);
+    if (parts) {
+      const row = (await this.sessionSnapshot(parts.sessionId)).experiments.find((e) => e.id === parts.experimentId);
+      if (row) return { ...row, kind: 'experiment' };
+    }
+    throw new NotFoundError(`no session or experiment with id ${JSON.stringify(id)}`);
+  }
+
+  /** Resumability hints for an experiment, or for every experiment of a session. */
+  async hints(id: string): Promise<ResumeHints | ResumeHints[]> {
+    const status = await this.status(id);
+    if (status.kind === 'session') return Promise.all(status.experiments.map((e) => this.verifiedHints(e)));
+    return this.verifiedHints(status);
+  }
+
+  /** Interrupts an experiment (it checkpoints and ends `interrupted`) or a whole session. */
+  async cancel(id: string, reason?: string): Promise<void> {
+    await this.describeOrThrow(id);
+    const handle = this.client.workflow.getHandle(id);
+    if (reason) await handle.signal(cancelReasonSignal, { reason });
+    await handle.cancel();
+  }
+
+  /**
+   * Starts a new run of an experiment from its newest verified checkpoint: in `session` when
+   * given (added by update), else in a new session `<session>-resume-<n>` with the same policy.
+   */
+  async resume(experimentWorkflowId: string, options: { session?: string; preApproved?: ApproveInput } = {}): Promise<{ sessionId: string; experimentId: string; workflowId: string }> {
+    const described = await this.describeOrThrow(experimentWorkflowId);
+    if (described.type !== WORKFLOW_TYPES.experiment) throw new InvalidInputError([`${experimentWorkflowId}: expected an experiment workflow id (<session>:<experiment>), received a ${described.type}`]);
+    const spec = described.memo.spec as ExperimentSpec | undefined;
+    const policy = described.memo.policy as ResolvedPolicy | undefined;
+    const parts = parseExperimentWorkflowId(experimentWorkflowId);
+    if (!spec || !policy || !parts) throw new InvalidInputError([`${experimentWorkflowId}: this workflow has no recorded spec to resume`]);
+    const source = storeKey(parts.sessionId, parts.experimentId);
+    const { checkpoint, warnings } = await this.store.latestVerified(source);
+    if (!checkpoint) throw new InvalidInputError([`${experimentWorkflowId}: no verified checkpoint to resume from${warnings.length ? ` (${warnings.join('; ')})` : ''}`]);
+    const next: ExperimentSpec = { ...spec, resumeFrom: { experiment: source, checkpointId: checkpoint.pointer.checkpointId } };
+    if (options.session) {
+      const [id] = await this.addExperiments(options.session, [{ ...next, id: `${spec.id}-resumed` }]);
+      return { sessionId: options.session, experimentId: id, workflowId: `${options.session}:${id}` };
+    }
+    const sessionId = await this.freeSessionId(`${parts.sessionId}-resume`);
+    this.validateExperiments([next]);
+    await this.client.workflow.start<typeof sessionWorkflow>(WORKFLOW_TYPES.session, {
+      workflowId: sessionId,
+      taskQueue: this.taskQueue,
+      args: [{ sessionId, policy, experiments: [next], preApproved: options.preApproved }],
+    });
+    return { sessionId, experimentId: spec.id, workflowId: `${sessionId}:${spec.id}` };
+  }
+
+  /** Waits for a session to end and returns its summary (also for failed and cancelled sessions). */
+  async waitForSession(sessionId: string): Promise<SessionSummary> {
+    const handle = this.sessionHandle(sessionId);
+    try {
+      return await handle.result();
+    } catch {
+      const snap = await this.sessionSnapshot(sessionId);
+      return {
+        ...snap,
+        completed: snap.experiments.filter((e) => e.state === 'completed').length,
+        failed: snap.experiments.filter((e) => e.state !== 'completed').length,
+      };
+    }
+  }
+
+  sessionHandle(sessionId: string): WorkflowHandle<typeof sessionWorkflow> {
+    return this.client.workflow.getHandle<typeof sessionWorkflow>(sessionId);
+  }
+
+  async sessionSnapshot(sessionId: string): Promise<SessionSnapshot> {
+    try {
+      return await this.sessionHandle(sessionId).query(sessionStatusQuery);
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw new NotFoundError(`no session with id ${JSON.stringify(sessionId)}`);
+      throw err;
+    }
+  }
+
+  private async experimentStatus(workflowId: string): Promise<ExperimentStatus> {
+    const handle = this.client.workflow.getHandle(workflowId);
+    const desc = await handle.describe();
+    let status: ExperimentStatus;
+    if (desc.status.name === 'RUNNING') status = await handle.query(experimentStatusQuery);
+    else status = ((desc.memo?.experiment as ExperimentStatus | undefined) ?? (await handle.query(experimentStatusQuery)));
+    return status.state === 'running' ? this.liveExperiment(status) : status;
+  }
+
+  /** Merges the training activity's last heartbeat (attempt, epoch, checkpoint) into a status. */
+  private async liveExperiment(status: ExperimentStatus): Promise<ExperimentStatus> {
+    try {
+      const desc = await this.client.workflow.getHandle(status.workflowId).describe();
+      const pending = desc.raw.pendingActivities?.find((a) => a.activityType?.name === 'trainExperiment');
+      if (!pending) return status;
+      const payload = pending.heartbeatDetails?.payloads?.[0];
+      const details = payload ? this.client.options.loadedDataConverter.payloadConverter.fromPayload<HeartbeatDetails>(payload) : undefined;
+      const latest = details?.latest ?? null;
+      return {
+        ...status,
+        attempt: pending.attempt ?? status.attempt,
+        epoch: details?.epoch ?? status.epoch,
+        epochs: details?.epochs ?? status.epochs,
+        resumedFrom: details?.resumedFrom ?? status.resumedFrom,
+        latestCheckpoint: latest ? { id: latest.checkpointId, epoch: latest.epoch, sha256: latest.sha256, uri: latest.uri } : status.latestCheckpoint,
+      };
+    } catch {
+      return status;
+    }
+  }
+
+  private async verifiedHints(status: ExperimentStatus): Promise<ResumeHints> {
+    const parts = parseExperimentWorkflowId(status.workflowId);
+    const key = parts ? storeKey(parts.sessionId, parts.experimentId) : undefined;
+    let pointer = null;
+    const warnings: string[] = [];
+    if (key && status.latestCheckpoint) {
+      try {
+        pointer = (await this.store.list(key)).find((p) => p.checkpointId === status.latestCheckpoint?.id) ?? null;
+        if (!pointer) warnings.push(`checkpoint ${status.latestCheckpoint.id} is missing from the store's manifest`);
+        else await this.store.read(pointer);
+      } catch (err) {
+        warnings.push(`checkpoint ${status.latestCheckpoint.id} does not verify: ${(err as Error).message}`);
+      }
+    }
+    const hints = hintsFromStatus(status, pointer);
+    return { ...hints, warnings: [...hints.warnings, ...warnings] };
+  }
+
+  private async describe(id: string): Promise<{ type: string; memo: Record<string, unknown> } | undefined> {
+    try {
+      const desc = await this.client.workflow.getHandle(id).describe();
+      return { type: desc.type, memo: desc.memo ?? {} };
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw err;
+    }
+  }
+
+  private async describeOrThrow(id: string) {
+    const found = await this.describe(id);
+    if (!found) throw new NotFoundError(`no session or experiment with id ${JSON.stringify(id)}`);
+    return found;
+  }
+
+  private async freeSessionId(base: string): Promise<string> {
+    for (let n = 1; ; n++) {
+      const candidate = `${base}-${n}`;
+      if (!(await this.describe(candidate))) return candidate;
+    }
+  }
+}

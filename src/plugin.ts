@@ -1,0 +1,84 @@
+/**
+ * `ExperimentPlugin`: everything a Temporal Worker, Client or replay worker needs to run
+ * experiment sessions, as one `SimplePlugin` from `@temporalio/plugin`.
+ *
+ * What it contributes, and how it merges with what you pass to `Worker.create`:
+ * - `workflowsPath`: **replaces** yours with this package's workflows. To run your own
+ *   workflows on the same worker, write one module that re-exports both
+ *   (`export * from 'temporal-experiments/src/workflows'; export * from './my-workflows';`)
+ *   and pass it as `new ExperimentPlugin({ workflowsPath: require.resolve('./all-workflows') })`.
+ * - `activities`: **appended** to yours (the training activity with the trainers and the
+ *   checkpoint store injected, and the checkpoint lookup used when recording outcomes).
+ * - logging: installs the pino logger as the Temporal Runtime logger (once per process, before
+ *   the first connection), so SDK, workflow and activity logs come out through pino.
+ */
+import { SimplePlugin } from '@temporalio/plugin';
+import { createActivities } from './activities';
+import { LocalCheckpointStore } from './activities/checkpoint-store';
+import type { CheckpointStore } from './activities/checkpoint-store-types';
+import type { AnyTrainer } from './activities/trainer';
+import { builtInTrainers } from './activities/trainers';
+import { configFromEnv } from './config';
+import { createLogger, installRuntimeLogger, runtimeLogger, type Logger } from './logging';
+
+export interface ExperimentPluginOptions {
+  /**
+   * Directory for checkpoint blobs and manifests; a shared mount when workers run on several
+   * machines. Ignored when `store` is given.
+   * @default $EXPERIMENTS_CHECKPOINT_DIR, else `<project>/.data/checkpoints`
+   */
+  readonly checkpointDir?: string;
+  /** A checkpoint store of your own; replaces the local-directory store. */
+  readonly store?: CheckpointStore;
+  /**
+   * Your trainers, registered by `name`. They are **added** to the built-in ones (`mlp`); a
+   * trainer with a built-in's name replaces it.
+   */
+  readonly trainers?: readonly AnyTrainer[];
+  /** Register the built-in trainers. @default true */
+  readonly builtInTrainers?: boolean;
+  /** The pino logger for everything. @default the installed Runtime logger, else `createLogger()` */
+  readonly logger?: Logger;
+  /** Install `logger` as the Temporal Runtime logger if no Runtime exists yet. @default true */
+  readonly installRuntimeLogger?: boolean;
+  /** Workflows module; replaces the worker's `workflowsPath` (see the module comment). @default this package's */
+  readonly workflowsPath?: string;
+  /**
+   * Least milliseconds between two heartbeats the training runtime sends.
+   * @default min(1000, heartbeatTimeout / 4)
+   */
+  readonly heartbeatIntervalMs?: number;
+}
+
+export const PLUGIN_NAME = 'temporal-experiments';
+export const WORKFLOWS_PATH = require.resolve('./workflows');
+
+export class ExperimentPlugin extends SimplePlugin {
+  readonly trainers: ReadonlyMap<string, AnyTrainer>;
+  readonly store: CheckpointStore;
+  readonly logger: Logger;
+
+  constructor(options: ExperimentPluginOptions = {}) {
+    const logger = options.logger ?? runtimeLogger() ?? createLogger();
+    if (options.installRuntimeLogger !== false) {
+      try {
+        installRuntimeLogger(logger);
+      } catch (err) {
+        logger.warn({ err: (err as Error).message }, 'pino is not the Temporal Runtime logger: create the plugin before any connection or worker');
+      }
+    }
+    const trainers = new Map<string, AnyTrainer>();
+    for (const t of [...(options.builtInTrainers === false ? [] : builtInTrainers()), ...(options.trainers ?? [])]) {
+      trainers.set(t.name, t);
+    }
+    const store = options.store ?? new LocalCheckpointStore(options.checkpointDir ?? configFromEnv().checkpointDir);
+    super({
+      name: PLUGIN_NAME,
+      workflowsPath: options.workflowsPath ?? WORKFLOWS_PATH,
+      activities: createActivities({ store, trainers, logger, heartbeatIntervalMs: options.heartbeatIntervalMs }),
+    });
+    this.trainers = trainers;
+    this.store = store;
+    this.logger = logger;
+  }
+}

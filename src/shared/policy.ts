@@ -1,0 +1,67 @@
+/**
+ * Session policy defaults and their resolution to milliseconds. The workflow stores the
+ * resolved form so that a later change of defaults never changes a running session.
+ */
+import { requireDuration } from './duration';
+import type { ExperimentSpec, SessionPolicy } from './types';
+
+export const POLICY_DEFAULTS = {
+  defaultTimeout: '30m',
+  longRunningThreshold: '1h',
+  heartbeatTimeout: '30s',
+  maxConcurrent: 4,
+  checkpointsToKeep: 3,
+  onFailure: 'continue',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
+} as const;
+
+/**
+ * Start-to-close timeout used for approved long-running experiments. Temporal requires one of
+ * start-to-close or schedule-to-close, so "no limit" is expressed as ten years; the heartbeat
+ * timeout still detects dead workers and delivers cancellation.
+ */
+export const NO_TIMEOUT_START_TO_CLOSE = '3650 days';
+export const NO_TIMEOUT_MS = 3650 * 86_400_000;
+
+export interface ResolvedPolicy {
+  readonly defaultTimeoutMs: number;
+  readonly longRunningThresholdMs: number;
+  readonly heartbeatTimeoutMs: number;
+  readonly approvalTimeoutMs: number | null;
+  readonly maxConcurrent: number;
+  readonly checkpointsToKeep: number;
+  readonly onFailure: 'continue' | 'stop';
+  readonly retry: {
+    readonly initialIntervalMs: number;
+    readonly backoffCoefficient: number;
+    readonly maximumIntervalMs: number;
+    readonly maximumAttempts: number;
+  };
+}
+
+/** Applies defaults; throws an error naming the field for a malformed duration. */
+export function resolvePolicy(policy: SessionPolicy = {}): ResolvedPolicy {
+  const retry = { ...POLICY_DEFAULTS.retry, ...policy.retry };
+  return {
+    defaultTimeoutMs: requireDuration('policy.defaultTimeout', policy.defaultTimeout ?? POLICY_DEFAULTS.defaultTimeout),
+    longRunningThresholdMs: requireDuration('policy.longRunningThreshold', policy.longRunningThreshold ?? POLICY_DEFAULTS.longRunningThreshold),
+    heartbeatTimeoutMs: requireDuration('policy.heartbeatTimeout', policy.heartbeatTimeout ?? POLICY_DEFAULTS.heartbeatTimeout),
+    approvalTimeoutMs: policy.approvalTimeout === undefined ? null : requireDuration('policy.approvalTimeout', policy.approvalTimeout),
+    maxConcurrent: policy.maxConcurrent ?? POLICY_DEFAULTS.maxConcurrent,
+    checkpointsToKeep: policy.checkpointsToKeep ?? POLICY_DEFAULTS.checkpointsToKeep,
+    onFailure: policy.onFailure ?? POLICY_DEFAULTS.onFailure,
+    retry: {
+      initialIntervalMs: requireDuration('policy.retry.initialInterval', retry.initialInterval),
+      backoffCoefficient: retry.backoffCoefficient,
+      maximumIntervalMs: requireDuration('policy.retry.maximumInterval', retry.maximumInterval),
+      maximumAttempts: retry.maximumAttempts,
+    },
+  };
+}
+
+/** Long-running: flagged explicitly, or estimated to outlast the session's threshold. */
+export function isLongRunning(spec: ExperimentSpec, policy: ResolvedPolicy): boolean {
+  if (spec.longRunning === true) return true;
+  if (spec.estimatedDuration === undefined) return false;
+  return requireDuration(`experiments[${spec.id}].estimatedDuration`, spec.estimatedDuration) > policy.longRunningThresholdMs;
+}

@@ -1,0 +1,153 @@
+/**
+ * The one schema for experiment specs, session policies and pipeline files (zod). The client,
+ * the CLI and the session workflow's update validator all validate through here, so a spec
+ * that one accepts the others accept too. Error messages name the path inside the input
+ * (`experiments[3].params.lr`), what was expected and what was received.
+ */
+import { z } from 'zod';
+import { parseDuration } from './duration';
+import { idProblem } from './ids';
+
+/** Serialised size cap of one experiment's params, in bytes of JSON. */
+export const MAX_PARAMS_BYTES = 64 * 1024;
+/** Most experiments one pipeline file or one update may define. */
+export const MAX_EXPERIMENTS = 10_000;
+
+z.config({ jitless: true });
+
+const id = z.string().superRefine((value, ctx) => {
+  const problem = idProblem('', value);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem.replace(/^: /, '') });
+});
+
+const duration = z.string().refine((v) => parseDuration(v) !== undefined, {
+  message: "expected a duration such as '90s', '15m' or '2h'",
+});
+
+const count = (min: number) => z.number().int().min(min);
+
+export const retryPolicySchema = z.strictObject({
+  initialInterval: duration.optional(),
+  backoffCoefficient: z.number().min(1).max(100).optional(),
+  maximumInterval: duration.optional(),
+  maximumAttempts: count(0).optional(),
+});
+
+export const sessionPolicySchema = z.strictObject({
+  defaultTimeout: duration.optional(),
+  longRunningThreshold: duration.optional(),
+  heartbeatTimeout: duration.optional(),
+  approvalTimeout: duration.optional(),
+  maxConcurrent: count(1).max(1000).optional(),
+  checkpointsToKeep: count(1).max(1000).optional(),
+  onFailure: z.enum(['continue', 'stop']).optional(),
+  retry: retryPolicySchema.optional(),
+});
+
+const params = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
+  const bytes = new TextEncoder().encode(JSON.stringify(value)).length;
+  if (bytes > MAX_PARAMS_BYTES) {
+    ctx.addIssue({ code: 'custom', message: `expected at most ${MAX_PARAMS_BYTES} bytes of JSON, received ${bytes}` });
+  }
+});
+
+export const resumeFromSchema = z.strictObject({
+  experiment: z.string().superRefine((value, ctx) => {
+    const [session, experiment, ...rest] = value.split('/');
+    const problem = rest.length > 0 || experiment === undefined ? 'expected "<sessionId>/<experimentId>"' : idProblem('', session) ?? idProblem('', experiment);
+    if (problem) ctx.addIssue({ code: 'custom', message: `${problem.replace(/^: /, '')}, received ${JSON.stringify(value)}` });
+  }),
+  checkpointId: id.optional(),
+});
+
+export const experimentSpecSchema = z.strictObject({
+  id,
+  trainer: z.string().min(1).max(128),
+  params: params.optional(),
+  estimatedDuration: duration.optional(),
+  longRunning: z.boolean().optional(),
+  resumeFrom: resumeFromSchema.optional(),
+});
+
+/** Specs, checked as a list: ids must be unique (also against `existing`). */
+export function experimentListSchema(existing: readonly string[] = []) {
+  return z
+    .array(experimentSpecSchema)
+    .max(MAX_EXPERIMENTS)
+    .superRefine((specs, ctx) => {
+      const seen = new Set(existing);
+      specs.forEach((spec, i) => {
+        if (seen.has(spec.id)) {
+          ctx.addIssue({ code: 'custom', path: [i, 'id'], message: `expected a unique id, received duplicate ${JSON.stringify(spec.id)}` });
+        }
+        seen.add(spec.id);
+      });
+    });
+}
+
+/** A sweep: `base` params plus a grid; every combination becomes an experiment `<prefix>-<k>=<v>-…`. */
+export const sweepSchema = z.strictObject({
+  idPrefix: id,
+  trainer: z.string().min(1).max(128),
+  params: params.optional(),
+  grid: z.record(z.string().regex(/^[A-Za-z0-9_]+$/), z.array(z.union([z.number(), z.string(), z.boolean()])).min(1).max(100)),
+  estimatedDuration: duration.optional(),
+  longRunning: z.boolean().optional(),
+});
+
+export const pipelineSchema = z.strictObject({
+  session: id,
+  policy: sessionPolicySchema.optional(),
+  experiments: z.array(z.unknown()).optional(),
+  sweeps: z.array(sweepSchema).optional(),
+  preApproved: z.strictObject({ by: z.string().min(1).max(200), note: z.string().max(2000).optional() }).optional(),
+});
+
+export const approveInputSchema = z.strictObject({
+  by: z.string().trim().min(1).max(200),
+  note: z.string().max(2000).optional(),
+});
+
+/** Formats zod issues as `path: message, received …` lines, with the path in the input's own notation. */
+export function formatIssues(error: z.ZodError, prefix = ''): string[] {
+  return error.issues.map((issue) => {
+    const path = issue.path.reduce<string>(
+      (acc, part) => (typeof part === 'number' ? `${acc}[${part}]` : acc ? `${acc}.${String(part)}` : String(part)),
+      prefix,
+    );
+    return `${path || '(root)'}: ${describeIssue(issue)}`;
+  });
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const received = 'input' in issue && issue.input !== undefined ? `, received ${JSON.stringify(issue.input)?.slice(0, 80)}` : '';
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return `unexpected field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+    case 'invalid_type':
+      return `expected ${issue.expected}${received || ', received nothing'}`;
+    case 'too_small':
+    case 'too_big':
+    case 'invalid_format':
+    case 'invalid_value':
+    case 'not_multiple_of':
+      return `${issue.message}${received}`;
+    default:
+      return issue.message.includes('received') ? issue.message : `${issue.message}${received}`;
+  }
+}
+
+/** Thrown for any invalid input; `problems` holds one line per issue, the message the first few. */
+export class InvalidInputError extends Error {
+  override readonly name = 'InvalidInputError';
+  constructor(readonly problems: string[]) {
+    super(problems.length > 3 ? `${problems.slice(0, 3).join('; ')} (and ${problems.length - 3} more)` : problems.join('; '));
+  }
+}
+
+/** Parses `value` with `schema` or throws InvalidInputError with path-named problems. */
+export function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, prefix = ''): T {
+  const parsed = schema.safeParse(value, { reportInput: true });
+  if (!parsed.success) throw new InvalidInputError(formatIssues(parsed.error, prefix));
+  return parsed.data;
+}

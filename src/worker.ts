@@ -1,0 +1,87 @@
+/**
+ * Worker wiring: a Temporal Worker with the ExperimentPlugin, configured from options or the
+ * environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE,
+ * EXPERIMENTS_CHECKPOINT_DIR, LOG_LEVEL). Thin on purpose: behaviour lives in the plugin.
+ *
+ * On SIGTERM or SIGINT the SDK's Runtime shuts the worker down: every running training is
+ * interrupted at once with reason `worker-shutdown`, checkpoints at its next step boundary and
+ * fails its attempt as retryable, so another worker resumes it right away.
+ * `shutdownGraceTime` bounds how long that may take before the worker gives up waiting.
+ */
+import { NativeConnection, Worker, type NativeConnectionOptions } from '@temporalio/worker';
+import { configFromEnv, DEFAULT_ADDRESS } from './config';
+import { createLogger, runtimeLogger, type Logger } from './logging';
+import { ExperimentPlugin, type ExperimentPluginOptions } from './plugin';
+
+export interface ExperimentWorkerOptions extends ExperimentPluginOptions {
+  /** host:port of the Temporal frontend. @default $TEMPORAL_ADDRESS, else localhost:7233 */
+  readonly address?: string;
+  /** An existing connection; replaces `address`. */
+  readonly connection?: NativeConnection;
+  readonly namespace?: string;
+  readonly taskQueue?: string;
+  /** Trainings (activities) run at once by this worker. @default 4 */
+  readonly maxConcurrentActivities?: number;
+  /**
+   * Time a SIGTERM'd worker allows its trainings to checkpoint and stop before it exits anyway.
+   * @default '30s'
+   */
+  readonly shutdownGraceTime?: string | number;
+  /**
+   * Longest time between heartbeats sent to the server; cancellation is delivered in heartbeat
+   * responses, so this bounds how fast a cancel reaches the training loop. @default '1s'
+   */
+  readonly heartbeatThrottle?: string | number;
+  /** Plugin to use instead of building one from these options (the CLI's embedded mode shares one). */
+  readonly plugin?: ExperimentPlugin;
+}
+
+export interface ExperimentWorker {
+  readonly worker: Worker;
+  readonly plugin: ExperimentPlugin;
+  readonly connection: NativeConnection;
+  readonly taskQueue: string;
+  readonly logger: Logger;
+}
+
+export async function createExperimentWorker(options: ExperimentWorkerOptions = {}): Promise<ExperimentWorker> {
+  const env = configFromEnv();
+  const logger = options.logger ?? runtimeLogger() ?? createLogger();
+  const plugin = options.plugin ?? new ExperimentPlugin({ checkpointDir: env.checkpointDir, ...options, logger });
+  const connection =
+    options.connection ?? (await NativeConnection.connect({ address: options.address ?? env.address ?? DEFAULT_ADDRESS } satisfies NativeConnectionOptions));
+  const taskQueue = options.taskQueue ?? env.taskQueue;
+  const worker = await Worker.create({
+    connection,
+    namespace: options.namespace ?? env.namespace,
+    taskQueue,
+    plugins: [plugin],
+    maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities ?? 4,
+    shutdownForceTime: options.shutdownGraceTime ?? '30s',
+    maxHeartbeatThrottleInterval: options.heartbeatThrottle ?? '1s',
+    defaultHeartbeatThrottleInterval: options.heartbeatThrottle ?? '1s',
+  });
+  return { worker, plugin, connection, taskQueue, logger: plugin.logger };
+}
+
+/** Runs a worker until it is shut down (SIGTERM, SIGINT, or `worker.shutdown()`). */
+export async function runExperimentWorker(options: ExperimentWorkerOptions = {}): Promise<void> {
+  const { worker, connection, taskQueue, logger } = await createExperimentWorker(options);
+  logger.info({ taskQueue, pid: process.pid }, 'experiment worker started');
+  try {
+    await worker.run();
+  } finally {
+    if (!options.connection) await connection.close();
+    logger.info({ taskQueue }, 'experiment worker stopped');
+  }
+}
+
+if (require.main === module) {
+  runExperimentWorker().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      (runtimeLogger() ?? createLogger()).error({ err }, 'worker failed');
+      process.exit(1);
+    },
+  );
+}

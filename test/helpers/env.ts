@@ -1,0 +1,156 @@
+/**
+ * Test harness: a real Temporal dev server (TestWorkflowEnvironment on the resolved CLI), the
+ * pino Runtime logger captured into memory, in-process workers with the plugin, and workers
+ * as child processes for tests that send real signals.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Writable } from 'node:stream';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Worker } from '@temporalio/worker';
+import { ExperimentsClient } from '../../src/client';
+import { createTestEnv } from '../../src/dev-server';
+import { createLogger, installRuntimeLogger, runtimeLogger, type Logger } from '../../src/logging';
+import { createExperimentWorker, type ExperimentWorkerOptions } from '../../src/worker';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [field: string]: unknown;
+}
+
+/** Every JSON line the process-wide pino logger wrote, parsed. */
+export const logLines: LogLine[] = [];
+
+function captureLogger(): Logger {
+  const existing = runtimeLogger();
+  if (existing) return existing;
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (line.trim()) logLines.push(JSON.parse(line) as LogLine);
+      }
+      done();
+    },
+  });
+  const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info', destination: sink });
+  installRuntimeLogger(logger);
+  return logger;
+}
+
+export interface Harness {
+  env: TestWorkflowEnvironment;
+  logger: Logger;
+  address: string;
+  tmp: string;
+  teardown(): Promise<void>;
+}
+
+/** Starts the dev server. Fails (never skips) when no Temporal CLI can be found or built. */
+export async function startHarness(): Promise<Harness> {
+  const logger = captureLogger();
+  const env = await createTestEnv();
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'experiments-test-'));
+  const address = env.address;
+  return {
+    env,
+    logger,
+    address,
+    tmp,
+    async teardown() {
+      await env.teardown();
+      fs.rmSync(tmp, { recursive: true, force: true });
+    },
+  };
+}
+
+let queueCounter = 0;
+export function uniqueQueue(name: string): string {
+  return `${name}-${process.pid}-${++queueCounter}`;
+}
+
+export interface RunningWorker {
+  worker: Worker;
+  run: Promise<void>;
+  client: ExperimentsClient;
+  checkpointDir: string;
+  stop(): Promise<void>;
+}
+
+/** An in-process worker with the plugin on its own task queue and checkpoint directory. */
+export async function startWorker(h: Harness, options: ExperimentWorkerOptions & { taskQueue: string }): Promise<RunningWorker> {
+  const checkpointDir = options.checkpointDir ?? path.join(h.tmp, `ck-${options.taskQueue}`);
+  const { worker, plugin } = await createExperimentWorker({ connection: h.env.nativeConnection, logger: h.logger, ...options, checkpointDir });
+  const run = worker.run();
+  const client = new ExperimentsClient({ client: h.env.client, taskQueue: options.taskQueue, trainers: plugin.trainers, store: plugin.store });
+  return {
+    worker,
+    run,
+    client,
+    checkpointDir,
+    async stop() {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await run;
+    },
+  };
+}
+
+export interface ChildWorker {
+  child: ChildProcess;
+  logFile: string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves once the worker logged that it started polling. */
+  ready: Promise<void>;
+}
+
+/** A worker in a child process (`node --import tsx src/worker.ts`), for real signals. */
+export function spawnWorker(h: Harness, opts: { taskQueue: string; checkpointDir: string; name: string; extraEnv?: Record<string, string> }): ChildWorker {
+  const logFile = path.join(h.tmp, `${opts.name}.log`);
+  const out = fs.openSync(logFile, 'a');
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src', 'worker.ts')], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      TEMPORAL_ADDRESS: h.address,
+      TEMPORAL_TASK_QUEUE: opts.taskQueue,
+      EXPERIMENTS_CHECKPOINT_DIR: opts.checkpointDir,
+      LOG_LEVEL: 'info',
+      ...opts.extraEnv,
+    },
+    stdio: ['ignore', out, out],
+  });
+  fs.closeSync(out);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const ready = waitFor(() => fs.readFileSync(logFile, 'utf8').includes('experiment worker started'), { timeoutMs: 60_000, what: `${opts.name} to start (log: ${logFile})` });
+  return { child, logFile, exited, ready };
+}
+
+export function readJsonLines(file: string): LogLine[] {
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as LogLine);
+}
+
+/** Polls `check` until it returns a truthy value; fails with `what` after the timeout. */
+export async function waitFor<T>(check: () => T | Promise<T>, opts: { timeoutMs?: number; intervalMs?: number; what: string }): Promise<NonNullable<T>> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value as NonNullable<T>;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${opts.what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
+  }
+}
