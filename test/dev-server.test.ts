@@ -54,7 +54,7 @@ async function assertSearchAttributesRegistered(connection: Connection, namespac
   }
 }
 
-describe('dev server', { timeout: TIMEOUT * 3 }, () => {
+void describe('dev server', { timeout: TIMEOUT * 3 }, () => {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'dev-server-test-'));
   const dbFile = path.join(tmp, 'temporal.db');
   const logLines: string[] = [];
@@ -70,7 +70,7 @@ describe('dev server', { timeout: TIMEOUT * 3 }, () => {
     rmSync(tmp, { recursive: true, force: true });
   });
 
-  test('gRPC answers and the Web UI returns 200', { timeout: TIMEOUT }, async () => {
+  void test('gRPC answers and the Web UI returns 200', { timeout: TIMEOUT }, async () => {
     assert.ok(server);
     await withClient(server, async (_client, connection) => {
       const info = await connection.workflowService.getSystemInfo({});
@@ -81,7 +81,7 @@ describe('dev server', { timeout: TIMEOUT * 3 }, () => {
     assert.match(await res.text(), /<html/i);
   });
 
-  test('the Web UI allows write actions (cancel, signal, terminate)', { timeout: TIMEOUT }, async () => {
+  void test('the Web UI allows write actions (cancel, signal, terminate)', { timeout: TIMEOUT }, async () => {
     assert.ok(server);
     const res = await fetch(`${server.uiUrl}/api/v1/settings`);
     assert.equal(res.status, 200);
@@ -92,12 +92,12 @@ describe('dev server', { timeout: TIMEOUT * 3 }, () => {
     assert.equal(settings.WorkflowTerminateDisabled, false);
   });
 
-  test('custom search attributes are registered', { timeout: TIMEOUT }, async () => {
+  void test('custom search attributes are registered', { timeout: TIMEOUT }, async () => {
     assert.ok(server);
     await withClient(server, (_client, connection) => assertSearchAttributesRegistered(connection, server!.namespace));
   });
 
-  test('a running workflow survives a server restart with the same db file', { timeout: TIMEOUT }, async () => {
+  void test('a running workflow survives a server restart with the same db file', { timeout: TIMEOUT }, async () => {
     assert.ok(server);
     const workflowId = `persist-${Date.now()}`;
     // No worker polls this queue, so the workflow simply stays Running.
@@ -117,7 +117,7 @@ describe('dev server', { timeout: TIMEOUT * 3 }, () => {
     });
   });
 
-  test('a busy gRPC port fails with a message naming the port and the flag', { timeout: TIMEOUT }, async () => {
+  void test('a busy gRPC port fails with a message naming the port and the flag', { timeout: TIMEOUT }, async () => {
     assert.ok(server);
     const busy = Number(server.address.split(':').pop());
     assert.equal(await isPortFree(busy, '127.0.0.1'), false);
@@ -132,7 +132,7 @@ describe('dev server', { timeout: TIMEOUT * 3 }, () => {
     );
   });
 
-  test('a busy UI port fails with a message naming the port and --ui-port', { timeout: TIMEOUT }, async () => {
+  void test('a busy UI port fails with a message naming the port and --ui-port', { timeout: TIMEOUT }, async () => {
     const blocker = net.createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     const busy = (blocker.address() as net.AddressInfo).port;
@@ -148,8 +148,8 @@ describe('dev server', { timeout: TIMEOUT * 3 }, () => {
   });
 });
 
-describe('createTestEnv', { timeout: TIMEOUT }, () => {
-  test('starts a local environment with the custom search attributes', { timeout: TIMEOUT }, async () => {
+void describe('createTestEnv', { timeout: TIMEOUT }, () => {
+  void test('starts a local environment with the custom search attributes', { timeout: TIMEOUT }, async () => {
     const env = await createTestEnv();
     try {
       await assertSearchAttributesRegistered(env.connection, 'default');

@@ -74,6 +74,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
   let draining = false;
   let wake = true;
   const scopes = new Map<string, CancellationScope>();
+  // Declared before any handler: a buffered signal is delivered as soon as its handler is set.
+  let published = '';
 
   if (!carry && input.preApproved) {
     approval = { by: input.preApproved.by, at: new Date().toISOString(), note: input.preApproved.note ?? null, source: 'pre-approved' };
@@ -268,7 +270,6 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     };
   }
 
-  let published = '';
   function publish(cancelled = false): void {
     const snap = snapshot(cancelled);
     const approvalState = snap.approval.approved ? 'approved' : snap.approval.required ? 'required' : 'not-required';

@@ -333,8 +333,7 @@ void describe('LocalCheckpointStore', () => {
       if (process.getuid?.() !== 0) throw new Error('not root');
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mountPoint], { stdio: 'pipe' });
     } catch (err) {
-      t.skip(`cannot mount a tmpfs here (${err instanceof Error ? err.message.split('\n')[0] : String(err)})`);
-      return;
+      throw new Error(`cannot mount a tmpfs for the real ENOSPC test (needs root and mount permission): ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
     }
     try {
       const store = new LocalCheckpointStore(mountPoint);
@@ -355,6 +354,18 @@ void describe('LocalCheckpointStore', () => {
       // The space is reclaimed: a checkpoint that fits still saves.
       const third = await store.save(KEY, { epoch: 2, step: 0, attempt: 2, data: bytes(20_000, 3) }, 3);
       assert.deepEqual(await store.list(KEY), [third, first]);
+
+      // A blob that takes exactly the free space: the blob lands, the manifest rewrite fails, and the
+      // orphaned blob is removed again.
+      const { bavail, bsize } = await fs.statfs(mountPoint);
+      const manifestFailure = await store.save(KEY, { epoch: 3, step: 0, attempt: 1, data: bytes(bavail * bsize, 4) }, 3).then(
+        () => assert.fail('the manifest should not fit'),
+        (err: Error & { code?: string }) => err,
+      );
+      assert.equal(manifestFailure.code, 'ENOSPC');
+      assert.ok(manifestFailure.message.includes(path.join(dir, '.tmp-manifest.json-')), manifestFailure.message);
+      assert.deepEqual(await store.list(KEY), [third, first]);
+      assert.deepEqual(await entries(dir), [first, third].map((p) => path.basename(fileURLToPath(p.uri))).concat('manifest.json').sort());
     } finally {
       execFileSync('umount', ['-l', mountPoint]);
     }

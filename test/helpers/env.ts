@@ -154,3 +154,16 @@ export async function waitFor<T>(check: () => T | Promise<T>, opts: { timeoutMs?
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
   }
 }
+
+/** The ActivityTaskScheduled attributes of the training activity in a workflow's history. */
+export async function trainingActivitySchedules(h: Harness, workflowId: string) {
+  const history = await h.env.client.workflow.getHandle(workflowId).fetchHistory();
+  return (history.events ?? [])
+    .map((e) => e.activityTaskScheduledEventAttributes)
+    .filter((a): a is NonNullable<typeof a> => a?.activityType?.name === 'trainExperiment');
+}
+
+/** Seconds of a protobuf Duration. */
+export function durationSeconds(d: { seconds?: unknown; nanos?: number | null } | null | undefined): number {
+  return Number(d?.seconds ?? 0) + (d?.nanos ?? 0) / 1e9;
+}

@@ -1,0 +1,24 @@
+# Image of the experiments worker used by docker-compose.yml. TypeScript runs through tsx (a
+# runtime dependency), so there is no build step; dev dependencies (tsc, eslint, playwright)
+# stay out of the image.
+FROM node:20-bookworm-slim
+
+ENV NODE_ENV=production \
+    EXPERIMENTS_CHECKPOINT_DIR=/data/checkpoints
+WORKDIR /app
+
+# Dependencies first: this layer is reused as long as the lockfile does not change.
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev && npm cache clean --force
+
+COPY tsconfig.json ./
+COPY bin ./bin
+COPY src ./src
+
+# The checkpoint dir exists in the image, owned by `node`, so a fresh named volume mounted there
+# inherits that ownership and the unprivileged worker can write to it.
+RUN mkdir -p /data/checkpoints && chown -R node:node /data
+USER node
+VOLUME ["/data/checkpoints"]
+
+CMD ["node", "bin/experiments.js", "worker"]

@@ -1,0 +1,201 @@
+/**
+ * The commands other than `run`: each one connects, makes one ExperimentsClient call and
+ * prints the answer. They stay thin on purpose; validation and behaviour live in the client
+ * library, so the CLI and programmatic users get the same answers.
+ */
+import * as path from 'node:path';
+import { isPortFree, startDevServer } from '../dev-server';
+import { configFromEnv, ENV_VARS } from '../config';
+import { createLogger, installRuntimeLogger } from '../logging';
+import { loadPipeline } from '../pipeline';
+import { approveInputSchema, parseOrThrow } from '../shared/schema';
+import type { ResumeHints } from '../shared/types';
+import { runExperimentWorker } from '../worker';
+import { intOption, stringOption, type ParsedArgs } from './args';
+import { connect, offlineValidator, probeTcp, uiBaseFor, workflowUrl, type Connected } from './connect';
+import { fileLogger } from './embedded';
+import { EXIT, UnreachableError, UsageError } from './errors';
+import { experimentText, hintsText, sessionText } from './output';
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+
+async function withConnection<T>(fn: (c: Connected) => Promise<T>): Promise<T> {
+  const c = await connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.close();
+  }
+}
+
+/** Keys first that people look for first; the rest as the library returns them. */
+function ordered<T extends object>(value: T, first: readonly string[]): T {
+  const out: Record<string, unknown> = {};
+  for (const k of first) if (k in value) out[k] = (value as Record<string, unknown>)[k];
+  for (const [k, v] of Object.entries(value)) if (!(k in out)) out[k] = v;
+  return out as T;
+}
+
+const EXPERIMENT_KEYS = ['kind', 'id', 'sessionId', 'workflowId', 'state', 'timeoutMode', 'attempt', 'epoch', 'epochs', 'latestCheckpoint', 'resumedFrom', 'result', 'reason'];
+
+export async function statusCommand(parsed: ParsedArgs): Promise<number> {
+  const [id] = parsed.positionals;
+  return withConnection(async (c) => {
+    const status = await c.experiments.status(id);
+    if (parsed.options.json) {
+      const json =
+        status.kind === 'session'
+          ? ordered({ ...status, experiments: status.experiments.map((e) => ordered({ ...e, kind: 'experiment' as const }, EXPERIMENT_KEYS)) }, ['kind', 'id', 'state', 'approval', 'experiments'])
+          : ordered({ ...status, kind: 'experiment' as const }, EXPERIMENT_KEYS);
+      say(JSON.stringify(json, null, 2));
+      return EXIT.ok;
+    }
+    if (status.kind === 'session') {
+      say(sessionText(status));
+      const url = workflowUrl(uiBaseFor(c.address), c.namespace, status.id);
+      if (url) say(`\nUI: ${url}`);
+    } else {
+      say(experimentText(status));
+    }
+    return EXIT.ok;
+  });
+}
+
+export async function hintsCommand(parsed: ParsedArgs): Promise<number> {
+  const [id] = parsed.positionals;
+  return withConnection(async (c) => {
+    const hints = await c.experiments.hints(id);
+    const list: ResumeHints[] = Array.isArray(hints) ? hints : [hints];
+    if (parsed.options.json) {
+      const keys = ['id', 'latestCheckpoint', 'epochsRemaining', 'resumeCommand', 'resumeCall', 'warnings'];
+      say(JSON.stringify(Array.isArray(hints) ? list.map((h) => ordered(h, keys)) : ordered(hints, keys), null, 2));
+      return EXIT.ok;
+    }
+    say(list.map(hintsText).join('\n\n') || `session ${id} has no experiments`);
+    return EXIT.ok;
+  });
+}
+
+export async function approveCommand(parsed: ParsedArgs): Promise<number> {
+  const [sessionId] = parsed.positionals;
+  const by = stringOption(parsed, 'by');
+  if (by === undefined) throw new UsageError(`\`experiments approve\` needs --by NAME (who approves; it goes into the audit record)`);
+  const note = stringOption(parsed, 'note');
+  const input = parseOrThrow(approveInputSchema, note === undefined ? { by } : { by, note }, 'approve');
+  return withConnection(async (c) => {
+    const snap = await c.experiments.sessionSnapshot(sessionId);
+    if (['completed', 'failed', 'cancelled'].includes(snap.state)) {
+      throw new UsageError(`session ${JSON.stringify(sessionId)} has ended (${snap.state}); there is nothing to approve`);
+    }
+    await c.experiments.approve(sessionId, input);
+    const waiting = snap.experiments.filter((e) => e.state === 'awaiting-approval').map((e) => e.id);
+    say(
+      snap.approval.approved
+        ? `Session ${sessionId} was already approved by ${snap.approval.by}; your approval is added to the audit.`
+        : `Approved session ${sessionId} as ${input.by}${waiting.length ? `; starting ${waiting.join(', ')}` : ''}.`,
+    );
+    return EXIT.ok;
+  });
+}
+
+export async function cancelCommand(parsed: ParsedArgs): Promise<number> {
+  const [id] = parsed.positionals;
+  const reason = stringOption(parsed, 'reason');
+  return withConnection(async (c) => {
+    await c.experiments.cancel(id, reason);
+    say(`Cancellation requested for ${id}${reason ? ` (${reason})` : ''}; running experiments checkpoint and end interrupted.`);
+    return EXIT.ok;
+  });
+}
+
+export async function resumeCommand(parsed: ParsedArgs): Promise<number> {
+  const [id] = parsed.positionals;
+  const session = stringOption(parsed, 'session');
+  const approveAs = stringOption(parsed, 'approve-as');
+  const preApproved = approveAs ? parseOrThrow(approveInputSchema, { by: approveAs, note: 'approved with --approve-as at resume' }, '--approve-as') : undefined;
+  if (session && preApproved) throw new UsageError('--approve-as applies to a new session; with --session, approve that session with `experiments approve`');
+  return withConnection(async (c) => {
+    const r = await c.experiments.resume(id, { session, preApproved });
+    say(`Resumed ${id} as ${r.workflowId} (session ${r.sessionId}).`);
+    say(`Follow it with: experiments status ${r.workflowId}`);
+    const url = workflowUrl(uiBaseFor(c.address), c.namespace, r.sessionId);
+    if (url) say(`UI: ${url}`);
+    return EXIT.ok;
+  });
+}
+
+export async function submitCommand(parsed: ParsedArgs): Promise<number> {
+  const [sessionId, file] = parsed.positionals;
+  const config = configFromEnv();
+  // Offline first: a bad file fails before any connection, with paths inside the file.
+  loadPipeline(file, offlineValidator(config), { requireSession: false });
+  return withConnection(async (c) => {
+    const snap = await c.experiments.sessionSnapshot(sessionId);
+    if (['completed', 'failed', 'cancelled'].includes(snap.state)) {
+      throw new UsageError(`session ${JSON.stringify(sessionId)} has ended (${snap.state}); start a new session with \`experiments run\``);
+    }
+    const pipeline = loadPipeline(file, c.experiments, { requireSession: false, existingIds: snap.experiments.map((e) => e.id) });
+    if (pipeline.session !== undefined && pipeline.session !== sessionId) {
+      process.stderr.write(`note: ${file} names session ${JSON.stringify(pipeline.session)}; adding to ${JSON.stringify(sessionId)} as asked\n`);
+    }
+    if (pipeline.policy !== undefined) process.stderr.write(`note: the policy in ${file} is ignored; a running session keeps its own\n`);
+    const added = await c.experiments.addExperiments(sessionId, pipeline.experiments);
+    say(`Added ${added.length} experiment(s) to session ${sessionId}:`);
+    for (const id of added) say(`  ${id}`);
+    return EXIT.ok;
+  });
+}
+
+export async function workerCommand(parsed: ParsedArgs): Promise<number> {
+  const config = configFromEnv();
+  const taskQueue = stringOption(parsed, 'task-queue') ?? config.taskQueue;
+  const checkpointDir = path.resolve(stringOption(parsed, 'checkpoint-dir') ?? config.checkpointDir);
+  const maxConcurrentActivities = intOption(parsed, 'max-concurrent-activities', 1, 1000);
+  const address = config.address ?? 'localhost:7233';
+  // Probe first, so a missing server is exit 3 naming the address rather than a native stack.
+  try {
+    await probeTcp(address);
+  } catch (err) {
+    throw new UnreachableError(`cannot reach the Temporal server at ${address} (${(err as Error).message}); start one with \`experiments server\`, or set ${ENV_VARS.address}`);
+  }
+  // The worker is a service: its logs are its output (stdout, pretty on a terminal).
+  const logger = createLogger();
+  installRuntimeLogger(logger);
+  logger.info({ address, namespace: config.namespace, taskQueue, checkpointDir }, 'connecting');
+  await runExperimentWorker({ address, namespace: config.namespace, taskQueue, checkpointDir, maxConcurrentActivities, logger });
+  return EXIT.ok;
+}
+
+export async function serverCommand(parsed: ParsedArgs): Promise<number> {
+  const port = intOption(parsed, 'port', 1, 65535) ?? 7233;
+  const uiPort = intOption(parsed, 'ui-port', 1, 65535) ?? (port + 1000 <= 65535 ? port + 1000 : undefined);
+  if (uiPort === undefined) throw new UsageError(`--ui-port: needed when --port is above ${65535 - 1000}`);
+  if (uiPort === port) throw new UsageError(`--ui-port: expected a port other than the gRPC port ${port}`);
+  const dbFile = stringOption(parsed, 'db-file');
+  for (const [p, flag] of [[port, '--port'], [uiPort, '--ui-port']] as const) {
+    if (!(await isPortFree(p))) throw new UsageError(`port ${p} on 127.0.0.1 is already in use; stop whatever uses it or choose another with ${flag} PORT`);
+  }
+  const { logger, logFile } = fileLogger('server');
+  say(`Starting the Temporal dev server (log: ${path.relative(process.cwd(), logFile) || logFile})…`);
+  const server = await startDevServer({ port, uiPort, dbFile, log: (line) => logger.info({ source: 'temporal-server' }, line) });
+  say(`Temporal server ready.`);
+  say(`  gRPC:     ${server.address}`);
+  say(`  Web UI:   http://localhost:${uiPort}`);
+  say(`  database: ${server.dbFile}`);
+  say(`Use it from other shells with: export ${ENV_VARS.address}=${server.address}`);
+  say('Ctrl-C stops it.');
+  const stopped = new Promise<'signal' | 'exit'>((resolve) => {
+    process.once('SIGINT', () => resolve('signal'));
+    process.once('SIGTERM', () => resolve('signal'));
+    server.process.once('exit', () => resolve('exit'));
+  });
+  const why = await stopped;
+  if (why === 'exit') {
+    process.stderr.write('experiments: the Temporal server exited unexpectedly (see the log)\n');
+    return EXIT.failed;
+  }
+  say('Stopping the Temporal server…');
+  await server.stop();
+  say('Stopped.');
+  return EXIT.ok;
+}

@@ -1,0 +1,131 @@
+/**
+ * Connecting the CLI to a Temporal server named by TEMPORAL_ADDRESS. A command that cannot
+ * reach the server must say so quickly and name the address (exit 3), rather than hang in the
+ * SDK's reconnect loop: a plain TCP probe first catches "refused" and "unknown host" at once,
+ * and the gRPC connect gets a short deadline for everything else.
+ */
+import * as net from 'node:net';
+import { Client, Connection } from '@temporalio/client';
+import { ExperimentsClient } from '../client';
+import { configFromEnv, DEFAULT_ADDRESS, ENV_VARS, type RuntimeConfig } from '../config';
+import { UnreachableError, UsageError } from './errors';
+
+/** Deadline of the gRPC connect (the TCP probe has its own, shorter one). */
+export const CONNECT_TIMEOUT_MS = 5_000;
+const PROBE_TIMEOUT_MS = 3_000;
+
+export interface Connected {
+  readonly address: string;
+  readonly namespace: string;
+  readonly connection: Connection;
+  readonly client: Client;
+  readonly experiments: ExperimentsClient;
+  close(): Promise<void>;
+}
+
+/** Splits `host:port` (or `[v6]:port`); throws a UsageError naming the variable otherwise. */
+export function parseAddress(address: string, source = ENV_VARS.address): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(address) ?? /^([^:[\]\s]+):(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port < 1 || port > 65535) throw new UsageError(`${source}: expected host:port such as localhost:7233, received ${JSON.stringify(address)}`);
+  return { host: m[1], port };
+}
+
+/** Resolves when a TCP connection opens; rejects with a one-line reason when it cannot. */
+export async function probeTcp(address: string, timeoutMs = PROBE_TIMEOUT_MS): Promise<void> {
+  const { host, port } = parseAddress(address);
+  await new Promise<void>((resolve, reject) => {
+    const socket = net.connect({ host, port });
+    const done = (err?: Error) => {
+      socket.removeAllListeners();
+      socket.destroy();
+      if (err) reject(err);
+      else resolve();
+    };
+    socket.setTimeout(timeoutMs, () => done(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+    socket.once('connect', () => done());
+    socket.once('error', (err) => done(err));
+  });
+}
+
+function unreachable(address: string, why: string): UnreachableError {
+  return new UnreachableError(
+    `cannot reach the Temporal server at ${address} (${why}); is it running? Start one with \`experiments server\`, or set ${ENV_VARS.address}`,
+  );
+}
+
+function probeReason(err: NodeJS.ErrnoException): string {
+  switch (err.code) {
+    case 'ECONNREFUSED':
+      return 'connection refused';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'unknown host';
+    case 'ETIMEDOUT':
+      return err.message;
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return 'host unreachable';
+    default:
+      return err.message;
+  }
+}
+
+/** Connects a Client and an ExperimentsClient to `address` (default: TEMPORAL_ADDRESS, else localhost:7233). */
+export async function connect(options: { address?: string; config?: RuntimeConfig } = {}): Promise<Connected> {
+  const config = options.config ?? configFromEnv();
+  const address = options.address ?? config.address ?? DEFAULT_ADDRESS;
+  parseAddress(address);
+  try {
+    await probeTcp(address);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // A timeout may be a proxy or a slow network; let the gRPC connect have its say then.
+    if (code !== 'ETIMEDOUT') throw unreachable(address, probeReason(err as NodeJS.ErrnoException));
+  }
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({ address, connectTimeout: CONNECT_TIMEOUT_MS });
+  } catch (err) {
+    throw unreachable(address, (err as Error).message.split('\n')[0]);
+  }
+  const client = new Client({ connection, namespace: config.namespace });
+  const experiments = new ExperimentsClient({ client, taskQueue: config.taskQueue });
+  return {
+    address,
+    namespace: config.namespace,
+    connection,
+    client,
+    experiments,
+    close: () => connection.close(),
+  };
+}
+
+/**
+ * An ExperimentsClient that validates only: its Client has a lazy connection that is never
+ * used, so pipeline files can be checked before any server exists.
+ */
+export function offlineValidator(config: RuntimeConfig = configFromEnv()): ExperimentsClient {
+  return new ExperimentsClient({ client: new Client({ connection: Connection.lazy({ address: config.address ?? DEFAULT_ADDRESS }) }), taskQueue: config.taskQueue });
+}
+
+/**
+ * The Web UI address for a server address: TEMPORAL_UI_URL when set, else, for a server on
+ * this machine, the dev server's convention of UI port = gRPC port + 1000. Undefined otherwise.
+ */
+export function uiBaseFor(address: string): string | undefined {
+  const explicit = process.env.TEMPORAL_UI_URL;
+  if (explicit) return explicit.replace(/\/+$/, '');
+  try {
+    const { host, port } = parseAddress(address);
+    if (!['localhost', '127.0.0.1', '::1', '0.0.0.0'].includes(host) || port + 1000 > 65535) return undefined;
+    return `http://localhost:${port + 1000}`;
+  } catch {
+    return undefined;
+  }
+}
+
+export function workflowUrl(uiBase: string | undefined, namespace: string, workflowId: string): string | undefined {
+  if (!uiBase) return undefined;
+  return `${uiBase}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}`;
+}

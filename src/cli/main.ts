@@ -1,0 +1,87 @@
+/**
+ * Entry point of the `experiments` command (bin/experiments.js loads it through tsx): picks the
+ * command, runs it, and turns its outcome into the exit-code contract of errors.ts. Command
+ * modules load lazily so `--help` and `--version` answer without loading the Temporal SDK.
+ */
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { COMMANDS, commandHelp, findCommand, mainHelp, parseArgs, type ParsedArgs } from './args';
+import { classify, EXIT, UsageError } from './errors';
+
+type Handler = (parsed: ParsedArgs) => Promise<number>;
+
+/**
+ * Loads a command module on first use. `require` rather than `import()`: this package is
+ * CommonJS, and tsx's require hook compiles the TypeScript module.
+ */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const lazy = <T>(id: string) => (): T => require(id) as T;
+const runModule = lazy<typeof import('./run')>('./run');
+const commands = lazy<typeof import('./commands')>('./commands');
+
+const HANDLERS: Record<string, () => Handler> = {
+  run: () => runModule().runCommand,
+  submit: () => commands().submitCommand,
+  approve: () => commands().approveCommand,
+  status: () => commands().statusCommand,
+  hints: () => commands().hintsCommand,
+  cancel: () => commands().cancelCommand,
+  resume: () => commands().resumeCommand,
+  worker: () => commands().workerCommand,
+  server: () => commands().serverCommand,
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(path.resolve(__dirname, '..', '..', 'package.json'), 'utf8')) as { name: string; version: string };
+  return `${pkg.name} ${pkg.version}`;
+}
+
+/** Runs one command line and resolves with its exit code; never throws. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  try {
+    if (name === undefined) {
+      process.stdout.write(`${mainHelp()}\n`);
+      throw new UsageError('missing a command (see the list above)');
+    }
+    if (name === '--version' || name === '-v' || name === 'version') {
+      process.stdout.write(`${version()}\n`);
+      return EXIT.ok;
+    }
+    if (name === '--help' || name === '-h' || name === 'help') {
+      const topic = rest.find((a) => !a.startsWith('-'));
+      if (topic === undefined) {
+        process.stdout.write(`${mainHelp()}\n`);
+        return EXIT.ok;
+      }
+      const spec = findCommand(topic);
+      if (!spec || topic === 'help') throw new UsageError(`unknown command ${JSON.stringify(topic)} (commands: ${COMMANDS.map((c) => c.name).join(', ')})`);
+      process.stdout.write(`${commandHelp(spec)}\n`);
+      return EXIT.ok;
+    }
+    const spec = findCommand(name);
+    const load = HANDLERS[name];
+    if (!spec || !load) {
+      const hint = name.startsWith('-') ? `unknown option ${name}` : `unknown command ${JSON.stringify(name)}`;
+      throw new UsageError(`${hint} (commands: ${COMMANDS.map((c) => c.name).join(', ')}; see \`experiments --help\`)`);
+    }
+    const parsed = parseArgs(spec, rest);
+    if (parsed.help) {
+      process.stdout.write(`${commandHelp(spec)}\n`);
+      return EXIT.ok;
+    }
+    return await load()(parsed);
+  } catch (err) {
+    const c = classify(err, { address: process.env.TEMPORAL_ADDRESS });
+    if (c.message) process.stderr.write(`experiments: ${c.message}\n`);
+    if (c.unexpected && process.env.EXPERIMENTS_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    return c.code;
+  }
+}
+
+/** Runs `main` and exits the process with its code once stdout and stderr are flushed. */
+export function cli(argv: readonly string[]): void {
+  void main(argv).then((code) => {
+    process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
+  });
+}

@@ -1,0 +1,152 @@
+/**
+ * Checks docker-compose.yml against the code it deploys: the worker must get exactly the
+ * environment variables src/config.ts reads, a persistent checkpoint volume, and the one-shot
+ * service must register every search attribute the plugin writes. CI has no Docker engine, so
+ * these are structural checks; when a compose CLI is installed we also let it validate the file.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parse } from 'yaml';
+import { ENV_VARS } from '../src/config';
+import { SEARCH_ATTRIBUTES } from '../src/shared/search-attributes';
+
+const ROOT = path.resolve(__dirname, '..');
+const COMPOSE_FILE = path.join(ROOT, 'docker-compose.yml');
+
+interface Service {
+  image?: string;
+  build?: unknown;
+  environment?: Record<string, string> | string[];
+  ports?: (string | { target: number; published: number | string })[];
+  volumes?: (string | { type?: string; source?: string; target: string })[];
+  command?: string | string[];
+  entrypoint?: string | string[];
+  depends_on?: string[] | Record<string, { condition?: string }>;
+}
+interface ComposeFile {
+  services: Record<string, Service>;
+  volumes?: Record<string, unknown>;
+}
+
+const compose = parse(readFileSync(COMPOSE_FILE, 'utf8')) as ComposeFile;
+
+function service(name: string): Service {
+  const svc = compose.services?.[name];
+  assert.ok(svc, `docker-compose.yml has no service "${name}"`);
+  return svc;
+}
+
+/** Compose allows both the map and the KEY=VALUE list form. */
+function env(svc: Service): Record<string, string> {
+  const e = svc.environment ?? {};
+  if (!Array.isArray(e)) return Object.fromEntries(Object.entries(e).map(([k, v]) => [k, String(v)]));
+  return Object.fromEntries(e.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+}
+
+function publishedPorts(svc: Service): { published: string; target: string }[] {
+  return (svc.ports ?? []).map((p) => {
+    if (typeof p !== 'string') return { published: String(p.published), target: String(p.target) };
+    const parts = p.split(':'); // [ip:]published:target
+    return { published: parts[parts.length - 2] ?? '', target: parts[parts.length - 1] ?? '' };
+  });
+}
+
+function volumeMounts(svc: Service): { source: string; target: string }[] {
+  return (svc.volumes ?? []).map((v) => {
+    if (typeof v !== 'string') return { source: v.source ?? '', target: v.target };
+    const [source = '', target = ''] = v.split(':');
+    return { source, target };
+  });
+}
+
+function commandText(svc: Service): string {
+  const parts = [svc.entrypoint, svc.command].flat().filter((x): x is string => typeof x === 'string');
+  return parts.join(' ');
+}
+
+function dependsOn(svc: Service): Record<string, string | undefined> {
+  const d = svc.depends_on ?? [];
+  if (Array.isArray(d)) return Object.fromEntries(d.map((name) => [name, undefined]));
+  return Object.fromEntries(Object.entries(d).map(([name, v]) => [name, v?.condition]));
+}
+
+void test('temporal runs the server on PostgreSQL', () => {
+  const temporal = service('temporal');
+  assert.match(temporal.image ?? '', /^temporalio\/(auto-setup|server):\d/, 'pinned temporalio/auto-setup or temporalio/server image');
+  const e = env(temporal);
+  assert.match(e.DB ?? '', /^postgres/);
+  assert.equal(e.POSTGRES_SEEDS, 'postgresql');
+  assert.ok(e.POSTGRES_USER && e.POSTGRES_PWD, 'postgres credentials set');
+  assert.ok(publishedPorts(temporal).some((p) => p.target === '7233'), 'gRPC port 7233 published for host clients');
+
+  const pg = service('postgresql');
+  assert.match(pg.image ?? '', /^postgres:\d/);
+  assert.equal(env(pg).POSTGRES_USER, e.POSTGRES_USER);
+  assert.equal(env(pg).POSTGRES_PASSWORD, e.POSTGRES_PWD);
+});
+
+void test('temporal-ui points at temporal:7233 and publishes 8080', () => {
+  const ui = service('temporal-ui');
+  assert.match(ui.image ?? '', /^temporalio\/ui:\d/);
+  assert.equal(env(ui).TEMPORAL_ADDRESS, 'temporal:7233');
+  assert.ok(
+    publishedPorts(ui).some((p) => p.published === '8080' && p.target === '8080'),
+    `port 8080 published; got ${JSON.stringify(ui.ports)}`,
+  );
+});
+
+void test('worker is built from this repo and configured through the env vars src/config.ts reads', () => {
+  const worker = service('worker');
+  const build = worker.build;
+  const context = typeof build === 'string' ? build : (build as { context?: string } | undefined)?.context;
+  assert.equal(context, '.', 'worker builds from the repository root (Dockerfile)');
+
+  const e = env(worker);
+  assert.equal(ENV_VARS.address, 'TEMPORAL_ADDRESS');
+  for (const key of ['address', 'namespace', 'taskQueue', 'checkpointDir'] as const) {
+    assert.ok(e[ENV_VARS[key]], `worker sets ${ENV_VARS[key]} (ENV_VARS.${key})`);
+  }
+  assert.equal(e[ENV_VARS.address], 'temporal:7233');
+  const unknown = Object.keys(e).filter((name) => !(Object.values(ENV_VARS) as string[]).includes(name));
+  assert.deepEqual(unknown, [], 'every worker env var is one the code reads (ENV_VARS)');
+
+  const checkpointDir = e[ENV_VARS.checkpointDir];
+  const mount = volumeMounts(worker).find((m) => m.target === checkpointDir);
+  assert.ok(mount, `a volume is mounted at ${checkpointDir}`);
+  assert.ok(compose.volumes && mount.source in compose.volumes, `${mount.source} is a named volume, so checkpoints survive container re-creation`);
+
+  assert.equal(dependsOn(worker)['temporal-admin-tools'], 'service_completed_successfully', 'worker starts after the search attributes exist');
+});
+
+void test('temporal-admin-tools registers every search attribute in SEARCH_ATTRIBUTES', () => {
+  const admin = service('temporal-admin-tools');
+  assert.match(admin.image ?? '', /^temporalio\/admin-tools:\d/);
+  assert.equal(env(admin).TEMPORAL_ADDRESS, 'temporal:7233');
+  const text = commandText(admin);
+  assert.match(text, /temporal operator search-attribute create/);
+  for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES)) {
+    assert.match(text, new RegExp(`\\b${name}=${type}\\b`), `${name}=${type} is registered by temporal-admin-tools`);
+  }
+});
+
+void test('a compose CLI, when installed, accepts the file', (t) => {
+  // The CI machine has the docker client but neither the compose plugin nor a daemon; Debian only
+  // packages the older docker-compose v1. `config -q` needs no daemon, so use whichever exists,
+  // and say so when none does: the structural tests above still ran.
+  const candidates: [string, string[]][] = [
+    ['docker', ['compose', '-f', COMPOSE_FILE, 'config', '-q']],
+    ['docker-compose', ['-f', COMPOSE_FILE, 'config', '-q']],
+  ];
+  for (const [cmd, args] of candidates) {
+    const probe = spawnSync(cmd, cmd === 'docker' ? ['compose', 'version'] : ['version'], { encoding: 'utf8' });
+    if (probe.status !== 0) continue;
+    const res = spawnSync(cmd, args, { encoding: 'utf8', cwd: ROOT });
+    assert.equal(res.status, 0, `${cmd} ${args.join(' ')} failed:\n${res.stderr}`);
+    t.diagnostic(`validated with ${cmd} (${probe.stdout.split('\n')[0]})`);
+    return;
+  }
+  t.diagnostic('no compose CLI installed (neither `docker compose` nor `docker-compose`): structural checks only');
+});
