@@ -225,10 +225,12 @@ async function buildWithGo(go: string, log: (line: string) => void): Promise<{ p
         'This happens once and takes a few minutes (later runs reuse it).',
     );
     const started = Date.now();
-    await runGoInstall(go, staging, log, started);
-    const produced = path.join(staging, path.basename(target));
-    await fs.rename(produced, target);
-    await fs.rm(staging, { recursive: true, force: true });
+    try {
+      await runGoInstall(go, staging, log, started);
+      await fs.rename(path.join(staging, path.basename(target)), target);
+    } finally {
+      await fs.rm(staging, { recursive: true, force: true });
+    }
     log(`Temporal CLI built in ${Math.round((Date.now() - started) / 1000)} s: ${target}`);
     return { path: target, builtHere: true };
   } finally {

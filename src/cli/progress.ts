@@ -133,7 +133,7 @@ export class LogView implements ProgressView {
         if (e.state !== 'running') continue;
       }
       if (e.state !== 'running') continue;
-      if (prev && prev.state === 'running' && e.attempt !== prev.attempt && e.attempt > 0) {
+      if (prev && prev.state === 'running' && e.attempt !== prev.attempt && prev.attempt > 0) {
         this.line(`${e.id}: attempt ${e.attempt}${e.resumedFrom !== null ? ` (resumed from epoch ${e.resumedFrom})` : ''}`);
       }
       if (e.epoch !== (prev?.state === 'running' ? prev.epoch : -1) && e.epoch > 0) {
