@@ -10,6 +10,7 @@
  *   deadline and activity pause all set `interrupted` with a reason; the trainer checkpoints at
  *   its next step boundary and returns, and the reason decides how the attempt ends.
  */
+import { AsyncResource } from 'node:async_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Logger } from 'pino';
@@ -121,13 +122,15 @@ async function train(
     abort.abort(why);
     resolveInterruption(why);
   };
-  const onCancel = () => interrupt(reasonFromCancellation(ctx));
+  // Cancellation and the deadline fire from outside this run's async context: bind them to it so
+  // their log lines carry the run's fields.
+  const onCancel = AsyncResource.bind(() => interrupt(reasonFromCancellation(ctx)));
   ctx.cancellationSignal.addEventListener('abort', onCancel);
   let deadlineTimer: NodeJS.Timeout | undefined;
   if (input.timeoutMode === 'bounded') {
     const timeoutMs = info.startToCloseTimeoutMs;
     const due = info.currentAttemptScheduledTimestampMs + timeoutMs - deadlineMargin(timeoutMs) - Date.now();
-    deadlineTimer = setTimeout(() => interrupt('timed-out'), Math.max(0, due));
+    deadlineTimer = setTimeout(AsyncResource.bind(() => interrupt('timed-out')), Math.max(0, due));
   }
 
   let lastYield = performance.now();

@@ -12,6 +12,7 @@ import { approveInputSchema, parseOrThrow } from '../shared/schema';
 import type { ResumeHints } from '../shared/types';
 import { runExperimentWorker } from '../worker';
 import { intOption, stringOption, type ParsedArgs } from './args';
+import { cancelWithReason } from './cancel';
 import { connect, offlineValidator, probeTcp, uiBaseFor, workflowUrl, type Connected } from './connect';
 import { fileLogger } from './embedded';
 import { EXIT, UnreachableError, UsageError } from './errors';
@@ -102,7 +103,7 @@ export async function cancelCommand(parsed: ParsedArgs): Promise<number> {
   const [id] = parsed.positionals;
   const reason = stringOption(parsed, 'reason');
   return withConnection(async (c) => {
-    await c.experiments.cancel(id, reason);
+    await cancelWithReason(c.experiments, id, reason);
     say(`Cancellation requested for ${id}${reason ? ` (${reason})` : ''}; running experiments checkpoint and end interrupted.`);
     return EXIT.ok;
   });

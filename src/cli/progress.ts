@@ -229,9 +229,14 @@ export class BarsView implements ProgressView {
     }
   };
 
+  /** Above the bars. Each line clears its row first: the bar drawn there before may be longer. */
+  private log(line: string): void {
+    this.multibar.log(`\x1b[2K${line}\n`);
+  }
+
   note(line: string): void {
     if (this.stopped) this.out.write(`${line}\n`);
-    else this.multibar.log(`${line}\n`);
+    else this.log(line);
   }
 
   update(snap: LiveSnapshot): void {
@@ -254,7 +259,7 @@ export class BarsView implements ProgressView {
       if (terminal && !this.ended.has(e.id)) {
         this.ended.add(e.id);
         const mark = e.state === 'completed' ? this.st.green('✓') : this.st.red('✗');
-        this.multibar.log(`${mark} ${e.id.padEnd(this.idWidth)} ${endLine(e)}\n`);
+        this.log(`${mark} ${e.id.padEnd(this.idWidth)} ${endLine(e)}`);
       }
     }
   }

@@ -20,6 +20,7 @@ import { storeKey } from '../shared/ids';
 import { approveInputSchema, parseOrThrow } from '../shared/schema';
 import type { ApproveInput } from '../shared/types';
 import { stringOption, type ParsedArgs } from './args';
+import { cancelWithReason } from './cancel';
 import { connect, offlineValidator, uiBaseFor, workflowUrl } from './connect';
 import { startEmbedded, StartAborted, type Embedded } from './embedded';
 import { EXIT, ExitCode, UsageError } from './errors';
@@ -253,7 +254,7 @@ async function watch(target: Target, sessionId: string, interrupts: Interrupts, 
     }
     if (n === 1) {
       view?.note(`Ctrl-C: cancelling session ${sessionId}; running experiments checkpoint and stop (Ctrl-C again stops the worker at once)`);
-      experiments.cancel(sessionId, 'interrupted with Ctrl-C from experiments run').catch((err: unknown) => view?.note(`cancel failed: ${(err as Error).message}`));
+      cancelWithReason(experiments, sessionId, 'interrupted with Ctrl-C from experiments run').catch((err: unknown) => view?.note(`cancel failed: ${(err as Error).message}`));
     } else if (n === 2) {
       view?.note('Ctrl-C again: stopping the worker now (trainings checkpoint at their next step)');
       target.embedded.stopWorker();

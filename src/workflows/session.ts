@@ -72,6 +72,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
   let stopping: string | null = carry?.stopping ?? null;
   let running = 0;
   let draining = false;
+  let cancelled = false;
   let wake = true;
   const scopes = new Map<string, CancellationScope>();
   // Declared before any handler: a buffered signal is delivered as soon as its handler is set.
@@ -227,7 +228,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     workflowInfo().historyLength >= (input.continueAsNewAfterEvents ?? DEFAULT_CONTINUE_AS_NEW_AFTER_EVENTS) ||
     workflowInfo().continueAsNewSuggested;
 
-  function sessionState(cancelled: boolean): SessionState {
+  function sessionState(): SessionState {
     if (cancelled) return 'cancelled';
     const all = [...rows.values()];
     if (all.every(isTerminal) && (!input.keepOpen || closeRequested)) {
@@ -237,12 +238,12 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     return 'running';
   }
 
-  function snapshot(cancelled = false): SessionSnapshot {
+  function snapshot(): SessionSnapshot {
     const required = [...rows.values()].some(needsApproval);
     return {
       kind: 'session',
       id: sessionId,
-      state: sessionState(cancelled),
+      state: sessionState(),
       approval: { required, approved: approval !== null, by: approval?.by ?? null, at: approval?.at ?? null, note: approval?.note ?? null },
       audit,
       policy,
@@ -270,8 +271,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     };
   }
 
-  function publish(cancelled = false): void {
-    const snap = snapshot(cancelled);
+  function publish(): void {
+    const snap = snapshot();
     const approvalState = snap.approval.approved ? 'approved' : snap.approval.required ? 'required' : 'not-required';
     const key = `${snap.state}|${approvalState}`;
     // Search attributes and memo change only when the session state or approval does, so a
@@ -307,6 +308,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     }
   } catch (err) {
     if (!isCancellation(err)) throw err;
+    cancelled = true;
     await CancellationScope.nonCancellable(async () => {
       for (const row of rows.values()) {
         if (row.state === 'queued' || row.state === 'awaiting-approval') {
@@ -315,7 +317,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
         }
       }
       await condition(() => running === 0);
-      publish(true);
+      publish();
       await condition(allHandlersFinished);
     });
     log.info('session cancelled', { sessionId });

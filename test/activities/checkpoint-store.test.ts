@@ -325,7 +325,7 @@ void describe('LocalCheckpointStore', () => {
     assert.deepEqual(blobs, kept.map((p) => path.basename(fileURLToPath(p.uri))).sort());
   });
 
-  void test('ENOSPC on a full filesystem leaves the previous checkpoint intact', async (t) => {
+  void test('ENOSPC on a full filesystem leaves the previous checkpoint intact', async () => {
     // A real full filesystem: a 256 KiB tmpfs. Needs root and permission to mount (a container
     // without CAP_SYS_ADMIN cannot); the EFBIG test below covers the same path without either.
     const mountPoint = await newRoot();
@@ -333,7 +333,7 @@ void describe('LocalCheckpointStore', () => {
       if (process.getuid?.() !== 0) throw new Error('not root');
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mountPoint], { stdio: 'pipe' });
     } catch (err) {
-      throw new Error(`cannot mount a tmpfs for the real ENOSPC test (needs root and mount permission): ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+      throw new Error(`cannot mount a tmpfs for the real ENOSPC test (needs root and mount permission): ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`, { cause: err });
     }
     try {
       const store = new LocalCheckpointStore(mountPoint);

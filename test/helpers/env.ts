@@ -125,7 +125,10 @@ export function spawnWorker(h: Harness, opts: { taskQueue: string; checkpointDir
   });
   fs.closeSync(out);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  const ready = waitFor(() => fs.readFileSync(logFile, 'utf8').includes('experiment worker started'), { timeoutMs: 60_000, what: `${opts.name} to start (log: ${logFile})` });
+  const ready = waitFor(() => fs.readFileSync(logFile, 'utf8').includes('experiment worker started'), {
+    timeoutMs: 60_000,
+    what: `${opts.name} to start (log: ${logFile})`,
+  }).then(() => undefined);
   return { child, logFile, exited, ready };
 }
 
