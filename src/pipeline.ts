@@ -353,7 +353,7 @@ export function parsePipeline(raw: unknown, validator: SpecValidator, options: P
         .join(', ');
       const idIssue = idProblem('', point.spec.id);
       if (idIssue) {
-        add(`${at}.idPrefix: the derived experiment id for ${where} is not a valid id ${idIssue.replace(/^: /, '')}`);
+        add(`${at}.idPrefix: the derived experiment id for ${where} is not a valid id: ${idIssue.replace(/^: /, '')}`);
         continue;
       }
       const first = owner.get(point.spec.id);
