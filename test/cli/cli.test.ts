@@ -115,7 +115,7 @@ describe('experiments CLI', { timeout: TIMEOUT * 4 }, () => {
     const file = writeFile('run.json', {
       session: runSession,
       policy: { maxConcurrent: 3 },
-      experiments: [{ id: 'long', trainer: 'mlp', params: tiny({ epochs: 3 }), longRunning: true }],
+      experiments: [{ id: 'long', trainer: 'mlp', params: tiny({ epochs: 3, stepDelayMs: 300 }), longRunning: true }],
       sweeps: [{ idPrefix: 'mlp', trainer: 'mlp', params: tiny(), grid: { lr: [0.05, 0.01] } }],
     });
     const r = await cli(['run', file, '--approve-as', 'tester']);
@@ -131,7 +131,7 @@ describe('experiments CLI', { timeout: TIMEOUT * 4 }, () => {
     assert.match(r.stdout, new RegExp(`Session ${runSession} completed: 3/3 experiments completed`));
     assert.match(r.stdout, /approved with --approve-as at start/);
     // Progress lines without a TTY: one per change.
-    assert.match(r.stdout, /\] long: epoch 1\/3 {2}loss \d/);
+    assert.match(r.stdout, /\] long: epoch [12]\/3 {2}loss \d\.\d{4} {2}attempt 1$/m);
   });
 
   test('status --json prints the session and experiment shapes', { timeout: TIMEOUT }, async () => {

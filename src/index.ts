@@ -1,0 +1,11 @@
+/** Public entry point (Node side). Workflow code lives in ./workflows, bundled by the plugin. */
+export { ExperimentPlugin, PLUGIN_NAME, WORKFLOWS_PATH, type ExperimentPluginOptions } from './plugin';
+export { ExperimentsClient, InvalidInputError, NotFoundError, type ExperimentsClientOptions, type StartSessionOptions } from './client';
+export { createExperimentWorker, runExperimentWorker, type ExperimentWorkerOptions } from './worker';
+export { createLogger, installRuntimeLogger, type Logger } from './logging';
+export { LocalCheckpointStore } from './activities/checkpoint-store';
+export type { CheckpointStore } from './activities/checkpoint-store-types';
+export type { AnyTrainer, Trainer, TrainerContext, CheckpointData, ResumeState } from './activities/trainer';
+export { mlpTrainer } from './activities/trainers/mlp';
+export * from './shared/types';
+export * from './shared/definitions';

@@ -1,0 +1,71 @@
+/**
+ * A session big enough to continue as new several times, on the real dev server: 300 tiny
+ * experiments with a low event threshold. Every experiment must complete exactly once across
+ * the runs, with its row (and model hash) carried into the final summary, and the server must
+ * show the chain of runs.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { parseMlpParams, runMlpBare } from '../../src/activities/trainers/mlp';
+import { startHarness, startWorker, uniqueQueue, waitFor, type Harness } from '../helpers/env';
+
+const COUNT = 300;
+
+let h: Harness;
+before(async () => {
+  h = await startHarness();
+});
+after(async () => {
+  await h?.teardown();
+});
+
+test(`a session of ${COUNT} experiments continues as new and completes every one`, { timeout: 600_000 }, async () => {
+  const taskQueue = uniqueQueue('can');
+  const w = await startWorker(h, { taskQueue, maxConcurrentActivities: 20 });
+  try {
+    const sessionId = `can-${process.pid}`;
+    const experiments = Array.from({ length: COUNT }, (_, i) => ({
+      id: `tiny-${String(i).padStart(3, '0')}`,
+      trainer: 'mlp',
+      params: { epochs: 1, samples: 32, batchSize: 32, seed: i },
+    }));
+    const started = Date.now();
+    const handle = await w.client.startSession({ sessionId, policy: { maxConcurrent: 20 }, experiments, continueAsNewAfterEvents: 400 });
+    const summary = await handle.result();
+    const elapsed = Date.now() - started;
+
+    assert.equal(summary.state, 'completed');
+    assert.ok(summary.runs >= 2, `expected at least 2 continue-as-new runs, got ${summary.runs}`);
+    assert.equal(summary.experiments.length, COUNT);
+    assert.equal(summary.completed, COUNT);
+    assert.equal(summary.failed, 0);
+    const ids = summary.experiments.map((e) => e.id);
+    assert.equal(new Set(ids).size, COUNT, 'ids are unique');
+    assert.deepEqual([...ids].sort(), experiments.map((e) => e.id).sort());
+    const byId = new Map(experiments.map((e) => [e.id, e]));
+    for (const e of summary.experiments) {
+      assert.equal(e.state, 'completed', `${e.id} completed`);
+      assert.equal(e.attempt, 1, `${e.id} ran once`);
+      const spec = byId.get(e.id);
+      assert.ok(spec);
+      assert.equal(e.result?.modelSha256, runMlpBare(parseMlpParams(spec.params)).modelSha256, `${e.id} has the model of its own params`);
+    }
+
+    // The server's view: the first run ended ContinuedAsNew, and the chain has runs + 1 executions.
+    const first = await h.env.client.workflow.getHandle(sessionId, handle.firstExecutionRunId).describe();
+    assert.equal(first.status.name, 'CONTINUED_AS_NEW');
+    const executions = await waitFor(
+      async () => {
+        const list = [];
+        for await (const wf of h.env.client.workflow.list({ query: `WorkflowId = '${sessionId}'` })) list.push(wf.status.name);
+        return list.length === summary.runs + 1 ? list : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 500, what: `${summary.runs + 1} executions of ${sessionId} in visibility` },
+    );
+    assert.equal(executions.filter((s) => s === 'COMPLETED').length, 1);
+    assert.equal(executions.filter((s) => s === 'CONTINUED_AS_NEW').length, summary.runs);
+    console.log(`# ${COUNT} experiments in ${summary.runs + 1} runs, ${(elapsed / 1000).toFixed(1)} s`);
+  } finally {
+    await w.stop();
+  }
+});
