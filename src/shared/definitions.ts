@@ -113,6 +113,8 @@ export const sessionStatusQuery = defineQuery<SessionSnapshot>('sessionStatus');
 export const approvalQuery = defineQuery<{ approval: ApprovalRecord | null; audit: ApprovalRecord[] }>('approval');
 export const experimentStatusQuery = defineQuery<ExperimentStatus>('experimentStatus');
 export const hintsQuery = defineQuery<ResumeHints>('hints');
+/** Hints for every experiment of a session, from the session's own records (no file checks). */
+export const sessionHintsQuery = defineQuery<ResumeHints[]>('sessionHints');
 export const lastOutcomeQuery = defineQuery<TrainingOutcome | null>('lastOutcome');
 
 export const addExperimentsUpdate = defineUpdate<{ added: string[] }, [ExperimentSpec[]]>('addExperiments');

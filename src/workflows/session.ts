@@ -38,6 +38,7 @@ import {
   approveSignal,
   closeSessionSignal,
   experimentFinishedSignal,
+  sessionHintsQuery,
   sessionStatusQuery,
   type SessionCarry,
   type SessionInput,
@@ -46,6 +47,7 @@ import {
   type SessionSummary,
 } from '../shared/definitions';
 import { formatDuration } from '../shared/duration';
+import { hintsFromStatus } from '../shared/hints';
 import { experimentWorkflowId, idProblem } from '../shared/ids';
 import { isLongRunning } from '../shared/policy';
 import { searchAttributeKey } from '../shared/search-attributes';
@@ -117,6 +119,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
   });
   setHandler(sessionStatusQuery, () => snapshot());
   setHandler(approvalQuery, () => ({ approval, audit }));
+  setHandler(sessionHintsQuery, () => [...rows.values()].map((row) => hintsFromStatus(rowStatus(row))));
   setHandler(
     addExperimentsUpdate,
     (specs) => {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { parseMlpParams, runMlpBare } from '../../src/activities/trainers/mlp';
+import { sessionHintsQuery } from '../../src/shared/definitions';
 import type { ResumeHints } from '../../src/shared/types';
 import { logLines, startHarness, startWorker, uniqueQueue, waitFor, type Harness, type RunningWorker } from '../helpers/env';
 
@@ -57,6 +58,9 @@ test('cancel: the loop checkpoints and stops, the experiment is interrupted and 
 
   // The session records the interruption too (a Canceled child returns nothing; it reports by signal).
   const summary = await session.result();
+  const [sessionHints] = await session.query(sessionHintsQuery);
+  assert.equal(sessionHints.latestCheckpoint?.id, status.latestCheckpoint.id, 'the session hints query names it too');
+  assert.equal(sessionHints.resumeCommand, hints.resumeCommand);
   assert.equal(summary.experiments[0].state, 'interrupted');
   assert.equal(summary.experiments[0].latestCheckpoint?.id, status.latestCheckpoint.id);
 
