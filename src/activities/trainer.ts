@@ -86,6 +86,12 @@ export interface Trainer<P = unknown> {
   parseParams(raw: unknown): P;
   /** Total epochs for the given params, if known up front (used by hints and progress). */
   epochs?(params: P): number | undefined;
+  /**
+   * Longest time the trainer may need between being interrupted and its checkpoint being durable
+   * (an external program's grace period). In bounded mode the runtime interrupts at least this
+   * long, plus a second, before the start-to-close limit. @default 0 (the runtime's own margin)
+   */
+  stopTimeMs?(params: P): number;
   /** Runs (or resumes) training. Returns the result, or `undefined` after an interruption checkpoint. */
   train(ctx: TrainerContext<P>): Promise<TrainerResultInput | undefined>;
 }

@@ -33,9 +33,13 @@ export interface TrainingDeps {
   readonly heartbeatIntervalMs?: number;
 }
 
-/** How long before the bounded-mode start-to-close limit the trainer is told to stop. */
-function deadlineMargin(timeoutMs: number): number {
-  return Math.min(2000, Math.floor(timeoutMs / 10));
+/**
+ * How long before the bounded-mode start-to-close limit the trainer is told to stop: a small
+ * share of the limit, or the trainer's own stop time plus a second, but never over half of it.
+ */
+function deadlineMargin(timeoutMs: number, stopTimeMs: number): number {
+  const own = Math.min(2000, Math.floor(timeoutMs / 10));
+  return Math.min(Math.floor(timeoutMs / 2), Math.max(own, stopTimeMs > 0 ? stopTimeMs + 1000 : 0));
 }
 
 /** Cancellation reasons the SDK reports (the CancelledFailure message) mapped to ours. */
@@ -129,7 +133,8 @@ async function train(
   let deadlineTimer: NodeJS.Timeout | undefined;
   if (input.timeoutMode === 'bounded') {
     const timeoutMs = info.startToCloseTimeoutMs;
-    const due = info.currentAttemptScheduledTimestampMs + timeoutMs - deadlineMargin(timeoutMs) - Date.now();
+    const margin = deadlineMargin(timeoutMs, trainer.stopTimeMs?.(params) ?? 0);
+    const due = info.currentAttemptScheduledTimestampMs + timeoutMs - margin - Date.now();
     deadlineTimer = setTimeout(AsyncResource.bind(() => interrupt('timed-out')), Math.max(0, due));
   }
 

@@ -180,16 +180,25 @@ function newest(a: CheckpointPointer | null, b: CheckpointPointer | null): Check
   return a.epoch > b.epoch || (a.epoch === b.epoch && a.step >= b.step) ? a : b;
 }
 
-/** Markdown shown as the workflow's current details in the Temporal UI. */
+/**
+ * Markdown shown as the workflow's current details in the Temporal UI. The UI shows about three
+ * lines, so the first line holds what a person needs: state, checkpoint and reason. Current
+ * details are answered by query, never recorded in history, so changing them is replay-safe.
+ */
 function detailsMarkdown(status: ExperimentStatus): string {
   const ck = status.latestCheckpoint;
-  return [
-    `**Experiment** \`${status.id}\` — state: **${status.state}**`,
-    `timeout mode: ${status.timeoutMode}; epoch ${status.epoch}${status.epochs ? `/${status.epochs}` : ''}; attempt ${status.attempt}`,
-    ck ? `latest checkpoint: \`${ck.id}\` (epoch ${ck.epoch}, sha256 ${ck.sha256.slice(0, 12)}…)` : 'latest checkpoint: none yet',
+  const epochs = status.epochs ? ` of ${status.epochs}` : '';
+  const headline = [
+    `**${status.state}**`,
+    ck ? `checkpoint \`${ck.id}\` (epoch ${ck.epoch}${epochs})` : 'no checkpoint yet',
     status.reason ? `reason: ${status.reason}` : '',
-    status.result?.modelSha256 ? `modelSha256: \`${status.result.modelSha256}\`` : '',
   ]
     .filter(Boolean)
-    .join('\n\n');
+    .join(' · ');
+  const detail =
+    status.state === 'running'
+      ? 'live epoch and checkpoint: Pending Activities → trainExperiment → heartbeat details'
+      : `experiment \`${status.id}\` · ${status.timeoutMode === 'none' ? 'no-timeout' : 'bounded'} · attempt ${status.attempt}`;
+  const model = status.result?.modelSha256 ? `modelSha256 \`${status.result.modelSha256.slice(0, 16)}…\`` : ck ? `sha256 \`${ck.sha256.slice(0, 16)}…\`` : '';
+  return [headline, detail, model].filter(Boolean).join('  \n');
 }

@@ -95,12 +95,19 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
   }
   const needsApproval = (row: SessionRow) => row.timeoutMode === 'none';
 
-  setHandler(approveSignal, ({ by, note }) => {
+  setHandler(approveSignal, (input) => {
+    // Signals sent from the Web UI or other SDKs skip the client's validation.
+    const { by, note } = (input ?? {}) as { by?: unknown; note?: unknown };
     if (typeof by !== 'string' || by.trim() === '') {
-      log.warn('approve signal ignored: "by" must name the approver', { sessionId });
+      log.warn('approve signal ignored: expected {"by": "<approver>", "note"?: "<text>"}', { sessionId, received: JSON.stringify(input) });
       return;
     }
-    const record: ApprovalRecord = { by: by.trim(), at: new Date().toISOString(), note: note ?? null, source: 'signal' };
+    const record: ApprovalRecord = {
+      by: by.trim().slice(0, 200),
+      at: new Date().toISOString(),
+      note: typeof note === 'string' ? note.slice(0, 2000) : null,
+      source: 'signal',
+    };
     audit.push(record);
     if (!approval) {
       approval = record;
@@ -365,14 +372,12 @@ function childFailureStatus(row: SessionRow, workflowId: string, err: unknown): 
 function sessionMarkdown(snap: SessionSnapshot): string {
   const counts = new Map<string, number>();
   for (const e of snap.experiments) counts.set(e.state, (counts.get(e.state) ?? 0) + 1);
+  const experiments = [...counts].map(([state, n]) => `${n} ${state}`).join(', ') || 'no experiments';
   const approval = snap.approval.approved
-    ? `approved by **${snap.approval.by}** at ${snap.approval.at}${snap.approval.note ? ` — “${snap.approval.note}”` : ''}`
+    ? `approved by **${snap.approval.by}**${snap.approval.note ? ` (“${snap.approval.note}”)` : ''} at ${snap.approval.at}`
     : snap.approval.required
-      ? '**awaiting approval** (send the `approve` signal with `{ "by": "<name>" }`)'
-      : 'not required';
-  return [
-    `**Session** \`${snap.id}\` — state: **${snap.state}**`,
-    `approval: ${approval}`,
-    `experiments: ${[...counts].map(([state, n]) => `${n} ${state}`).join(', ') || 'none'}`,
-  ].join('\n\n');
+      ? '**awaiting approval**: send the `approve` signal with `{"by": "<name>"}`'
+      : 'approval not required';
+  // The UI shows about three lines: state and counts first.
+  return [`**${snap.state}** · ${experiments}`, approval].join('  \n');
 }
