@@ -21,3 +21,18 @@ export function hintsFromStatus(status: ExperimentStatus, pointer?: CheckpointPo
     warnings,
   };
 }
+
+/** An experiment's status before anything is known of its training. */
+export function blankStatus(fields: Pick<ExperimentStatus, 'id' | 'sessionId' | 'workflowId' | 'state' | 'timeoutMode'> & { reason?: string | null }): ExperimentStatus {
+  return {
+    kind: 'experiment',
+    attempt: 0,
+    epoch: 0,
+    epochs: null,
+    latestCheckpoint: null,
+    resumedFrom: null,
+    result: null,
+    ...fields,
+    reason: fields.reason ?? null,
+  };
+}

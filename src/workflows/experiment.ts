@@ -33,7 +33,7 @@ import {
   type ExperimentInput,
 } from '../shared/definitions';
 import { NO_TIMEOUT_START_TO_CLOSE, type ResolvedPolicy } from '../shared/policy';
-import { hintsFromStatus } from '../shared/hints';
+import { blankStatus, hintsFromStatus } from '../shared/hints';
 import { searchAttributeKey } from '../shared/search-attributes';
 import type { CheckpointPointer, ExperimentState, ExperimentStatus, TimeoutMode, TrainingOutcome } from '../shared/types';
 import { describeFailure } from './failures';
@@ -61,21 +61,7 @@ const { latestCheckpoint } = proxyActivities<Activities>({
 
 export async function experimentWorkflow(input: ExperimentInput): Promise<ExperimentStatus> {
   const { spec, sessionId, policy, timeoutMode } = input;
-  let status: ExperimentStatus = {
-    kind: 'experiment',
-    id: spec.id,
-    sessionId,
-    workflowId: workflowInfo().workflowId,
-    state: 'running',
-    timeoutMode,
-    attempt: 0,
-    epoch: 0,
-    epochs: null,
-    latestCheckpoint: null,
-    resumedFrom: null,
-    result: null,
-    reason: null,
-  };
+  let status = blankStatus({ id: spec.id, sessionId, workflowId: workflowInfo().workflowId, state: 'running', timeoutMode });
   let outcome: TrainingOutcome | null = null;
   let cancelReason: string | null = null;
   setHandler(experimentStatusQuery, () => status);

@@ -47,7 +47,7 @@ import {
   type SessionSummary,
 } from '../shared/definitions';
 import { formatDuration } from '../shared/duration';
-import { hintsFromStatus } from '../shared/hints';
+import { blankStatus, hintsFromStatus } from '../shared/hints';
 import { experimentWorkflowId, idProblem } from '../shared/ids';
 import { isLongRunning } from '../shared/policy';
 import { searchAttributeKey } from '../shared/search-attributes';
@@ -264,21 +264,14 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
 
   function rowStatus(row: SessionRow): ExperimentStatus {
     if (row.status) return { ...row.status, state: row.state, reason: row.reason ?? row.status.reason };
-    return {
-      kind: 'experiment',
+    return blankStatus({
       id: row.spec.id,
       sessionId,
       workflowId: experimentWorkflowId(sessionId, row.spec.id),
       state: row.state,
       timeoutMode: row.timeoutMode,
-      attempt: 0,
-      epoch: 0,
-      epochs: null,
-      latestCheckpoint: null,
-      resumedFrom: null,
-      result: null,
       reason: row.reason,
-    };
+    });
   }
 
   function publish(): void {
@@ -345,21 +338,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
 
 /** The status of a child that ended without a result (failed, timed out, cancelled, terminated). */
 function childFailureStatus(row: SessionRow, workflowId: string, err: unknown): ExperimentStatus {
-  const base: ExperimentStatus = {
-    kind: 'experiment',
-    id: row.spec.id,
-    sessionId: workflowId.split(':')[0],
-    workflowId,
-    state: 'failed',
-    timeoutMode: row.timeoutMode,
-    attempt: 0,
-    epoch: 0,
-    epochs: null,
-    latestCheckpoint: null,
-    resumedFrom: null,
-    result: null,
-    reason: null,
-  };
+  const base = blankStatus({ id: row.spec.id, sessionId: workflowId.split(':')[0], workflowId, state: 'failed', timeoutMode: row.timeoutMode });
   const cause = err instanceof ChildWorkflowFailure ? err.cause : err;
   if (cause instanceof ApplicationFailure && cause.details?.[0] && typeof cause.details[0] === 'object') {
     return { ...base, ...(cause.details[0] as ExperimentStatus) };

@@ -26,7 +26,8 @@ export interface LogLine {
 /** Every JSON line the process-wide pino logger wrote, parsed. */
 export const logLines: LogLine[] = [];
 
-function captureLogger(): Logger {
+/** Installs (once per process) a pino Runtime logger whose JSON lines land in `logLines`. */
+export function captureLogger(): Logger {
   const existing = runtimeLogger();
   if (existing) return existing;
   const sink = new Writable({

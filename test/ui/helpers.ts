@@ -12,12 +12,10 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { createTestEnv } from '../../src/dev-server';
-import { createLogger, installRuntimeLogger, runtimeLogger, type Logger } from '../../src/logging';
-import { ROOT, type Harness, type LogLine } from '../helpers/env';
+import { captureLogger, ROOT, type Harness } from '../helpers/env';
 
 export const ARTIFACTS = path.join(ROOT, '.artifacts');
 
@@ -38,25 +36,6 @@ const CHROMIUM_ARGS = [
 export const UI_ACTION_TIMEOUT_MS = 60_000;
 export const UI_NAVIGATION_TIMEOUT_MS = 90_000;
 
-/** Every JSON line the Runtime logger wrote (workers, workflows, activities). */
-export const uiLogLines: LogLine[] = [];
-
-function memoryLogger(): Logger {
-  const existing = runtimeLogger();
-  if (existing) return existing;
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (line.trim()) uiLogLines.push(JSON.parse(line) as LogLine);
-      }
-      done();
-    },
-  });
-  // The Runtime logger must exist before the first connection (the env's) is made.
-  const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info', destination: sink });
-  installRuntimeLogger(logger);
-  return logger;
-}
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -76,7 +55,7 @@ export interface UiHarness extends Harness {
 
 /** Starts the dev server with its Web UI on a free port. Fails (never skips) without a Temporal CLI. */
 export async function startUiHarness(): Promise<UiHarness> {
-  const logger = memoryLogger();
+  const logger = captureLogger();
   const uiPort = await freePort();
   const env: TestWorkflowEnvironment = await createTestEnv({ server: { ui: true, uiPort } });
   const uiUrl = `http://127.0.0.1:${uiPort}`;
