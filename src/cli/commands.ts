@@ -1,22 +1,24 @@
 /**
- * The commands other than `run`: each one connects, makes one ExperimentsClient call and
- * prints the answer. They stay thin on purpose; validation and behaviour live in the client
- * library, so the CLI and programmatic users get the same answers.
+ * The commands other than `run`. The client commands connect, make one ExperimentsClient call
+ * and print the answer; they stay thin on purpose, since validation and behaviour live in the
+ * client library, so the CLI and programmatic users get the same answers. `worker` and `server`
+ * run a service in the foreground until SIGINT or SIGTERM.
  */
 import * as path from 'node:path';
 import { isPortFree, startDevServer } from '../dev-server';
 import { configFromEnv, ENV_VARS } from '../config';
 import { createLogger, installRuntimeLogger } from '../logging';
 import { loadPipeline } from '../pipeline';
+import { WORKFLOW_TYPES, type SessionSnapshot, type SessionSummary } from '../shared/definitions';
 import { approveInputSchema, parseOrThrow } from '../shared/schema';
 import type { ResumeHints } from '../shared/types';
 import { runExperimentWorker } from '../worker';
 import { intOption, stringOption, type ParsedArgs } from './args';
 import { cancelWithReason } from './cancel';
-import { connect, offlineValidator, probeTcp, uiBaseFor, workflowUrl, type Connected } from './connect';
+import { connect, ensureReachable, offlineValidator, uiBaseFor, workflowUrl, type Connected } from './connect';
 import { fileLogger } from './embedded';
-import { EXIT, UnreachableError, UsageError } from './errors';
-import { experimentText, hintsText, sessionText } from './output';
+import { EXIT, UsageError } from './errors';
+import { displayPath, experimentText, hintsText, sessionText } from './output';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -39,10 +41,52 @@ function ordered<T extends object>(value: T, first: readonly string[]): T {
 
 const EXPERIMENT_KEYS = ['kind', 'id', 'sessionId', 'workflowId', 'state', 'timeoutMode', 'attempt', 'epoch', 'epochs', 'latestCheckpoint', 'resumedFrom', 'result', 'reason'];
 
+/** How long a status or hints call may wait for a worker to answer its queries. */
+const QUERY_DEADLINE_MS = 15_000;
+
+/**
+ * Runs calls that query workflows with a deadline. Queries are answered by workers, so with none
+ * polling the call would wait for the server's own timeout and end in "Failed to query
+ * Workflow"; this says what is missing instead.
+ */
+async function queried<T>(c: Connected, id: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await c.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, fn);
+  } catch (err) {
+    const text = `${(err as Error).message} ${String((err as { cause?: Error }).cause?.message ?? '')}`;
+    if (!/Failed to query Workflow|deadline|DEADLINE_EXCEEDED/i.test(text)) throw err;
+    let queue = c.experiments.taskQueue;
+    try {
+      queue = (await c.client.workflow.getHandle(id).describe()).taskQueue;
+    } catch {
+      // Keep the configured queue for the message.
+    }
+    throw new Error(
+      `no worker answered the status query for ${JSON.stringify(id)} within ${QUERY_DEADLINE_MS / 1000}s; is a worker polling task queue ${JSON.stringify(queue)} on ${c.address}? Start one with \`experiments worker\``,
+      { cause: err },
+    );
+  }
+}
+
+/**
+ * A closed session's summary from its result, which needs no worker (a query on a closed
+ * workflow does). Undefined when `id` is not a closed session that returned a result.
+ */
+async function closedSessionSummary(c: Connected, id: string): Promise<SessionSnapshot | undefined> {
+  try {
+    const handle = c.client.workflow.getHandle(id);
+    const desc = await handle.describe();
+    if (desc.type !== WORKFLOW_TYPES.session || desc.status.name === 'RUNNING' || desc.status.name === 'CONTINUED_AS_NEW') return undefined;
+    return (await handle.result()) as SessionSummary;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function statusCommand(parsed: ParsedArgs): Promise<number> {
   const [id] = parsed.positionals;
   return withConnection(async (c) => {
-    const status = await c.experiments.status(id);
+    const status = (await closedSessionSummary(c, id)) ?? (await queried(c, id, () => c.experiments.status(id)));
     if (parsed.options.json) {
       const json =
         status.kind === 'session'
@@ -65,7 +109,7 @@ export async function statusCommand(parsed: ParsedArgs): Promise<number> {
 export async function hintsCommand(parsed: ParsedArgs): Promise<number> {
   const [id] = parsed.positionals;
   return withConnection(async (c) => {
-    const hints = await c.experiments.hints(id);
+    const hints = await queried(c, id, () => c.experiments.hints(id));
     const list: ResumeHints[] = Array.isArray(hints) ? hints : [hints];
     if (parsed.options.json) {
       const keys = ['id', 'latestCheckpoint', 'epochsRemaining', 'resumeCommand', 'resumeCall', 'warnings'];
@@ -84,7 +128,7 @@ export async function approveCommand(parsed: ParsedArgs): Promise<number> {
   const note = stringOption(parsed, 'note');
   const input = parseOrThrow(approveInputSchema, note === undefined ? { by } : { by, note }, 'approve');
   return withConnection(async (c) => {
-    const snap = await c.experiments.sessionSnapshot(sessionId);
+    const snap = (await closedSessionSummary(c, sessionId)) ?? (await queried(c, sessionId, () => c.experiments.sessionSnapshot(sessionId)));
     if (['completed', 'failed', 'cancelled'].includes(snap.state)) {
       throw new UsageError(`session ${JSON.stringify(sessionId)} has ended (${snap.state}); there is nothing to approve`);
     }
@@ -93,7 +137,7 @@ export async function approveCommand(parsed: ParsedArgs): Promise<number> {
     say(
       snap.approval.approved
         ? `Session ${sessionId} was already approved by ${snap.approval.by}; your approval is added to the audit.`
-        : `Approved session ${sessionId} as ${input.by}${waiting.length ? `; starting ${waiting.join(', ')}` : ''}.`,
+        : `Approved session ${sessionId} as ${input.by}${waiting.length ? `; ${waiting.join(', ')} may start now` : ''}.`,
     );
     return EXIT.ok;
   });
@@ -131,7 +175,7 @@ export async function submitCommand(parsed: ParsedArgs): Promise<number> {
   // Offline first: a bad file fails before any connection, with paths inside the file.
   loadPipeline(file, offlineValidator(config), { requireSession: false });
   return withConnection(async (c) => {
-    const snap = await c.experiments.sessionSnapshot(sessionId);
+    const snap = (await closedSessionSummary(c, sessionId)) ?? (await queried(c, sessionId, () => c.experiments.sessionSnapshot(sessionId)));
     if (['completed', 'failed', 'cancelled'].includes(snap.state)) {
       throw new UsageError(`session ${JSON.stringify(sessionId)} has ended (${snap.state}); start a new session with \`experiments run\``);
     }
@@ -154,11 +198,7 @@ export async function workerCommand(parsed: ParsedArgs): Promise<number> {
   const maxConcurrentActivities = intOption(parsed, 'max-concurrent-activities', 1, 1000);
   const address = config.address ?? 'localhost:7233';
   // Probe first, so a missing server is exit 3 naming the address rather than a native stack.
-  try {
-    await probeTcp(address);
-  } catch (err) {
-    throw new UnreachableError(`cannot reach the Temporal server at ${address} (${(err as Error).message}); start one with \`experiments server\`, or set ${ENV_VARS.address}`);
-  }
+  await ensureReachable(address);
   // The worker is a service: its logs are its output (stdout, pretty on a terminal).
   const logger = createLogger();
   installRuntimeLogger(logger);
@@ -177,7 +217,7 @@ export async function serverCommand(parsed: ParsedArgs): Promise<number> {
     if (!(await isPortFree(p))) throw new UsageError(`port ${p} on 127.0.0.1 is already in use; stop whatever uses it or choose another with ${flag} PORT`);
   }
   const { logger, logFile } = fileLogger('server');
-  say(`Starting the Temporal dev server (log: ${path.relative(process.cwd(), logFile) || logFile})…`);
+  say(`Starting the Temporal dev server (log: ${displayPath(logFile)})…`);
   const server = await startDevServer({ port, uiPort, dbFile, log: (line) => logger.info({ source: 'temporal-server' }, line) });
   say(`Temporal server ready.`);
   say(`  gRPC:     ${server.address}`);

@@ -71,18 +71,25 @@ function probeReason(err: NodeJS.ErrnoException): string {
   }
 }
 
-/** Connects a Client and an ExperimentsClient to `address` (default: TEMPORAL_ADDRESS, else localhost:7233). */
-export async function connect(options: { address?: string; config?: RuntimeConfig } = {}): Promise<Connected> {
-  const config = options.config ?? configFromEnv();
-  const address = options.address ?? config.address ?? DEFAULT_ADDRESS;
+/**
+ * Throws UnreachableError (exit 3) when nothing accepts TCP connections at `address`. A probe
+ * timeout passes: it may be a proxy or a slow network, so the gRPC connect has its say then.
+ */
+export async function ensureReachable(address: string): Promise<void> {
   parseAddress(address);
   try {
     await probeTcp(address);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    // A timeout may be a proxy or a slow network; let the gRPC connect have its say then.
-    if (code !== 'ETIMEDOUT') throw unreachable(address, probeReason(err as NodeJS.ErrnoException));
+    const e = err as NodeJS.ErrnoException;
+    if (e.code !== 'ETIMEDOUT') throw unreachable(address, probeReason(e));
   }
+}
+
+/** Connects a Client and an ExperimentsClient to `address` (default: TEMPORAL_ADDRESS, else localhost:7233). */
+export async function connect(options: { address?: string; config?: RuntimeConfig } = {}): Promise<Connected> {
+  const config = options.config ?? configFromEnv();
+  const address = options.address ?? config.address ?? DEFAULT_ADDRESS;
+  await ensureReachable(address);
   let connection: Connection;
   try {
     connection = await Connection.connect({ address, connectTimeout: CONNECT_TIMEOUT_MS });

@@ -134,6 +134,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     return closed;
   };
 
+  const t0 = Date.now();
   try {
     server = await startDevServer({
       port: ports.grpc,
@@ -142,6 +143,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
       namespace: config.namespace,
       log: (line) => logger.debug({ source: 'temporal-server' }, line),
     });
+    say(`Local Temporal server ready in ${((Date.now() - t0) / 1000).toFixed(1)}s; starting an in-process worker.`);
     check();
     const plugin = new ExperimentPlugin({ logger, checkpointDir: config.checkpointDir });
     nativeConnection = await NativeConnection.connect({ address: server.address });

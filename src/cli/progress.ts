@@ -162,6 +162,7 @@ export class BarsView implements ProgressView {
   private prompt: { bar: cliProgress.SingleBar; question: string; buffer: string; resolve: (v: string | null) => void } | undefined;
   private readonly keyboard: boolean;
   private stopped = false;
+  private approved: boolean | null = null;
   private readonly st = styles(process.stdout);
 
   constructor(
@@ -243,6 +244,10 @@ export class BarsView implements ProgressView {
     if (this.stopped) return;
     const title = `${this.st.bold(`Session ${snap.id}`)}  ${colorState(snap.state, this.out)}  ${counts(snap)}  ${this.st.dim(fmtElapsed(Date.now() - this.started))}`;
     this.header.update(0, { kind: 'text', text: title });
+    if (snap.approval.required && this.approved === false && snap.approval.approved) {
+      this.log(`${this.st.green('✓')} session approved by ${snap.approval.by}${snap.approval.note ? ` (“${snap.approval.note}”)` : ''}`);
+    }
+    if (snap.approval.required) this.approved = snap.approval.approved;
     for (const e of snap.experiments) {
       const bar = this.bars.get(e.id);
       if (e.state === 'running') {

@@ -17,6 +17,7 @@ import { configFromEnv, ENV_VARS, type RuntimeConfig } from '../config';
 import { loadPipeline, type Pipeline } from '../pipeline';
 import type { SessionSummary } from '../shared/definitions';
 import { storeKey } from '../shared/ids';
+import { isLongRunning, resolvePolicy } from '../shared/policy';
 import { approveInputSchema, parseOrThrow } from '../shared/schema';
 import type { ApproveInput } from '../shared/types';
 import { stringOption, type ParsedArgs } from './args';
@@ -24,7 +25,7 @@ import { cancelWithReason } from './cancel';
 import { connect, offlineValidator, uiBaseFor, workflowUrl } from './connect';
 import { startEmbedded, StartAborted, type Embedded } from './embedded';
 import { EXIT, ExitCode, UsageError } from './errors';
-import { checkpointDirs, experimentsTable, fmtElapsed, reasonsBlock, styles } from './output';
+import { checkpointDirs, displayPath, experimentsTable, fmtElapsed, reasonsBlock, styles } from './output';
 import { awaitingApproval, BarsView, LogView, readLive, type LiveSnapshot, type ProgressView } from './progress';
 
 const POLL_MS = 500;
@@ -44,15 +45,19 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Counts Ctrl-C / SIGTERM and calls the current handler; the first one and later ones differ. */
 class Interrupts {
   count = 0;
+  /** How the last interruption arrived, for messages. */
+  how = 'Ctrl-C';
   private handler: (count: number) => void = () => undefined;
-  private readonly listener = () => this.fire();
+  private readonly onSigint = () => this.fire('Ctrl-C');
+  private readonly onSigterm = () => this.fire('SIGTERM');
 
   constructor() {
-    process.on('SIGINT', this.listener);
-    process.on('SIGTERM', this.listener);
+    process.on('SIGINT', this.onSigint);
+    process.on('SIGTERM', this.onSigterm);
   }
 
-  fire(): void {
+  fire(how: string): void {
+    this.how = how;
     this.count++;
     this.handler(this.count);
   }
@@ -62,8 +67,8 @@ class Interrupts {
   }
 
   dispose(): void {
-    process.off('SIGINT', this.listener);
-    process.off('SIGTERM', this.listener);
+    process.off('SIGINT', this.onSigint);
+    process.off('SIGTERM', this.onSigterm);
   }
 }
 
@@ -103,16 +108,22 @@ export async function runCommand(parsed: ParsedArgs): Promise<number> {
     });
     target = embeddedMode ? await embeddedTarget(config, say, () => interrupts.count > 0) : await remoteTarget(config);
     if (interrupts.count > 0) throw new ExitCode(EXIT.interrupted);
-    await ensureNotRunning(target, sessionId);
+    const ranBefore = await ensureNotRunning(target, sessionId);
     if (target.embedded) await noteEarlierCheckpoints(target.experiments, pipeline, config, say);
-    else await warnIfNoWorkers(target, config, say);
+    else {
+      if (ranBefore) {
+        say(`Note: session ${sessionId} ran before on this server; experiments with the same ids continue from that run's checkpoints (use a new session id to start from scratch).`);
+      }
+      await warnIfNoWorkers(target, config, say);
+    }
 
     const started = Date.now();
     await target.experiments.startSession({ sessionId, policy: pipeline.policy, experiments: pipeline.experiments, preApproved });
     const url = workflowUrl(target.uiBase, target.namespace, sessionId);
-    const longRunning = pipeline.experiments.filter((e) => e.longRunning).length;
+    const policy = resolvePolicy(pipeline.policy);
+    const longRunning = pipeline.experiments.filter((e) => isLongRunning(e, policy)).length;
     say(
-      `Session ${sessionId} started: ${pipeline.experiments.length} experiment(s)${longRunning ? `, ${longRunning} marked long-running` : ''}` +
+      `Session ${sessionId} started: ${pipeline.experiments.length} experiment(s)${longRunning ? `, ${longRunning} long-running (needs approval)` : ''}` +
         `${preApproved ? `, pre-approved by ${preApproved.by}` : ''} — server ${target.address}, task queue ${config.taskQueue}`,
     );
     if (url) say(`Watch or cancel it in the Temporal UI: ${url}`);
@@ -120,9 +131,9 @@ export async function runCommand(parsed: ParsedArgs): Promise<number> {
       say(`Detached. Follow it with: experiments status ${sessionId}`);
       return EXIT.ok;
     }
-    if (target.embedded) say(`Logs: ${path.relative(process.cwd(), target.embedded.logFile) || target.embedded.logFile}  ·  Ctrl-C cancels the session (running experiments checkpoint first)`);
+    if (target.embedded) say(`Logs: ${displayPath(target.embedded.logFile)}  ·  Ctrl-C cancels the session (running experiments checkpoint first)`);
 
-    const summary = await watch(target, sessionId, interrupts, say);
+    const summary = await watch(target, sessionId, pipeline.experiments.map((e) => e.id), interrupts, say);
     printResults(summary, Date.now() - started, say);
     if (interrupts.count > 0) return EXIT.interrupted;
     const allCompleted = summary.experiments.length > 0 && summary.experiments.every((e) => e.state === 'completed');
@@ -157,8 +168,11 @@ async function remoteTarget(config: RuntimeConfig): Promise<Target> {
   return { experiments: c.experiments, address: c.address, namespace: c.namespace, uiBase: uiBaseFor(c.address), embedded: undefined, close: () => c.close() };
 }
 
-/** A running session with this id is someone's live work: refuse rather than touch it. */
-async function ensureNotRunning(target: Target, sessionId: string): Promise<void> {
+/**
+ * A running session with this id is someone's live work: refuse rather than touch it. Resolves
+ * true when a closed session of this id exists (Temporal allows starting it again).
+ */
+async function ensureNotRunning(target: Target, sessionId: string): Promise<boolean> {
   try {
     const desc = await target.experiments.client.workflow.getHandle(sessionId).describe();
     if (desc.status.name === 'RUNNING') {
@@ -166,8 +180,9 @@ async function ensureNotRunning(target: Target, sessionId: string): Promise<void
         `session ${JSON.stringify(sessionId)} is already running on ${target.address}; watch it with \`experiments status ${sessionId}\`, or give the file another "session" id`,
       );
     }
+    return true;
   } catch (err) {
-    if (err instanceof WorkflowNotFoundError) return;
+    if (err instanceof WorkflowNotFoundError) return false;
     throw err;
   }
 }
@@ -187,7 +202,7 @@ async function noteEarlierCheckpoints(experiments: ExperimentsClient, pipeline: 
     }
   }
   if (n > 0) {
-    const dir = path.relative(process.cwd(), path.join(config.checkpointDir, sessionId)) || '.';
+    const dir = displayPath(path.join(config.checkpointDir, sessionId));
     say(`Note: ${n} experiment(s) of session ${sessionId} have checkpoints from an earlier run in ${dir}; they continue from those (use a new session id to start from scratch).`);
   }
 }
@@ -225,10 +240,10 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 }
 
 /** Polls and shows progress until the session ends; handles approval prompts and Ctrl-C. */
-async function watch(target: Target, sessionId: string, interrupts: Interrupts, say: (line: string) => void): Promise<SessionSummary> {
+async function watch(target: Target, sessionId: string, ids: readonly string[], interrupts: Interrupts, say: (line: string) => void): Promise<SessionSummary> {
   const { experiments } = target;
   const tty = process.stdout.isTTY === true;
-  let view: ProgressView | undefined;
+  const view: ProgressView = tty ? new BarsView(process.stdout, ids, () => interrupts.fire('Ctrl-C')) : new LogView(process.stdout);
   let ended = false;
   let summary: SessionSummary | undefined;
   let failure: unknown;
@@ -247,16 +262,16 @@ async function watch(target: Target, sessionId: string, interrupts: Interrupts, 
 
   const onInterrupt = (n: number) => {
     if (!target.embedded) {
-      view?.stop();
+      view.stop();
       say(`\nStopped watching. Session ${sessionId} keeps running on ${target.address}: \`experiments status ${sessionId}\` to look again, \`experiments cancel ${sessionId}\` to stop it.`);
       stopWatching?.(EXIT.interrupted);
       return;
     }
     if (n === 1) {
-      view?.note(`Ctrl-C: cancelling session ${sessionId}; running experiments checkpoint and stop (Ctrl-C again stops the worker at once)`);
-      cancelWithReason(experiments, sessionId, 'interrupted with Ctrl-C from experiments run').catch((err: unknown) => view?.note(`cancel failed: ${(err as Error).message}`));
+      view.note(`${interrupts.how}: cancelling session ${sessionId}; running experiments checkpoint and stop (Ctrl-C again stops the worker at once)`);
+      cancelWithReason(experiments, sessionId, `interrupted with ${interrupts.how} from experiments run`).catch((err: unknown) => view.note(`cancel failed: ${(err as Error).message}`));
     } else if (n === 2) {
-      view?.note('Ctrl-C again: stopping the worker now (trainings checkpoint at their next step)');
+      view.note(`${interrupts.how} again: stopping the worker now (trainings checkpoint at their next step)`);
       target.embedded.stopWorker();
       stopWatching?.(EXIT.interrupted);
     } else {
@@ -265,14 +280,11 @@ async function watch(target: Target, sessionId: string, interrupts: Interrupts, 
   };
   interrupts.on(onInterrupt);
 
-  let first: LiveSnapshot | undefined;
   try {
-    first = await withTimeout(readLive(experiments, sessionId), POLL_TIMEOUT_MS);
+    view.update(await withTimeout(readLive(experiments, sessionId), POLL_TIMEOUT_MS));
   } catch {
     // The first workflow task may not have run yet; the loop below keeps trying.
   }
-  view = tty ? new BarsView(process.stdout, first?.experiments.map((e) => e.id) ?? [], () => interrupts.fire()) : new LogView(process.stdout);
-  if (first) view.update(first);
 
   let asked = false;
   let toldHowToApprove = false;
@@ -290,37 +302,37 @@ async function watch(target: Target, sessionId: string, interrupts: Interrupts, 
         failures = 0;
       } catch (err) {
         if (ended) break;
-        if (++failures === 6) view?.note(`(no status from the session for a while: ${(err as Error).message.split('\n')[0]}; still waiting)`);
+        if (++failures === 6) view.note(`(no status from the session for a while: ${(err as Error).message.split('\n')[0]}; still waiting)`);
         continue;
       }
-      view?.update(snap);
+      view.update(snap);
       const waiting = awaitingApproval(snap);
       if (waiting.length === 0) {
-        if (asked) view?.cancelAsk?.();
+        if (asked) view.cancelAsk?.();
         continue;
       }
       const names = waiting.map((e) => e.id).join(', ');
-      if (!asked && view?.ask && process.stdin.isTTY) {
+      if (!asked && view.ask && process.stdin.isTTY) {
         asked = true;
         const me = currentUser();
         void view.ask(`${styles().yellow('Approval needed')} for long-running ${names}. Approve now as ${me}? [y/N or type a name]`).then(async (answer) => {
           if (answer === null) return;
           const a = answer.trim();
           if (a === '' || /^n(o)?$/i.test(a)) {
-            view?.note(`Not approved here. Approve later with: ${approveHint()}`);
+            view.note(`Not approved here. Approve later with: ${approveHint()}`);
             return;
           }
           const by = /^y(es)?$/i.test(a) ? me : a;
           try {
+            // The view announces the approval once the session reports it.
             await experiments.approve(sessionId, { by, note: 'approved at the prompt of experiments run' });
-            view?.note(`Approved as ${by}.`);
           } catch (err) {
-            view?.note(`Approval failed: ${(err as Error).message}`);
+            view.note(`Approval failed: ${(err as Error).message}`);
           }
         });
       } else if (!asked && !toldHowToApprove) {
         toldHowToApprove = true;
-        view?.note(`Waiting for approval of long-running ${names}: run \`${approveHint()}\` in another shell`);
+        view.note(`Waiting for approval of long-running ${names}: run \`${approveHint()}\` in another shell`);
       }
     }
   })();
@@ -352,7 +364,7 @@ function printResults(summary: SessionSummary, elapsedMs: number, say: (line: st
   if (reasons.length > 0) say(['', 'Not completed:', ...reasons].join('\n'));
   const dirs = checkpointDirs(summary.experiments);
   say('');
-  if (dirs.length > 0) say(`Checkpoints: ${dirs.map((d) => path.relative(process.cwd(), d) || d).join(', ')}`);
+  if (dirs.length > 0) say(`Checkpoints: ${dirs.map(displayPath).join(', ')}`);
   if (summary.approval.required) {
     const a = summary.approval;
     say(`Approval: ${a.approved ? `by ${a.by} at ${a.at}${a.note ? ` (“${a.note}”)` : ''}` : 'not given'}`);

@@ -31,6 +31,9 @@ test(`a session of ${COUNT} experiments continues as new and completes every one
     }));
     const started = Date.now();
     const handle = await w.client.startSession({ sessionId, policy: { maxConcurrent: 20 }, experiments, continueAsNewAfterEvents: 400 });
+    // startSession is typed as a plain WorkflowHandle; the object is the one workflow.start returned.
+    const firstRunId = (handle as typeof handle & { firstExecutionRunId?: string }).firstExecutionRunId;
+    assert.ok(firstRunId, 'the start call returns the first run id');
     const summary = await handle.result();
     const elapsed = Date.now() - started;
 
@@ -52,7 +55,7 @@ test(`a session of ${COUNT} experiments continues as new and completes every one
     }
 
     // The server's view: the first run ended ContinuedAsNew, and the chain has runs + 1 executions.
-    const first = await h.env.client.workflow.getHandle(sessionId, handle.firstExecutionRunId).describe();
+    const first = await h.env.client.workflow.getHandle(sessionId, firstRunId).describe();
     assert.equal(first.status.name, 'CONTINUED_AS_NEW');
     const executions = await waitFor(
       async () => {
@@ -64,7 +67,7 @@ test(`a session of ${COUNT} experiments continues as new and completes every one
     );
     assert.equal(executions.filter((s) => s === 'COMPLETED').length, 1);
     assert.equal(executions.filter((s) => s === 'CONTINUED_AS_NEW').length, summary.runs);
-    console.log(`# ${COUNT} experiments in ${summary.runs + 1} runs, ${(elapsed / 1000).toFixed(1)} s`);
+    console.log(`${COUNT} experiments in ${summary.runs + 1} runs, ${(elapsed / 1000).toFixed(1)} s`);
   } finally {
     await w.stop();
   }
