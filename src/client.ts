@@ -6,7 +6,7 @@
  * schema, and params through the registered trainer's own `parseParams`. A bad spec throws
  * `InvalidInputError` naming the field, and no workflow is started.
  */
-import { Client, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
+import { Client, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { LocalCheckpointStore } from './activities/checkpoint-store';
 import type { CheckpointStore } from './activities/checkpoint-store-types';
 import type { AnyTrainer } from './activities/trainer';
@@ -105,7 +105,7 @@ export class ExperimentsClient {
   }
 
   /** Validates everything, then starts the session workflow (id = sessionId). */
-  async startSession(options: StartSessionOptions): Promise<WorkflowHandle<typeof sessionWorkflow>> {
+  async startSession(options: StartSessionOptions): Promise<WorkflowHandleWithFirstExecutionRunId<typeof sessionWorkflow>> {
     const problem = idProblem('session', options.sessionId);
     if (problem) throw new InvalidInputError([problem]);
     const policy = this.validatePolicy(options.policy);
@@ -163,12 +163,33 @@ export class ExperimentsClient {
     return this.verifiedHints(status);
   }
 
-  /** Interrupts an experiment (it checkpoints and ends `interrupted`) or a whole session. */
+  /**
+   * Interrupts an experiment (it checkpoints and ends `interrupted`) or a whole session (its
+   * running experiments are interrupted, queued ones cancelled). The reason is recorded on
+   * every experiment it interrupts.
+   */
   async cancel(id: string, reason?: string): Promise<void> {
-    await this.describeOrThrow(id);
+    const described = await this.describeOrThrow(id);
     const handle = this.client.workflow.getHandle(id);
-    if (reason) await handle.signal(cancelReasonSignal, { reason });
+    if (reason) {
+      if (described.type === WORKFLOW_TYPES.session) await this.tellRunningExperiments(id, reason);
+      await handle.signal(cancelReasonSignal, { reason });
+    }
     await handle.cancel();
+  }
+
+  /**
+   * Best effort: the running experiments learn the reason before the session's cancel reaches
+   * them. It needs a worker to answer the session query, and must never hold up the cancel.
+   */
+  private async tellRunningExperiments(sessionId: string, reason: string): Promise<void> {
+    try {
+      const snap = await this.client.connection.withDeadline(Date.now() + 5_000, () => this.sessionHandle(sessionId).query(sessionStatusQuery));
+      const running = snap.experiments.filter((e) => e.state === 'running');
+      await Promise.all(running.map((e) => this.client.workflow.getHandle(e.workflowId).signal(cancelReasonSignal, { reason }).catch(() => undefined)));
+    } catch {
+      // No worker answered: only the reason is lost, the cancel still goes through.
+    }
   }
 
   /**
@@ -219,9 +240,16 @@ export class ExperimentsClient {
     return this.client.workflow.getHandle<typeof sessionWorkflow>(sessionId);
   }
 
+  /**
+   * The session's own view. A closed, completed session is read from its result, which needs no
+   * worker; a running or cancelled one is queried (a worker must be polling its task queue).
+   */
   async sessionSnapshot(sessionId: string): Promise<SessionSnapshot> {
+    const handle = this.sessionHandle(sessionId);
     try {
-      return await this.sessionHandle(sessionId).query(sessionStatusQuery);
+      const desc = await handle.describe();
+      if (desc.status.name === 'COMPLETED') return await handle.result();
+      return await handle.query(sessionStatusQuery);
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) throw new NotFoundError(`no session with id ${JSON.stringify(sessionId)}`);
       throw err;

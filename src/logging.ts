@@ -25,14 +25,16 @@ export interface CreateLoggerOptions {
  */
 export const logContext = new AsyncLocalStorage<Record<string, unknown>>();
 const mixin = () => ({ ...logContext.getStore() });
+// The SDK logs failures under `error`; pino serialises only `err` by default.
+const serializers = { err: pino.stdSerializers.err, error: pino.stdSerializers.err };
 
 export function createLogger(options: CreateLoggerOptions = {}): Logger {
   const level = options.level ?? process.env[ENV_VARS.logLevel] ?? 'info';
   const pretty = options.pretty ?? (options.destination === undefined && process.stdout.isTTY === true);
   if (pretty) {
-    return pino({ level, mixin, transport: { target: 'pino-pretty', options: { colorize: true, ignore: 'pid,hostname', translateTime: 'SYS:HH:MM:ss.l' } } });
+    return pino({ level, mixin, serializers, transport: { target: 'pino-pretty', options: { colorize: true, ignore: 'pid,hostname', translateTime: 'SYS:HH:MM:ss.l' } } });
   }
-  return options.destination ? pino({ level, mixin }, options.destination) : pino({ level, mixin });
+  return options.destination ? pino({ level, mixin, serializers }, options.destination) : pino({ level, mixin, serializers });
 }
 
 const LEVELS: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {

@@ -11,6 +11,8 @@ export interface SaveCheckpointInput {
   readonly attempt: number;
   readonly data: CheckpointData;
   readonly metrics?: Metrics;
+  /** Run id of the experiment workflow writing it (recorded in the pointer). */
+  readonly runId?: string;
 }
 
 export interface VerifiedCheckpoint {
@@ -40,7 +42,7 @@ export interface CheckpointStore {
    * (after resolving symlinks) or a file that does not exist. Hashes it, fsyncs it and the
    * directory, and adds it to the manifest like `save`.
    */
-  adopt(key: string, file: string, input: { epoch: number; step: number; attempt: number; metrics?: Metrics }, keep: number): Promise<CheckpointPointer>;
+  adopt(key: string, file: string, input: { epoch: number; step: number; attempt: number; metrics?: Metrics; runId?: string }, keep: number): Promise<CheckpointPointer>;
   /** Manifest entries, newest first. Empty when the key has none. */
   list(key: string): Promise<CheckpointPointer[]>;
   /** Reads a blob and checks its sha256; throws when missing or corrupt. */
@@ -48,6 +50,7 @@ export interface CheckpointStore {
   /**
    * Picks the newest checkpoint that verifies among the manifest's entries and `extra`
    * candidates (e.g. the last heartbeat's pointer). Ordering is by (epoch, step, savedAt).
+   * With `runId`, manifest entries written by other runs of the experiment are not considered.
    */
-  latestVerified(key: string, extra?: readonly (CheckpointPointer | null | undefined)[]): Promise<LatestVerifiedResult>;
+  latestVerified(key: string, extra?: readonly (CheckpointPointer | null | undefined)[], options?: { runId?: string }): Promise<LatestVerifiedResult>;
 }

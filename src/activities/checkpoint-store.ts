@@ -329,6 +329,7 @@ export class LocalCheckpointStore implements CheckpointStore {
         bytes: written.bytes,
         metrics,
         savedAt: new Date().toISOString(),
+        ...(input.runId ? { runId: input.runId } : {}),
       };
       await this.record(parsed, manifest, pointer, keep, file);
       return pointer;
@@ -338,7 +339,7 @@ export class LocalCheckpointStore implements CheckpointStore {
   async adopt(
     key: string,
     file: string,
-    input: { epoch: number; step: number; attempt: number; metrics?: Metrics },
+    input: { epoch: number; step: number; attempt: number; metrics?: Metrics; runId?: string },
     keep: number,
   ): Promise<CheckpointPointer> {
     const parsed = this.parseKey(key);
@@ -384,6 +385,7 @@ export class LocalCheckpointStore implements CheckpointStore {
         bytes: hashed.bytes,
         metrics,
         savedAt: new Date().toISOString(),
+        ...(input.runId ? { runId: input.runId } : {}),
       };
       await this.record(parsed, manifest, pointer, keep, undefined);
       return pointer;
@@ -406,14 +408,20 @@ export class LocalCheckpointStore implements CheckpointStore {
    * next to it have no recorded sha256 and so cannot be verified, and guessing at unverified bytes
    * is worse than starting over from a pointer we can check.
    */
-  async latestVerified(key: string, extra: readonly (CheckpointPointer | null | undefined)[] = []): Promise<LatestVerifiedResult> {
+  async latestVerified(
+    key: string,
+    extra: readonly (CheckpointPointer | null | undefined)[] = [],
+    options: { runId?: string } = {},
+  ): Promise<LatestVerifiedResult> {
     const parsed = this.parseKey(key);
     // Under the key's lock so a concurrent save can't prune the candidates while we try them.
     return this.serialized(parsed.key, async () => {
       const warnings: string[] = [];
       const candidates = new Map<string, CheckpointPointer>();
       try {
-        for (const pointer of (await this.readManifest(parsed)).checkpoints) candidates.set(pointer.checkpointId, pointer);
+        for (const pointer of (await this.readManifest(parsed)).checkpoints) {
+          if (options.runId === undefined || pointer.runId === options.runId) candidates.set(pointer.checkpointId, pointer);
+        }
       } catch (err) {
         if (!(err instanceof ManifestError)) throw err;
         warnings.push(`${err.message}; only the checkpoints reported by the caller are considered`);

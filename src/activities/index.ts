@@ -2,6 +2,7 @@
  * The activities the plugin registers, built by a factory so the store, the trainers and the
  * logger are injected (workflows import only the type `Activities`).
  */
+import { Context } from '@temporalio/activity';
 import type { CheckpointPointer } from '../shared/types';
 import { storeKey } from '../shared/ids';
 import type { TrainInput } from '../shared/definitions';
@@ -17,7 +18,9 @@ export function createActivities(deps: TrainingDeps) {
     },
     /** The newest checkpoint of an experiment that verifies, or null. */
     async latestCheckpoint(input: { sessionId: string; experimentId: string }): Promise<CheckpointPointer | null> {
-      const { checkpoint, warnings } = await deps.store.latestVerified(storeKey(input.sessionId, input.experimentId));
+      // Called by the experiment workflow itself: its run's checkpoints only.
+      const runId = Context.current().info.workflowExecution?.runId;
+      const { checkpoint, warnings } = await deps.store.latestVerified(storeKey(input.sessionId, input.experimentId), [], { runId });
       for (const warning of warnings) deps.logger.warn({ ...input, warning }, 'skipping a checkpoint that does not verify');
       return checkpoint?.pointer ?? null;
     },

@@ -97,7 +97,8 @@ async function train(
   }
 
   const key = storeKey(sessionId, spec.id);
-  const resume = await findResumePoint(deps.store, key, input, info.heartbeatDetails as HeartbeatDetails | undefined, log);
+  const runId = info.workflowExecution?.runId;
+  const resume = await findResumePoint(deps.store, key, runId, input, info.heartbeatDetails as HeartbeatDetails | undefined, log);
 
   let latest: CheckpointPointer | null = resume?.pointer ?? null;
   let epoch = resume?.pointer.epoch ?? 0;
@@ -173,11 +174,11 @@ async function train(
       }
     },
     async checkpoint(c) {
-      const pointer = await deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data: c.data, metrics: c.metrics }, input.checkpointsToKeep);
+      const pointer = await deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data: c.data, metrics: c.metrics, runId }, input.checkpointsToKeep);
       return recorded(pointer);
     },
     async adoptCheckpoint(file, c) {
-      const pointer = await deps.store.adopt(key, file, { epoch: c.epoch, step: c.step, attempt, metrics: c.metrics }, input.checkpointsToKeep);
+      const pointer = await deps.store.adopt(key, file, { epoch: c.epoch, step: c.step, attempt, metrics: c.metrics, runId }, input.checkpointsToKeep);
       return recorded(pointer);
     },
   };
@@ -258,14 +259,19 @@ function shutdownFailure(experimentId: string, stopped: TrainingOutcome): Applic
   return ApplicationFailure.retryable(`worker shutting down: experiment ${experimentId} stopped at ${at}; another worker resumes it`, 'WorkerShutdown', stopped);
 }
 
+/**
+ * Own checkpoints first (this experiment workflow run's: a session re-run with the same ids
+ * starts fresh), then the explicit `resumeFrom` source, across all of its runs.
+ */
 async function findResumePoint(
   store: CheckpointStore,
   key: string,
+  runId: string | undefined,
   input: TrainInput,
   heartbeat: HeartbeatDetails | undefined,
   log: Logger,
 ): Promise<VerifiedCheckpoint | undefined> {
-  const own = await store.latestVerified(key, [heartbeat?.latest]);
+  const own = await store.latestVerified(key, [heartbeat?.latest], { runId });
   for (const warning of own.warnings) log.warn({ warning }, 'skipping a checkpoint that does not verify');
   if (own.checkpoint) return own.checkpoint;
   const source = input.spec.resumeFrom;

@@ -42,6 +42,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     options: {
       'approve-as': { type: 'string', value: 'NAME', help: 'pre-approve long-running experiments, recorded as approved by NAME' },
       detach: { type: 'boolean', help: 'start the session, print its id and UI link, and exit (needs TEMPORAL_ADDRESS)' },
+      resume: { type: 'boolean', help: 'continue experiments from their newest checkpoints of an earlier run of this session id' },
     },
     details: `Exits 0 only if every experiment completed, 1 if any did not.
 Without TEMPORAL_ADDRESS, starts a local Temporal server (ports 7233/8233 if free) and an
@@ -207,6 +208,12 @@ export function commandHelp(spec: CommandSpec): string {
   return lines.join('\n');
 }
 
+/** Commands with their own argument parsing (src/replay.ts), listed in the main help. */
+export const REPLAY_COMMANDS: readonly (readonly [string, string])[] = [
+  ['history', 'history export WORKFLOW_ID [--out FILE]: save a workflow history as JSON'],
+  ['replay', 'replay FILE|DIR...: replay histories against the current workflow code'],
+];
+
 export function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
   return [
@@ -217,6 +224,7 @@ export function mainHelp(): string {
     '',
     'Commands:',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
+    ...REPLAY_COMMANDS.map(([name, summary]) => `  ${name.padEnd(width)}${summary}`),
     '',
     'Quick start (starts a local server and worker, no setup):',
     '  npx experiments run examples/quickstart.json --approve-as you',

@@ -14,7 +14,6 @@ import { approveInputSchema, parseOrThrow } from '../shared/schema';
 import type { ResumeHints } from '../shared/types';
 import { runExperimentWorker } from '../worker';
 import { intOption, stringOption, type ParsedArgs } from './args';
-import { cancelWithReason } from './cancel';
 import { connect, ensureReachable, offlineValidator, uiBaseFor, workflowUrl, type Connected } from './connect';
 import { fileLogger } from './embedded';
 import { EXIT, UsageError } from './errors';
@@ -147,7 +146,7 @@ export async function cancelCommand(parsed: ParsedArgs): Promise<number> {
   const [id] = parsed.positionals;
   const reason = stringOption(parsed, 'reason');
   return withConnection(async (c) => {
-    await cancelWithReason(c.experiments, id, reason);
+    await c.experiments.cancel(id, reason);
     say(`Cancellation requested for ${id}${reason ? ` (${reason})` : ''}; running experiments checkpoint and end interrupted.`);
     return EXIT.ok;
   });

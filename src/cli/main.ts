@@ -17,6 +17,18 @@ type Handler = (parsed: ParsedArgs) => Promise<number>;
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const lazy = <T>(id: string) => (): T => require(id) as T;
 const runModule = lazy<typeof import('./run')>('./run');
+const replayModule = lazy<typeof import('../replay')>('../replay');
+
+const io = { stdout: (s: string) => process.stdout.write(`${s}\n`), stderr: (s: string) => process.stderr.write(`${s}\n`) };
+
+/** `history export` and `replay` parse their own arguments (src/replay.ts). */
+const REPLAY_HANDLERS: Record<string, (rest: string[]) => Promise<number>> = {
+  history: async (rest) => {
+    if (rest[0] !== 'export') throw new UsageError(`history: expected \`history export WORKFLOW_ID [--out FILE]\`, received ${JSON.stringify(rest.join(' '))}`);
+    return replayModule().runHistoryExportCommand(rest.slice(1), io);
+  },
+  replay: (rest) => replayModule().runReplayCommand(rest, io),
+};
 const commands = lazy<typeof import('./commands')>('./commands');
 
 const HANDLERS: Record<string, () => Handler> = {
@@ -59,6 +71,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`${commandHelp(spec)}\n`);
       return EXIT.ok;
     }
+    const replay = REPLAY_HANDLERS[name];
+    if (replay) return await replay(rest);
     const spec = findCommand(name);
     const load = HANDLERS[name];
     if (!spec || !load) {

@@ -19,9 +19,8 @@ import type { SessionSummary } from '../shared/definitions';
 import { storeKey } from '../shared/ids';
 import { isLongRunning, resolvePolicy } from '../shared/policy';
 import { approveInputSchema, parseOrThrow } from '../shared/schema';
-import type { ApproveInput } from '../shared/types';
+import type { ApproveInput, ExperimentSpec } from '../shared/types';
 import { stringOption, type ParsedArgs } from './args';
-import { cancelWithReason } from './cancel';
 import { connect, offlineValidator, uiBaseFor, workflowUrl } from './connect';
 import { startEmbedded, StartAborted, type Embedded } from './embedded';
 import { EXIT, ExitCode, UsageError } from './errors';
@@ -85,6 +84,7 @@ export async function runCommand(parsed: ParsedArgs): Promise<number> {
   const [file] = parsed.positionals;
   const approveAs = stringOption(parsed, 'approve-as');
   const detach = parsed.options.detach === true;
+  const resume = parsed.options.resume === true;
   const config = configFromEnv();
   const embeddedMode = config.address === undefined;
   if (detach && embeddedMode) {
@@ -108,17 +108,12 @@ export async function runCommand(parsed: ParsedArgs): Promise<number> {
     });
     target = embeddedMode ? await embeddedTarget(config, say, () => interrupts.count > 0) : await remoteTarget(config);
     if (interrupts.count > 0) throw new ExitCode(EXIT.interrupted);
-    const ranBefore = await ensureNotRunning(target, sessionId);
-    if (target.embedded) await noteEarlierCheckpoints(target.experiments, pipeline, config, say);
-    else {
-      if (ranBefore) {
-        say(`Note: session ${sessionId} ran before on this server; experiments with the same ids continue from that run's checkpoints (use a new session id to start from scratch).`);
-      }
-      await warnIfNoWorkers(target, config, say);
-    }
+    await ensureNotRunning(target, sessionId);
+    const experiments = await withEarlierCheckpoints(target.experiments, pipeline, config, resume, say);
+    if (!target.embedded) await warnIfNoWorkers(target, config, say);
 
     const started = Date.now();
-    await target.experiments.startSession({ sessionId, policy: pipeline.policy, experiments: pipeline.experiments, preApproved });
+    await target.experiments.startSession({ sessionId, policy: pipeline.policy, experiments, preApproved });
     const url = workflowUrl(target.uiBase, target.namespace, sessionId);
     const policy = resolvePolicy(pipeline.policy);
     const longRunning = pipeline.experiments.filter((e) => isLongRunning(e, policy)).length;
@@ -188,23 +183,37 @@ async function ensureNotRunning(target: Target, sessionId: string): Promise<bool
 }
 
 /**
- * Experiments resume from the newest checkpoint under `<session>/<experiment>`, also in a new
- * run of the same session id. Say so, since "finished in a second" would otherwise puzzle.
+ * A run of a session id starts from scratch, even when an earlier run of the same id left
+ * checkpoints (its params may have changed). With --resume, experiments that have verified
+ * checkpoints from an earlier run continue from the newest one (`resumeFrom`); without it, say
+ * that they exist and how to continue them.
  */
-async function noteEarlierCheckpoints(experiments: ExperimentsClient, pipeline: Pipeline, config: RuntimeConfig, say: (line: string) => void): Promise<void> {
+async function withEarlierCheckpoints(
+  client: ExperimentsClient,
+  pipeline: Pipeline,
+  config: RuntimeConfig,
+  resume: boolean,
+  say: (line: string) => void,
+): Promise<ExperimentSpec[]> {
   const sessionId = pipeline.session as string;
-  let n = 0;
+  const earlier = new Set<string>();
   for (const spec of pipeline.experiments) {
     try {
-      if ((await experiments.store.list(storeKey(sessionId, spec.id))).length > 0) n++;
+      if ((await client.store.list(storeKey(sessionId, spec.id))).length > 0) earlier.add(spec.id);
     } catch {
       // An unreadable manifest is the training activity's problem to report.
     }
   }
-  if (n > 0) {
-    const dir = displayPath(path.join(config.checkpointDir, sessionId));
-    say(`Note: ${n} experiment(s) of session ${sessionId} have checkpoints from an earlier run in ${dir}; they continue from those (use a new session id to start from scratch).`);
+  if (earlier.size === 0) return pipeline.experiments;
+  const dir = displayPath(path.join(config.checkpointDir, sessionId));
+  if (!resume) {
+    say(`Note: ${earlier.size} experiment(s) of session ${sessionId} have checkpoints from an earlier run in ${dir}; this run starts from scratch (add --resume to continue from them).`);
+    return pipeline.experiments;
   }
+  say(`Resuming ${earlier.size} experiment(s) from their newest checkpoints of an earlier run in ${dir}.`);
+  return pipeline.experiments.map((spec) =>
+    earlier.has(spec.id) && !spec.resumeFrom ? { ...spec, resumeFrom: { experiment: storeKey(sessionId, spec.id) } } : spec,
+  );
 }
 
 /** With a remote server, a session without workers just sits there; say so up front. */
@@ -269,7 +278,7 @@ async function watch(target: Target, sessionId: string, ids: readonly string[], 
     }
     if (n === 1) {
       view.note(`${interrupts.how}: cancelling session ${sessionId}; running experiments checkpoint and stop (Ctrl-C again stops the worker at once)`);
-      cancelWithReason(experiments, sessionId, `interrupted with ${interrupts.how} from experiments run`).catch((err: unknown) => view.note(`cancel failed: ${(err as Error).message}`));
+      experiments.cancel(sessionId, `interrupted with ${interrupts.how} from experiments run`).catch((err: unknown) => view.note(`cancel failed: ${(err as Error).message}`));
     } else if (n === 2) {
       view.note(`${interrupts.how} again: stopping the worker now (trainings checkpoint at their next step)`);
       target.embedded.stopWorker();

@@ -108,6 +108,11 @@ export interface CheckpointPointer {
   readonly metrics: Metrics;
   /** ISO-8601 time the blob became durable. */
   readonly savedAt: string;
+  /**
+   * Run id of the experiment workflow that wrote it. A retry resumes only checkpoints of its own
+   * run; starting from another run's checkpoint takes an explicit `resumeFrom`.
+   */
+  readonly runId?: string;
 }
 
 /** What every heartbeat of the training activity carries. */

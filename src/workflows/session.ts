@@ -36,6 +36,7 @@ import {
   addExperimentsUpdate,
   approvalQuery,
   approveSignal,
+  cancelReasonSignal,
   closeSessionSignal,
   experimentFinishedSignal,
   sessionHintsQuery,
@@ -75,6 +76,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
   let running = 0;
   let draining = false;
   let cancelled = false;
+  let cancelReason: string | null = null;
   let wake = true;
   const scopes = new Map<string, CancellationScope>();
   // Declared before any handler: a buffered signal is delivered as soon as its handler is set.
@@ -115,6 +117,10 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
       publish();
     }
     wake = true;
+  });
+  setHandler(cancelReasonSignal, (input) => {
+    const reason = (input as { reason?: unknown } | undefined)?.reason;
+    if (typeof reason === 'string') cancelReason = reason.slice(0, 500);
   });
   setHandler(closeSessionSignal, () => {
     closeRequested = true;
@@ -316,7 +322,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
       for (const row of rows.values()) {
         if (row.state === 'queued' || row.state === 'awaiting-approval') {
           row.state = 'cancelled';
-          row.reason = 'session cancelled before it started';
+          row.reason = `session cancelled before it started${cancelReason ? `: ${cancelReason}` : ''}`;
         }
       }
       await condition(() => running === 0);

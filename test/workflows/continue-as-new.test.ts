@@ -32,7 +32,7 @@ test(`a session of ${COUNT} experiments continues as new and completes every one
     const started = Date.now();
     const handle = await w.client.startSession({ sessionId, policy: { maxConcurrent: 20 }, experiments, continueAsNewAfterEvents: 400 });
     // startSession is typed as a plain WorkflowHandle; the object is the one workflow.start returned.
-    const firstRunId = (handle as typeof handle & { firstExecutionRunId?: string }).firstExecutionRunId;
+    const firstRunId = handle.firstExecutionRunId;
     assert.ok(firstRunId, 'the start call returns the first run id');
     const summary = await handle.result();
     const elapsed = Date.now() - started;
