@@ -142,11 +142,7 @@ export class ExperimentsClient {
   /** A session snapshot, or one experiment's status with live progress from its heartbeats. */
   async status(id: string): Promise<StatusResult> {
     const described = await this.describe(id);
-    if (described?.type === WORKFLOW_TYPES.session) {
-      const snap = await this.sessionSnapshot(id);
-      const experiments = await Promise.all(snap.experiments.map((e) => (e.state === 'running' ? this.liveExperiment(e) : e)));
-      return { ...snap, experiments };
-    }
+    if (described?.type === WORKFLOW_TYPES.session) return this.liveSession(id);
     if (described?.type === WORKFLOW_TYPES.experiment) return { ...(await this.experimentStatus(id)), kind: 'experiment' };
     const parts = parseExperimentWorkflowId(id);
     if (parts) {
@@ -236,6 +232,13 @@ export class ExperimentsClient {
     }
   }
 
+  /** The session snapshot with each running experiment's last heartbeat merged in. */
+  async liveSession(sessionId: string): Promise<SessionSnapshot> {
+    const snap = await this.sessionSnapshot(sessionId);
+    const experiments = await Promise.all(snap.experiments.map((e) => (e.state === 'running' ? this.liveExperiment(e) : e)));
+    return { ...snap, experiments };
+  }
+
   sessionHandle(sessionId: string): WorkflowHandle<typeof sessionWorkflow> {
     return this.client.workflow.getHandle<typeof sessionWorkflow>(sessionId);
   }
@@ -281,6 +284,7 @@ export class ExperimentsClient {
         epochs: details?.epochs ?? status.epochs,
         resumedFrom: details?.resumedFrom ?? status.resumedFrom,
         latestCheckpoint: latest ? { id: latest.checkpointId, epoch: latest.epoch, sha256: latest.sha256, uri: latest.uri } : status.latestCheckpoint,
+        metrics: details?.metrics ?? status.metrics,
       };
     } catch {
       return status;

@@ -72,14 +72,17 @@ let installed: Logger | undefined;
 
 /**
  * Installs `logger` as the Temporal Runtime logger, forwarding Core (Rust) logs at WARN and
- * above. Must run before the first connection or worker is created; a second call with the
+ * above. `shutdownSignals` replaces the signals on which the Runtime shuts workers down
+ * (default SIGINT, SIGTERM, SIGQUIT, SIGUSR2). Must run before the first connection or worker is created; a second call with the
  * same logger is a no-op, and with another logger it throws, naming the fix.
  */
-export function installRuntimeLogger(logger: Logger): void {
+export function installRuntimeLogger(logger: Logger, options: { shutdownSignals?: NodeJS.Signals[] } = {}): void {
   if (installed === logger) return;
   if (installed) throw new Error('The Temporal Runtime logger is already installed with another pino logger; create one logger per process and pass it everywhere.');
   Runtime.install({
     logger: new PinoTemporalLogger(logger),
+    // [] when the caller handles signals itself (the CLI's embedded run cancels the session first).
+    ...(options.shutdownSignals ? { shutdownSignals: options.shutdownSignals } : {}),
     telemetryOptions: {
       logging: { filter: makeTelemetryFilterString({ core: 'WARN', other: 'ERROR' }), forward: {} },
     },

@@ -7,20 +7,20 @@
  *   LOG_LEVEL (default info), not to the terminal, so they cannot garble the progress bars; the
  *   CLI prints the file's path. The pino logger becomes the Temporal Runtime logger before any
  *   connection, as the SDK requires.
- * - The Runtime's own SIGINT/SIGTERM hook is removed: it would shut the worker down on the first
+ * - The Runtime is installed without its SIGINT/SIGTERM hook: it would shut the worker down on the first
  *   Ctrl-C, while `run` first cancels the session so every experiment checkpoints and ends
  *   `interrupted` with a reason, and only a second Ctrl-C stops the worker at once.
  * - Each run gets a fresh database (.data/embedded/<port>.db, replaced at the next run on that
  *   port): a session left running by a killed run would otherwise wake up and train on the next
  *   run's worker. Progress is not lost by this: checkpoints live in the checkpoint directory, and
- *   a rerun of the same session id resumes each experiment from its newest one.
+ *   `run --resume` continues each experiment of the same session id from its newest one.
  */
 import { rmSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import pino from 'pino';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { NativeConnection, type Worker } from '@temporalio/worker';
 import { ExperimentsClient } from '../client';
 import type { RuntimeConfig } from '../config';
 import { isPortFree, startDevServer, type DevServer } from '../dev-server';
@@ -67,17 +67,6 @@ export function fileLogger(label: string): { logger: Logger; logFile: string } {
   return { logger, logFile };
 }
 
-/**
- * Removes the Runtime's signal hook (see the module comment). `startShutdownSequence` is a
- * protected member of Runtime; this is the one place we reach into it.
- */
-function detachRuntimeSignalHook(): void {
-  const runtime = Runtime.instance() as unknown as { startShutdownSequence?: () => void; options?: { shutdownSignals?: NodeJS.Signals[] } };
-  const hook = runtime.startShutdownSequence;
-  if (!hook) return;
-  for (const signal of runtime.options?.shutdownSignals ?? ['SIGINT', 'SIGTERM', 'SIGQUIT', 'SIGUSR2']) process.off(signal, hook);
-}
-
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -100,8 +89,8 @@ async function choosePorts(): Promise<{ grpc: number; ui: number; defaults: bool
 export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded> {
   const { config, say } = options;
   const { logger, logFile } = fileLogger('run');
-  installRuntimeLogger(logger);
-  detachRuntimeSignalHook();
+  // No Runtime signal hook: the first Ctrl-C must cancel the session (experiments checkpoint) rather than stop the worker.
+  installRuntimeLogger(logger, { shutdownSignals: [] });
   const check = () => {
     if (options.aborted?.()) throw new StartAborted('interrupted while starting');
   };

@@ -8,7 +8,7 @@
 import cliProgress from 'cli-progress';
 import type { ExperimentsClient } from '../client';
 import type { SessionSnapshot } from '../shared/definitions';
-import type { ExperimentStatus, HeartbeatDetails } from '../shared/types';
+import type { ExperimentStatus } from '../shared/types';
 import { colorState, fmtNumber, fmtPercent, fmtElapsed, styles } from './output';
 
 export interface LiveExperiment extends ExperimentStatus {
@@ -22,41 +22,10 @@ export interface LiveSnapshot extends Omit<SessionSnapshot, 'experiments'> {
 
 const finite = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
-/**
- * The session snapshot with live progress merged into running experiments. Like the client's
- * `status`, plus the heartbeat's metrics (ExperimentStatus has no loss field), and with one
- * describe call per running experiment rather than two.
- */
+/** The session snapshot with live progress (epoch, attempt, checkpoint, loss) merged into running experiments. */
 export async function readLive(client: ExperimentsClient, sessionId: string): Promise<LiveSnapshot> {
-  const snap = await client.sessionSnapshot(sessionId);
-  const converter = client.client.options.loadedDataConverter.payloadConverter;
-  const experiments = await Promise.all(
-    snap.experiments.map(async (e): Promise<LiveExperiment> => {
-      const base: LiveExperiment = { ...e, loss: finite(e.result?.finalLoss) };
-      if (e.state !== 'running') return base;
-      try {
-        const desc = await client.client.workflow.getHandle(e.workflowId).describe();
-        const pending = desc.raw.pendingActivities?.find((a) => a.activityType?.name === 'trainExperiment');
-        if (!pending) return base;
-        const payload = pending.heartbeatDetails?.payloads?.[0];
-        const d = payload ? converter.fromPayload<HeartbeatDetails>(payload) : undefined;
-        const latest = d?.latest ?? null;
-        return {
-          ...base,
-          attempt: pending.attempt ?? e.attempt,
-          epoch: d?.epoch ?? e.epoch,
-          epochs: d?.epochs ?? e.epochs,
-          resumedFrom: d?.resumedFrom ?? e.resumedFrom,
-          latestCheckpoint: latest ? { id: latest.checkpointId, epoch: latest.epoch, sha256: latest.sha256, uri: latest.uri } : e.latestCheckpoint,
-          loss: finite(d?.metrics?.loss) ?? base.loss,
-        };
-      } catch {
-        // The child may not exist yet, or just ended: the session's row is still right.
-        return base;
-      }
-    }),
-  );
-  return { ...snap, experiments };
+  const snap = await client.liveSession(sessionId);
+  return { ...snap, experiments: snap.experiments.map((e) => ({ ...e, loss: finite(e.metrics?.loss) ?? finite(e.result?.finalLoss) })) };
 }
 
 /** Experiments waiting for the session's approval right now. */

@@ -178,6 +178,8 @@ export interface ExperimentStatus {
   readonly result: { finalLoss: number | null; accuracy: number | null; modelSha256: string | null } | null;
   /** Why it ended, for failed, timed-out, rejected, interrupted and cancelled experiments. */
   readonly reason: string | null;
+  /** Metrics of the last heartbeat (e.g. `loss`), for running experiments read through the client. */
+  readonly metrics?: Metrics;
 }
 
 /** Resumability hints for one experiment. */
