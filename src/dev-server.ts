@@ -28,6 +28,11 @@ export interface DevServerOptions {
   namespace?: string;
   ip?: string;
   log?: (line: string) => void;
+  /**
+   * Progress of finding or building the Temporal CLI (a first build takes minutes, so a person
+   * should see it). @default `log`
+   */
+  progress?: (line: string) => void;
   /** Extra `--dynamic-config-value KEY=JSON` entries. */
   dynamicConfig?: Record<string, unknown>;
   /** How long to wait for gRPC and the UI (default 60 s). */
@@ -108,7 +113,8 @@ export async function startDevServer(opts: DevServerOptions = {}): Promise<DevSe
   if (!(await isPortFree(port, ip))) throw new Error(portInUseMessage(port, ip, 'Temporal gRPC', '--port'));
   if (!(await isPortFree(uiPort, ip))) throw new Error(portInUseMessage(uiPort, ip, 'Temporal Web UI', '--ui-port'));
 
-  const exe = await executablePath(await resolveTemporalCli({ log }), log);
+  const progress = opts.progress ?? log;
+  const exe = await executablePath(await resolveTemporalCli({ log: progress }), progress);
   mkdirSync(path.dirname(dbFile), { recursive: true });
 
   const args = [

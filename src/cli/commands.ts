@@ -217,7 +217,7 @@ export async function serverCommand(parsed: ParsedArgs): Promise<number> {
   }
   const { logger, logFile } = fileLogger('server');
   say(`Starting the Temporal dev server (log: ${displayPath(logFile)})…`);
-  const server = await startDevServer({ port, uiPort, dbFile, log: (line) => logger.info({ source: 'temporal-server' }, line) });
+  const server = await startDevServer({ port, uiPort, dbFile, log: (line) => logger.info({ source: 'temporal-server' }, line), progress: say });
   say(`Temporal server ready.`);
   say(`  gRPC:     ${server.address}`);
   say(`  Web UI:   http://localhost:${uiPort}`);

@@ -131,6 +131,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
       dbFile,
       namespace: config.namespace,
       log: (line) => logger.debug({ source: 'temporal-server' }, line),
+      progress: say,
     });
     say(`Local Temporal server ready in ${((Date.now() - t0) / 1000).toFixed(1)}s; starting an in-process worker.`);
     check();
