@@ -256,7 +256,13 @@ async function train(
 
 function shutdownFailure(experimentId: string, stopped: TrainingOutcome): ApplicationFailure {
   const at = stopped.latest ? `checkpoint ${stopped.latest.checkpointId} (epoch ${stopped.latest.epoch}, step ${stopped.latest.step})` : 'no checkpoint yet';
-  return ApplicationFailure.retryable(`worker shutting down: experiment ${experimentId} stopped at ${at}; another worker resumes it`, 'WorkerShutdown', stopped);
+  return ApplicationFailure.create({
+    message: `worker shutting down: experiment ${experimentId} stopped at ${at}; another worker resumes it`,
+    type: 'WorkerShutdown',
+    details: [stopped],
+    // The checkpoint is durable and the worker is leaving: retry now, not after the policy's backoff.
+    nextRetryDelay: '100ms',
+  });
 }
 
 /**

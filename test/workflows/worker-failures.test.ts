@@ -26,7 +26,10 @@ after(async () => {
 
 // 16 steps × 50 ms ≈ 0.8 s per epoch: long enough to land a signal mid-epoch.
 const params = { epochs: 6, samples: 512, batchSize: 32, stepDelayMs: 50, seed: 11 };
-const expectedSha = () => runMlpBare(parseMlpParams(params)).modelSha256;
+const expectedSha = (p: object = params) => runMlpBare(parseMlpParams(p)).modelSha256;
+// Long enough that the standby worker (which bundles workflows on start, slowly on a loaded
+// machine) is always ready while the first one is still training.
+const longParams = { ...params, epochs: 20 };
 
 function setup(name: string) {
   const taskQueue = uniqueQueue(name);
@@ -84,12 +87,14 @@ test('graceful shutdown: SIGTERM checkpoints at the interruption point, another 
   const handle = await client.startSession({
     sessionId: 'sigterm',
     policy: { heartbeatTimeout: '60s', retry: { initialInterval: '200ms' } },
-    experiments: [{ id: 'e', trainer: 'mlp', params }],
+    experiments: [{ id: 'e', trainer: 'mlp', params: longParams }],
   });
   const key = storeKey('sigterm', 'e');
   await waitFor(async () => ((await latestCheckpoint(store, key))?.epoch ?? 0) >= 1, { what: 'the first epoch checkpoint' });
   const b = worker('b');
   await b.ready;
+  const before = await latestCheckpoint(store, key);
+  assert.ok(before.epoch < longParams.epochs - 1, `still training when the standby worker is ready (checkpoint epoch ${before.epoch})`);
   await new Promise((r) => setTimeout(r, 300));
   const sentAt = Date.now();
   a.child.kill('SIGTERM');
@@ -111,7 +116,7 @@ test('graceful shutdown: SIGTERM checkpoints at the interruption point, another 
   const e = summary.experiments[0];
   assert.equal(e.state, 'completed');
   assert.equal(e.attempt, 2);
-  assert.equal(e.result?.modelSha256, expectedSha());
+  assert.equal(e.result?.modelSha256, expectedSha(longParams));
   b.child.kill('SIGTERM');
   await b.exited;
 });
