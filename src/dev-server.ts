@@ -83,6 +83,18 @@ export async function isPortFree(port: number, host = '127.0.0.1'): Promise<bool
   });
 }
 
+/** A port the OS reports free right now (for servers started on non-default ports). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen({ port: 0, host }, () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 function portInUseMessage(port: number, host: string, what: string, flag: string): string {
   return `Port ${port} on ${host} is already in use (${what}); stop whatever uses it or choose another port with ${flag} <port>.`;
 }

@@ -11,6 +11,7 @@
 import { NativeConnection, Worker, type NativeConnectionOptions } from '@temporalio/worker';
 import { configFromEnv, DEFAULT_ADDRESS } from './config';
 import { createLogger, runtimeLogger, type Logger } from './logging';
+import { parseDuration } from './shared/duration';
 import { ExperimentPlugin, type ExperimentPluginOptions } from './plugin';
 
 export interface ExperimentWorkerOptions extends ExperimentPluginOptions {
@@ -47,7 +48,11 @@ export interface ExperimentWorker {
 export async function createExperimentWorker(options: ExperimentWorkerOptions = {}): Promise<ExperimentWorker> {
   const env = configFromEnv();
   const logger = options.logger ?? runtimeLogger() ?? createLogger();
-  const plugin = options.plugin ?? new ExperimentPlugin({ checkpointDir: env.checkpointDir, ...options, logger });
+  // Heartbeats the runtime sends no faster than the throttle gain nothing; sent slower, they
+  // make the throttle pointless. So a throttle given here sets the runtime's interval too.
+  const throttleMs = typeof options.heartbeatThrottle === 'string' ? parseDuration(options.heartbeatThrottle) : options.heartbeatThrottle;
+  const plugin =
+    options.plugin ?? new ExperimentPlugin({ checkpointDir: env.checkpointDir, heartbeatIntervalMs: throttleMs, ...options, logger });
   const connection =
     options.connection ?? (await NativeConnection.connect({ address: options.address ?? env.address ?? DEFAULT_ADDRESS } satisfies NativeConnectionOptions));
   const taskQueue = options.taskQueue ?? env.taskQueue;

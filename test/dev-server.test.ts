@@ -11,7 +11,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { createTestEnv, isPortFree, startDevServer, type DevServer } from '../src/dev-server';
+import { createTestEnv, isPortFree, startDevServer, type DevServer, freePort } from '../src/dev-server';
 import { SEARCH_ATTRIBUTES } from '../src/shared/search-attributes';
 
 const TIMEOUT = 180_000; // the first start may wait for a Go build of the CLI
@@ -25,16 +25,6 @@ const INDEXED_TYPE: Record<string, number> = {
   KeywordList: 7,
 }; // temporal.api.enums.v1.IndexedValueType
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function withClient<T>(server: DevServer, fn: (client: Client, connection: Connection) => Promise<T>): Promise<T> {
   const connection = await Connection.connect({ address: server.address });

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { logLines, startHarness, type Harness, type LogLine } from '../../test/helpers/env';
+import { logLines, startHarness, waitFor, type Harness, type LogLine } from '../../test/helpers/env';
 import { progress, sleep } from './stats';
 
 export type { Harness, LogLine } from '../../test/helpers/env';
@@ -169,25 +169,5 @@ export function readJsonLines(file: string): LogLine[] {
   return out;
 }
 
-/** Polls `check` until it returns a truthy value. */
-export async function waitFor<T>(
-  check: () => T | Promise<T>,
-  opts: { timeoutMs?: number; intervalMs?: number; what: string; abortIf?: () => string | undefined },
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value as NonNullable<T>;
-    } catch (err) {
-      lastError = err;
-    }
-    const abort = opts.abortIf?.();
-    if (abort) throw new Error(abort);
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${opts.what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
-    }
-    await sleep(opts.intervalMs ?? 20);
-  }
-}
+/** The test harness's poller (with `abortIf`), shared rather than copied. */
+export { waitFor };

@@ -16,14 +16,13 @@
  *   `run --resume` continues each experiment of the same session id from its newest one.
  */
 import { rmSync } from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import pino from 'pino';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { ExperimentsClient } from '../client';
 import type { RuntimeConfig } from '../config';
-import { isPortFree, startDevServer, type DevServer } from '../dev-server';
+import { isPortFree, startDevServer, type DevServer, freePort } from '../dev-server';
 import { createLogger, installRuntimeLogger, type Logger } from '../logging';
 import { ExperimentPlugin } from '../plugin';
 import { projectRoot } from '../temporal-cli';
@@ -67,16 +66,6 @@ export function fileLogger(label: string): { logger: Logger; logFile: string } {
   return { logger, logFile };
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function choosePorts(): Promise<{ grpc: number; ui: number; defaults: boolean }> {
   if ((await isPortFree(DEFAULT_PORTS.grpc)) && (await isPortFree(DEFAULT_PORTS.ui))) return { ...DEFAULT_PORTS, defaults: true };

@@ -9,9 +9,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import * as net from 'node:net';
 import { WorkflowNotFoundError } from '@temporalio/common';
-import { isPortFree } from '../../src/dev-server';
+import { isPortFree, freePort } from '../../src/dev-server';
 import { ROOT, startHarness, startWorker, uniqueQueue, waitFor, type Harness, type RunningWorker } from '../helpers/env';
 
 const BIN = path.join(ROOT, 'bin', 'experiments.js');
@@ -88,16 +87,6 @@ function writeFile(name: string, value: unknown): string {
   return file;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 const tiny = (extra: Record<string, unknown> = {}) => ({ epochs: 2, samples: 64, batchSize: 32, ...extra });
 

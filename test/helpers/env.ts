@@ -142,7 +142,10 @@ export function readJsonLines(file: string): LogLine[] {
 }
 
 /** Polls `check` until it returns a truthy value; fails with `what` after the timeout. */
-export async function waitFor<T>(check: () => T | Promise<T>, opts: { timeoutMs?: number; intervalMs?: number; what: string }): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  check: () => T | Promise<T>,
+  opts: { timeoutMs?: number; intervalMs?: number; what: string; abortIf?: () => string | undefined },
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
   let lastError: unknown;
   for (;;) {
@@ -152,6 +155,8 @@ export async function waitFor<T>(check: () => T | Promise<T>, opts: { timeoutMs?
     } catch (err) {
       lastError = err;
     }
+    const abort = opts.abortIf?.();
+    if (abort) throw new Error(abort);
     if (Date.now() > deadline) {
       throw new Error(`timed out waiting for ${opts.what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
     }

@@ -9,12 +9,11 @@
  * and dialogs are found by role: only the open <dialog> is in the accessibility tree.
  */
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { createTestEnv } from '../../src/dev-server';
+import { createTestEnv, freePort } from '../../src/dev-server';
 import { captureLogger, ROOT, type Harness } from '../helpers/env';
 
 export const ARTIFACTS = path.join(ROOT, '.artifacts');
@@ -33,20 +32,12 @@ const CHROMIUM_ARGS = [
 ];
 
 /** Safety limits, not expected durations: a slow 2-core CI machine runs chromium, the server and training at once. */
+export { freePort };
+
 export const UI_ACTION_TIMEOUT_MS = 60_000;
 export const UI_NAVIGATION_TIMEOUT_MS = 90_000;
 
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen({ port: 0, host: '127.0.0.1' }, () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export interface UiHarness extends Harness {
   /** http://127.0.0.1:<uiPort>, the Temporal Web UI of this dev server. */
