@@ -89,15 +89,26 @@ export function checkApproval(sessionId: string, approvers: readonly Approver[] 
   return { ok: true, signed: true };
 }
 
-/** Problems with an approver list, for policy validation: one line each, naming the index. */
-export function approverProblems(approvers: readonly Approver[]): string[] {
-  const problems: string[] = [];
+/** One problem with an approver list: the index and field it is at, and what is wrong. */
+export interface ApproverProblem {
+  readonly index: number;
+  readonly field: 'name' | 'publicKey';
+  readonly message: string;
+}
+
+/** Problems with an approver list (duplicate names, malformed keys), for policy validation. */
+export function approverProblems(approvers: readonly Approver[]): ApproverProblem[] {
+  const problems: ApproverProblem[] = [];
   const seen = new Set<string>();
-  approvers.forEach((a, i) => {
-    if (seen.has(a.name)) problems.push(`policy.approvers[${i}].name: expected a unique name, received duplicate ${JSON.stringify(a.name)}`);
+  approvers.forEach((a, index) => {
+    if (seen.has(a.name)) problems.push({ index, field: 'name', message: `expected a unique name, received duplicate ${JSON.stringify(a.name)}` });
     seen.add(a.name);
     if (a.publicKey !== undefined && !hexBytes(a.publicKey, 32)) {
-      problems.push(`policy.approvers[${i}].publicKey: expected 64 hex characters (an Ed25519 public key from \`experiments keygen\`), received ${JSON.stringify(a.publicKey.slice(0, 80))}`);
+      problems.push({
+        index,
+        field: 'publicKey',
+        message: `expected 64 hex characters (an Ed25519 public key from \`experiments keygen\`), received ${JSON.stringify(a.publicKey.slice(0, 80))}`,
+      });
     }
   });
   return problems;

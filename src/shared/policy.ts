@@ -3,6 +3,7 @@
  * resolved form so that a later change of defaults never changes a running session.
  */
 import { requireDuration } from './duration';
+import type { Approver } from './approval';
 import type { ExperimentSpec, SessionPolicy } from './types';
 
 export const POLICY_DEFAULTS = {
@@ -37,6 +38,8 @@ export interface ResolvedPolicy {
     readonly maximumIntervalMs: number;
     readonly maximumAttempts: number;
   };
+  /** Absent in policies resolved before approver lists existed: anyone may approve. */
+  readonly approvers?: readonly Approver[];
 }
 
 /** Applies defaults; throws an error naming the field for a malformed duration. */
@@ -56,6 +59,7 @@ export function resolvePolicy(policy: SessionPolicy = {}): ResolvedPolicy {
       maximumIntervalMs: requireDuration('policy.retry.maximumInterval', retry.maximumInterval),
       maximumAttempts: retry.maximumAttempts,
     },
+    ...(policy.approvers && policy.approvers.length > 0 ? { approvers: policy.approvers.map((a) => ({ ...a })) } : {}),
   };
 }
 

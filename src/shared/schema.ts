@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { parseDuration } from './duration';
+import { approverProblems } from './approval';
 import { idProblem } from './ids';
 
 /** Serialised size cap of one experiment's params, in bytes of JSON. */
@@ -42,6 +43,13 @@ export const sessionPolicySchema = z.strictObject({
   checkpointsToKeep: count(1).max(1000).optional(),
   onFailure: z.enum(['continue', 'stop']).optional(),
   retry: retryPolicySchema.optional(),
+  approvers: z
+    .array(z.strictObject({ name: z.string().trim().min(1).max(200), publicKey: z.string().optional() }))
+    .max(100)
+    .superRefine((list, ctx) => {
+      for (const p of approverProblems(list)) ctx.addIssue({ code: 'custom', message: p.message, path: [p.index, p.field] });
+    })
+    .optional(),
 });
 
 const params = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
@@ -103,9 +111,23 @@ export const pipelineSchema = z.strictObject({
   preApproved: z.strictObject({ by: z.string().min(1).max(200), note: z.string().max(2000).optional() }).optional(),
 });
 
+const estimates = z.array(z.strictObject({ experimentId: z.string().max(200), estimatedDurationMs: z.number().nonnegative().nullable() })).max(MAX_EXPERIMENTS);
+const signature = z.string().regex(/^[0-9a-fA-F]{128}$/, 'expected 128 hex characters');
+
 export const approveInputSchema = z.strictObject({
   by: z.string().trim().min(1).max(200),
   note: z.string().max(2000).optional(),
+  at: z.string().max(40).optional(),
+  estimates: estimates.optional(),
+  signature: signature.optional(),
+});
+
+export const rejectInputSchema = z.strictObject({
+  by: z.string().trim().min(1).max(200),
+  reason: z.string().trim().min(1).max(2000),
+  at: z.string().max(40).optional(),
+  estimates: estimates.optional(),
+  signature: signature.optional(),
 });
 
 /** Formats zod issues as `path: message, received …` lines, with the path in the input's own notation. */

@@ -4,6 +4,8 @@
  * importable from the workflow sandbox (no Node builtins, no I/O).
  */
 
+import type { ApprovalEstimate, Approver } from './approval';
+
 /** A Temporal duration string such as `'90s'`, `'2h'` or `'1 day'` (the `ms` format). */
 export type DurationString = string;
 
@@ -40,6 +42,11 @@ export interface SessionPolicy {
   readonly onFailure?: 'continue' | 'stop';
   /** Retry policy of the training activity. */
   readonly retry?: ExperimentRetryPolicy;
+  /**
+   * Who may approve or reject long-running experiments. Absent or empty: anyone who can signal
+   * the session. A name with a `publicKey` must sign (see src/shared/approval.ts). @default []
+   */
+  readonly approvers?: readonly Approver[];
 }
 
 /** Where a new run starts from: another experiment's newest verified checkpoint, or one checkpoint. */
@@ -147,19 +154,44 @@ export interface TrainingOutcome {
   readonly epoch: number;
 }
 
-/** Who approved a session, when, and with what note. */
+/** One entry of a session's approval audit: an approval, a rejection, or a refused attempt. */
 export interface ApprovalRecord {
   readonly by: string;
-  /** ISO-8601 time the approval was applied by the session workflow. */
+  /** ISO-8601 time the session workflow recorded it. */
   readonly at: string;
+  /** The approval's note, or a rejection's reason. */
   readonly note: string | null;
-  /** `signal` for the `approve` signal; `pre-approved` when the session started approved. */
-  readonly source: 'signal' | 'pre-approved';
+  /** `signal` / `update` for the approve or reject call; `pre-approved` when the session started approved. */
+  readonly source: 'signal' | 'update' | 'pre-approved';
+  /** What happened. Absent in records written before approver lists existed (they are approvals). */
+  readonly outcome?: 'approved' | 'rejected' | 'refused';
+  /** Why a `refused` attempt was refused. */
+  readonly refusedReason?: string;
+  /** Whether the claim carried a valid Ed25519 signature. */
+  readonly signed?: boolean;
+  /** The long-running experiments this record released (or rejected), with their estimates. */
+  readonly estimates?: readonly ApprovalEstimate[];
 }
 
+/** Input of the `approve` signal and update. `at`, `estimates` and `signature` go together. */
 export interface ApproveInput {
   readonly by: string;
   readonly note?: string;
+  /** ISO-8601 time of signing (signed approvals). */
+  readonly at?: string;
+  /** What the approver was shown as waiting (signed approvals). */
+  readonly estimates?: readonly ApprovalEstimate[];
+  /** Hex Ed25519 signature over src/shared/approval.ts's `approvalMessage`. */
+  readonly signature?: string;
+}
+
+/** Input of the `reject` signal and update: the waiting long-running experiments end `rejected`. */
+export interface RejectInput {
+  readonly by: string;
+  readonly reason: string;
+  readonly at?: string;
+  readonly estimates?: readonly ApprovalEstimate[];
+  readonly signature?: string;
 }
 
 /** One experiment as reported by `status --json` and the session summary. */

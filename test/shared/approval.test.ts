@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { approverProblems, checkApproval, SIGNATURE_MAX_SKEW_MS, type ApprovalClaim } from '../../src/shared/approval';
 import { signClaim, writeKeyPair } from '../../src/cli/keys';
+import { formatIssues, sessionPolicySchema } from '../../src/shared/schema';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'approval-'));
 const alice = writeKeyPair(path.join(dir, 'alice'));
@@ -63,8 +64,11 @@ test('a reject signature does not pass as an approval', () => {
 test('approver lists are validated: duplicates and malformed keys are named', () => {
   assert.deepEqual(approverProblems([{ name: 'a', publicKey: alice.publicKey }]), []);
   const problems = approverProblems([{ name: 'a' }, { name: 'a', publicKey: 'abc' }]);
-  assert.match(problems[0], /approvers\[1\]\.name: expected a unique name/);
-  assert.match(problems[1], /approvers\[1\]\.publicKey: expected 64 hex characters/);
+  assert.deepEqual(problems.map((p) => [p.index, p.field]), [[1, 'name'], [1, 'publicKey']]);
+  assert.match(problems[1].message, /expected 64 hex characters/);
+  const parsed = sessionPolicySchema.safeParse({ approvers: [{ name: 'a' }, { name: 'a' }] });
+  assert.equal(parsed.success, false);
+  assert.match(formatIssues(parsed.error!).join('\n'), /^approvers\[1\]\.name: expected a unique name/m);
 });
 
 test('keygen refuses to overwrite and writes a private key only its owner can read', () => {
