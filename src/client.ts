@@ -11,11 +11,15 @@ import { LocalCheckpointStore } from './activities/checkpoint-store';
 import type { CheckpointStore } from './activities/checkpoint-store-types';
 import type { AnyTrainer } from './activities/trainer';
 import { builtInTrainers } from './activities/trainers';
+import { signClaim } from './approver-keys';
 import { configFromEnv } from './config';
 import {
   addExperimentsUpdate,
-  approveSignal,
+  approvalQuery,
+  approveUpdate,
   cancelReasonSignal,
+  rejectUpdate,
+  type ApprovalState,
   experimentStatusQuery,
   sessionStatusQuery,
   WORKFLOW_TYPES,
@@ -30,10 +34,11 @@ import {
   InvalidInputError,
   approveInputSchema,
   experimentListSchema,
+  rejectInputSchema,
   parseOrThrow,
   sessionPolicySchema,
 } from './shared/schema';
-import type { ApproveInput, ExperimentSpec, ExperimentStatus, HeartbeatDetails, ResumeHints, SessionPolicy } from './shared/types';
+import type { ApprovalRecord, ApproveInput, ExperimentSpec, RejectInput, ExperimentStatus, HeartbeatDetails, ResumeHints, SessionPolicy } from './shared/types';
 import type { sessionWorkflow } from './workflows/session';
 
 export { InvalidInputError } from './shared/schema';
@@ -126,9 +131,34 @@ export class ExperimentsClient {
     });
   }
 
-  async approve(sessionId: string, input: ApproveInput): Promise<void> {
+  /**
+   * Approves a session through its `approveSession` update: a refused approval (not a listed
+   * approver, a missing or bad signature) throws WorkflowUpdateFailedError with the reason.
+   * With `keyFile` (an Ed25519 PEM key from `experiments keygen`) the approval is signed over
+   * the session id, approver, time, note and the estimates of the experiments waiting now.
+   */
+  async approve(sessionId: string, input: ApproveInput, options: { keyFile?: string } = {}): Promise<ApprovalRecord> {
     const approval = parseOrThrow(approveInputSchema, input, 'approve');
-    await this.sessionHandle(sessionId).signal(approveSignal, approval);
+    const signed = options.keyFile ? await this.signedClaim(sessionId, 'approve', approval.by, approval.note ?? null, options.keyFile) : {};
+    return this.sessionHandle(sessionId).executeUpdate(approveUpdate, { args: [{ ...approval, ...signed }] });
+  }
+
+  /** Ends a session's waiting long-running experiments `rejected`, with the reason (same rules as approve). */
+  async reject(sessionId: string, input: RejectInput, options: { keyFile?: string } = {}): Promise<ApprovalRecord> {
+    const rejection = parseOrThrow(rejectInputSchema, input, 'reject');
+    const signed = options.keyFile ? await this.signedClaim(sessionId, 'reject', rejection.by, rejection.reason, options.keyFile) : {};
+    return this.sessionHandle(sessionId).executeUpdate(rejectUpdate, { args: [{ ...rejection, ...signed }] });
+  }
+
+  /** The approval state: the approval, the audit, and what is waiting for approval now. */
+  async approvalState(sessionId: string): Promise<ApprovalState> {
+    return this.sessionHandle(sessionId).query(approvalQuery);
+  }
+
+  private async signedClaim(sessionId: string, kind: 'approve' | 'reject', by: string, note: string | null, keyFile: string) {
+    const estimates = (await this.approvalState(sessionId)).pending ?? [];
+    const claim = { kind, by, at: new Date().toISOString(), note, estimates };
+    return { at: claim.at, estimates, signature: signClaim(keyFile, sessionId, claim) };
   }
 
   /** Adds experiments to a running session; returns the new ids. Duplicates are rejected. */

@@ -63,7 +63,26 @@ watching.`,
     options: {
       by: { type: 'string', value: 'NAME', help: 'who approves (required; recorded in the audit)' },
       note: { type: 'string', value: 'TEXT', help: 'a note for the audit record' },
+      key: { type: 'string', value: 'FILE', help: 'sign the approval with this Ed25519 key (needed when the policy lists your public key)' },
     },
+    details: `Exits 2 with the session's reason when the approval is refused: a name outside the
+policy's approvers, or an unsigned or badly signed approval by an approver with a key.`,
+  },
+  {
+    name: 'reject',
+    positionals: ['SESSION'],
+    summary: "reject a session's waiting long-running experiments (they end rejected)",
+    options: {
+      by: { type: 'string', value: 'NAME', help: 'who rejects (required; same rules as approve)' },
+      reason: { type: 'string', value: 'TEXT', help: 'why (required; recorded on the experiments and in the audit)' },
+      key: { type: 'string', value: 'FILE', help: 'sign the rejection with this Ed25519 key' },
+    },
+  },
+  {
+    name: 'keygen',
+    positionals: [],
+    summary: 'make an Ed25519 key pair for signed approvals',
+    options: { out: { type: 'string', value: 'BASE', help: 'write BASE.key (private, mode 0600) and BASE.pub (required)' } },
   },
   {
     name: 'status',

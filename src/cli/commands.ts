@@ -19,9 +19,9 @@ import { fileLogger } from './embedded';
 import { EXIT, UsageError } from './errors';
 import { displayPath, experimentText, hintsText, sessionText } from './output';
 
-const say = (line: string) => process.stdout.write(`${line}\n`);
+export const say = (line: string) => process.stdout.write(`${line}\n`);
 
-async function withConnection<T>(fn: (c: Connected) => Promise<T>): Promise<T> {
+export async function withConnection<T>(fn: (c: Connected) => Promise<T>): Promise<T> {
   const c = await connect();
   try {
     return await fn(c);
@@ -48,7 +48,7 @@ const QUERY_DEADLINE_MS = 15_000;
  * polling the call would wait for the server's own timeout and end in "Failed to query
  * Workflow"; this says what is missing instead.
  */
-async function queried<T>(c: Connected, id: string, fn: () => Promise<T>): Promise<T> {
+export async function queried<T>(c: Connected, id: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await c.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, fn);
   } catch (err) {
@@ -71,7 +71,7 @@ async function queried<T>(c: Connected, id: string, fn: () => Promise<T>): Promi
  * A closed session's summary from its result, which needs no worker (a query on a closed
  * workflow does). Undefined when `id` is not a closed session that returned a result.
  */
-async function closedSessionSummary(c: Connected, id: string): Promise<SessionSnapshot | undefined> {
+export async function closedSessionSummary(c: Connected, id: string): Promise<SessionSnapshot | undefined> {
   try {
     const handle = c.client.workflow.getHandle(id);
     const desc = await handle.describe();
@@ -116,28 +116,6 @@ export async function hintsCommand(parsed: ParsedArgs): Promise<number> {
       return EXIT.ok;
     }
     say(list.map(hintsText).join('\n\n') || `session ${id} has no experiments`);
-    return EXIT.ok;
-  });
-}
-
-export async function approveCommand(parsed: ParsedArgs): Promise<number> {
-  const [sessionId] = parsed.positionals;
-  const by = stringOption(parsed, 'by');
-  if (by === undefined) throw new UsageError(`\`experiments approve\` needs --by NAME (who approves; it goes into the audit record)`);
-  const note = stringOption(parsed, 'note');
-  const input = parseOrThrow(approveInputSchema, note === undefined ? { by } : { by, note }, 'approve');
-  return withConnection(async (c) => {
-    const snap = (await closedSessionSummary(c, sessionId)) ?? (await queried(c, sessionId, () => c.experiments.sessionSnapshot(sessionId)));
-    if (['completed', 'failed', 'cancelled'].includes(snap.state)) {
-      throw new UsageError(`session ${JSON.stringify(sessionId)} has ended (${snap.state}); there is nothing to approve`);
-    }
-    await c.experiments.approve(sessionId, input);
-    const waiting = snap.experiments.filter((e) => e.state === 'awaiting-approval').map((e) => e.id);
-    say(
-      snap.approval.approved
-        ? `Session ${sessionId} was already approved by ${snap.approval.by}; your approval is added to the audit.`
-        : `Approved session ${sessionId} as ${input.by}${waiting.length ? `; ${waiting.join(', ')} may start now` : ''}.`,
-    );
     return EXIT.ok;
   });
 }

@@ -30,11 +30,14 @@ const REPLAY_HANDLERS: Record<string, (rest: string[]) => Promise<number>> = {
   replay: (rest) => replayModule().runReplayCommand(rest, io),
 };
 const commands = lazy<typeof import('./commands')>('./commands');
+const approvalCommands = lazy<typeof import('./approval-commands')>('./approval-commands');
 
 const HANDLERS: Record<string, () => Handler> = {
   run: () => runModule().runCommand,
   submit: () => commands().submitCommand,
-  approve: () => commands().approveCommand,
+  approve: () => approvalCommands().approveCommand,
+  reject: () => approvalCommands().rejectCommand,
+  keygen: () => approvalCommands().keygenCommand,
   status: () => commands().statusCommand,
   hints: () => commands().hintsCommand,
   cancel: () => commands().cancelCommand,

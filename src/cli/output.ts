@@ -19,6 +19,11 @@ export function styles(stream: NodeJS.WriteStream = process.stdout) {
 
 // eslint-disable-next-line no-control-regex
 const ANSI = /\x1b\[[0-9;]*m/g;
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+
+/** A user-provided string made safe to print: control characters (ESC included) become `?`. */
+export const safe = (s: string): string => s.replace(CONTROL, '?');
 const visible = (s: string) => s.replace(ANSI, '').length;
 
 /** A plain text table; `right` lists the columns to right-align. */

@@ -3,10 +3,12 @@
  * Clients and workflows import these same definitions, so names can never drift apart.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { ApprovalEstimate } from './approval';
 import type { ResolvedPolicy } from './policy';
 import type {
   ApprovalRecord,
   ApproveInput,
+  RejectInput,
   ExperimentSpec,
   ExperimentState,
   ExperimentStatus,
@@ -94,6 +96,13 @@ export interface SessionSummary extends SessionSnapshot {
   readonly failed: number;
 }
 
+export interface ApprovalState {
+  readonly approval: ApprovalRecord | null;
+  readonly audit: ApprovalRecord[];
+  /** Absent from sessions that predate approver lists. */
+  readonly pending?: ApprovalEstimate[];
+}
+
 export interface ExperimentFinishedReport {
   readonly status: ExperimentStatus;
 }
@@ -102,7 +111,14 @@ export interface CancelReasonInput {
   readonly reason: string;
 }
 
+/** Approves a session. Refused attempts (approver lists) are recorded in the audit and change nothing else. */
 export const approveSignal = defineSignal<[ApproveInput]>('approve');
+/** Approves a session, or is rejected with the reason (its validator checks approvers and signatures). */
+export const approveUpdate = defineUpdate<ApprovalRecord, [ApproveInput]>('approveSession');
+/** Ends the waiting long-running experiments `rejected`, with the reason; refused attempts are audited. */
+export const rejectSignal = defineSignal<[RejectInput]>('reject');
+/** Like `reject`, but a refused attempt is rejected with the reason. */
+export const rejectUpdate = defineUpdate<ApprovalRecord, [RejectInput]>('rejectSession');
 export const closeSessionSignal = defineSignal('close');
 /** Sent by the CLI before a cancel request so the interruption records why. */
 export const cancelReasonSignal = defineSignal<[CancelReasonInput]>('cancelReason');
@@ -110,7 +126,8 @@ export const cancelReasonSignal = defineSignal<[CancelReasonInput]>('cancelReaso
 export const experimentFinishedSignal = defineSignal<[ExperimentFinishedReport]>('experimentFinished');
 
 export const sessionStatusQuery = defineQuery<SessionSnapshot>('sessionStatus');
-export const approvalQuery = defineQuery<{ approval: ApprovalRecord | null; audit: ApprovalRecord[] }>('approval');
+/** The approval, the audit, and the long-running experiments waiting now (what an approver signs). */
+export const approvalQuery = defineQuery<ApprovalState>('approval');
 export const experimentStatusQuery = defineQuery<ExperimentStatus>('experimentStatus');
 export const hintsQuery = defineQuery<ResumeHints>('hints');
 /** Hints for every experiment of a session, from the session's own records (no file checks). */

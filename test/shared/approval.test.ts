@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { approverProblems, checkApproval, SIGNATURE_MAX_SKEW_MS, type ApprovalClaim } from '../../src/shared/approval';
-import { signClaim, writeKeyPair } from '../../src/cli/keys';
+import { signClaim, writeKeyPair } from '../../src/approver-keys';
 import { formatIssues, sessionPolicySchema } from '../../src/shared/schema';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'approval-'));

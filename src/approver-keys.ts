@@ -5,8 +5,8 @@
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import { approvalMessage, type ApprovalClaim } from '../shared/approval';
-import { UsageError } from './errors';
+import { approvalMessage, type ApprovalClaim } from './shared/approval';
+import { InvalidInputError } from './shared/schema';
 
 export interface KeyPairFiles {
   readonly privateKeyFile: string;
@@ -19,7 +19,7 @@ export function writeKeyPair(base: string): KeyPairFiles {
   const privateKeyFile = `${base}.key`;
   const publicKeyFile = `${base}.pub`;
   for (const file of [privateKeyFile, publicKeyFile]) {
-    if (fs.existsSync(file)) throw new UsageError(`${file} exists; choose another --out or remove it first`);
+    if (fs.existsSync(file)) throw new InvalidInputError([`${file} exists; choose another --out or remove it first`]);
   }
   const { privateKey, publicKey } = crypto.generateKeyPairSync('ed25519');
   const hex = publicKeyHex(publicKey);
@@ -39,15 +39,15 @@ export function readPrivateKey(file: string): crypto.KeyObject {
   try {
     pem = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw new UsageError(`--key: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new InvalidInputError([`--key: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
   }
   let key: crypto.KeyObject;
   try {
     key = crypto.createPrivateKey(pem);
   } catch {
-    throw new UsageError(`--key: expected a PEM private key from \`experiments keygen\`, received ${file} that is not one`);
+    throw new InvalidInputError([`--key: expected a PEM private key from \`experiments keygen\`, received ${file} that is not one`]);
   }
-  if (key.asymmetricKeyType !== 'ed25519') throw new UsageError(`--key: expected an Ed25519 key, received a ${key.asymmetricKeyType ?? 'unknown'} key in ${file}`);
+  if (key.asymmetricKeyType !== 'ed25519') throw new InvalidInputError([`--key: expected an Ed25519 key, received a ${key.asymmetricKeyType ?? 'unknown'} key in ${file}`]);
   return key;
 }
 
