@@ -77,13 +77,7 @@ export function checkApproval(sessionId: string, approvers: readonly Approver[] 
   const signature = hexBytes(claim.signature, 64);
   const key = hexBytes(approver.publicKey, 32);
   if (!signature || !key) return { ok: false, reason: 'signature: expected 128 hex characters' };
-  let valid = false;
-  try {
-    valid = ed25519.verify(signature, approvalMessage(sessionId, claim), key);
-  } catch {
-    valid = false;
-  }
-  if (!valid) {
+  if (!verifies(signature, approvalMessage(sessionId, claim), key)) {
     return { ok: false, reason: `signature does not verify with ${approver.name}'s key (another key, or signed for another session, time, note or estimates)` };
   }
   return { ok: true, signed: true };
@@ -112,6 +106,15 @@ export function approverProblems(approvers: readonly Approver[]): ApproverProble
     }
   });
   return problems;
+}
+
+function verifies(signature: Uint8Array, message: Uint8Array, key: Uint8Array): boolean {
+  try {
+    return ed25519.verify(signature, message, key);
+  } catch {
+    // A key that is not a curve point, or a malformed signature: not valid, never a throw.
+    return false;
+  }
 }
 
 function hexBytes(hex: string, length: number): Uint8Array | null {
