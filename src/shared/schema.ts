@@ -42,6 +42,7 @@ export const sessionPolicySchema = z.strictObject({
   checkpointsToKeep: count(1).max(1000).optional(),
   onFailure: z.enum(['continue', 'stop']).optional(),
   retry: retryPolicySchema.optional(),
+  allowCrossSessionResume: z.union([z.boolean(), z.array(id).max(1000)]).optional(),
 });
 
 const params = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
