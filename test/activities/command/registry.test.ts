@@ -4,6 +4,7 @@
  * schemas. A bad field is always named, with what was expected and what was received.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -149,3 +150,18 @@ describe('the examples', () => {
     assert.throws(() => parsePipeline(unknown, validator), { message: /^experiments\[0\]\.params\.program: expected one of the programs registered on this worker \(softmax\), received "torch"$/ });
   });
 });
+
+test('`experiments worker --programs FILE` with a bad file exits 2 with one line naming the field, before connecting', () => {
+  const file = path.join(tmp, 'bad-programs.yaml');
+  fs.writeFileSync(file, 'programs:\n  - name: softmax\n    argv: python3 train.py\n');
+  // An address where nothing listens: the file must be rejected before any connection is tried.
+  const run = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'experiments.js'), 'worker', '--programs', file], {
+    cwd: tmp,
+    env: { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:1' },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.equal(run.status, 2, run.stderr);
+  assert.equal(run.stderr, `experiments: ${file}: programs[0].argv: expected array, received "python3 train.py"\n`);
+});
+
