@@ -9,15 +9,20 @@
  *   and pass it as `new ExperimentPlugin({ workflowsPath: require.resolve('./all-workflows') })`.
  * - `activities`: **appended** to yours (the training activity with the trainers and the
  *   checkpoint store injected, and the checkpoint lookup used when recording outcomes).
+ * - `dataConverter`: with encryption on (the `encryption` option, or EXPERIMENTS_CODEC_KEYS /
+ *   EXPERIMENTS_CODEC_KEY_FILE), the AES-256-GCM codec is **appended** to your `payloadCodecs`;
+ *   the rest of your data converter is kept. Replay workers get the same codec.
  * - logging: installs the pino logger as the Temporal Runtime logger (once per process, before
  *   the first connection), so SDK, workflow and activity logs come out through pino.
  */
+import type { DataConverter } from '@temporalio/common';
 import { SimplePlugin } from '@temporalio/plugin';
 import { createActivities } from './activities';
 import { LocalCheckpointStore } from './activities/checkpoint-store';
 import type { CheckpointStore } from './activities/checkpoint-store-types';
 import type { AnyTrainer } from './activities/trainer';
 import { builtInTrainers } from './activities/trainers';
+import { resolveCodec, withCodec, type AesGcmCodec, type EncryptionOptions } from './codec';
 import { configFromEnv } from './config';
 import { createLogger, installRuntimeLogger, runtimeLogger, type Logger } from './logging';
 
@@ -48,6 +53,13 @@ export interface ExperimentPluginOptions {
    * @default min(1000, heartbeatTimeout / 4)
    */
   readonly heartbeatIntervalMs?: number;
+  /**
+   * Encrypt every payload (inputs, results, heartbeats, signals, queries, memos) with
+   * AES-256-GCM; the first key is current, every key decrypts. `false` switches it off even when
+   * the environment names keys. Failure messages, search attributes and ids stay plain text.
+   * @default keys from $EXPERIMENTS_CODEC_KEYS or $EXPERIMENTS_CODEC_KEY_FILE, else off
+   */
+  readonly encryption?: EncryptionOptions | false;
 }
 
 export const PLUGIN_NAME = 'temporal-experiments';
@@ -57,6 +69,8 @@ export class ExperimentPlugin extends SimplePlugin {
   readonly trainers: ReadonlyMap<string, AnyTrainer>;
   readonly store: CheckpointStore;
   readonly logger: Logger;
+  /** The payload codec when encryption is on, for clients that share this plugin's keys. */
+  readonly codec: AesGcmCodec | undefined;
 
   constructor(options: ExperimentPluginOptions = {}) {
     const logger = options.logger ?? runtimeLogger() ?? createLogger();
@@ -72,13 +86,16 @@ export class ExperimentPlugin extends SimplePlugin {
       trainers.set(t.name, t);
     }
     const store = options.store ?? new LocalCheckpointStore(options.checkpointDir ?? configFromEnv().checkpointDir);
+    const codec = resolveCodec(options.encryption);
     super({
       name: PLUGIN_NAME,
+      ...(codec && { dataConverter: (existing: DataConverter | undefined) => withCodec(existing, codec) }),
       workflowsPath: options.workflowsPath ?? WORKFLOWS_PATH,
       activities: createActivities({ store, trainers, logger, heartbeatIntervalMs: options.heartbeatIntervalMs }),
     });
     this.trainers = trainers;
     this.store = store;
     this.logger = logger;
+    this.codec = codec;
   }
 }
