@@ -102,7 +102,8 @@ async function handle(options: CodecServerOptions, req: http.IncomingMessage, re
     res.setHeader('Access-Control-Allow-Credentials', 'true');
     res.setHeader('Vary', 'Origin');
   }
-  const which = route(new URL(req.url ?? '/', 'http://codec').pathname);
+  // Not `new URL(req.url, base)`: the temporal CLI sends `//decode` for some payloads, which URL reads as a host.
+  const which = route((req.url ?? '/').split('?')[0]);
   if (!which) throw new HttpError(404, 'expected POST /encode or /decode (optionally under /{namespace}/)');
   if (req.method === 'OPTIONS') {
     res.writeHead(204, { 'Access-Control-Allow-Methods': 'POST, OPTIONS', 'Access-Control-Allow-Headers': ALLOWED_HEADERS, 'Access-Control-Max-Age': '600' });

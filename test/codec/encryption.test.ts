@@ -49,7 +49,7 @@ before(
     h = await startUiHarness({ extraArgs: ['--ui-codec-endpoint', codecUrl] });
     const uiPort = new URL(h.uiUrl).port;
     codecServer = spawn(process.execPath, [path.join(ROOT, 'bin', 'experiments.js'), 'codec-server', '--port', String(codecPort), '--origin', `${h.uiUrl},http://localhost:${uiPort}`], {
-      env: { ...process.env, EXPERIMENTS_CODEC_KEYS: KEYS_ENV, LOG_LEVEL: 'warn' },
+      env: { ...process.env, EXPERIMENTS_CODEC_KEYS: KEYS_ENV, LOG_LEVEL: 'debug' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     codecServer.stdout?.on('data', (c: Buffer) => (codecOutput += c.toString()));
@@ -95,11 +95,17 @@ function readableText(json: string): string {
   return parts.join('\n');
 }
 
-function temporalShow(workflowId: string, extra: string[] = []): string {
+/** `temporal workflow show --output json`, run asynchronously: this process reads the codec server's output meanwhile. */
+async function temporalShow(workflowId: string, extra: string[] = []): Promise<string> {
   const cli = resolveTemporalCliSync();
-  const shown = spawnSync(cli, ['workflow', 'show', '--workflow-id', workflowId, '--address', h.address, '--output', 'json', ...extra], { encoding: 'utf8' });
-  assert.equal(shown.status, 0, shown.stderr);
-  return shown.stdout;
+  const child = spawn(cli, ['workflow', 'show', '--workflow-id', workflowId, '--address', h.address, '--output', 'json', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  assert.equal(code, 0, `${stderr}\ncodec server output:\n${codecOutput.slice(-3000)}`);
+  return stdout;
 }
 let cliPath: string | undefined;
 function resolveTemporalCliSync(): string {
@@ -110,15 +116,15 @@ function resolveTemporalCliSync(): string {
 test('temporal workflow show: no param value in plain text without the codec server; all of them through it', { timeout: TIMEOUT }, async () => {
   cliPath = (await resolveTemporalCli({ build: false })).path;
   for (const id of [sessionId, experimentId]) {
-    const text = readableText(temporalShow(id));
+    const text = readableText(await temporalShow(id));
     for (const secret of SECRETS.filter((s) => id === sessionId || s !== NOTE)) assert.ok(!text.includes(secret), `${id}: ${secret} is not in the history in plain text`);
     assert.ok(text.includes('binary/encrypted'), `${id}: payloads are marked encrypted`);
   }
-  const session = readableText(temporalShow(sessionId));
+  const session = readableText(await temporalShow(sessionId));
   assert.ok(session.includes('k0') && session.includes('k1'), 'the start input is under k0, the rest under k1');
-  const decoded = readableText(temporalShow(sessionId, ['--codec-endpoint', codecUrl]));
+  const decoded = readableText(await temporalShow(sessionId, ['--codec-endpoint', codecUrl]));
   for (const secret of SECRETS) assert.ok(decoded.includes(secret), `through the codec server, ${secret} is readable`);
-  assert.ok(readableText(temporalShow(`${sessionId}:a`, ['--codec-endpoint', `${codecUrl}/{namespace}`])).includes(String(SEED)), 'the namespace-templated endpoint works too');
+  assert.ok(readableText(await temporalShow(experimentId, ['--codec-endpoint', `${codecUrl}/{namespace}`])).includes(String(SEED)), 'the namespace-templated endpoint works too');
 });
 
 test('the client and the CLI read an encrypted session with the keys', { timeout: TIMEOUT }, async () => {

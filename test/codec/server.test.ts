@@ -59,6 +59,8 @@ test('encode then decode round-trips through the server, also under a namespace 
   const encoded = (await enc.json()) as { payloads: { metadata: Record<string, string>; data: string }[] };
   assert.equal(Buffer.from(encoded.payloads[0].metadata['encryption-key-id'], 'base64').toString(), 'k1');
   assert.ok(!Buffer.from(encoded.payloads[0].data, 'base64').toString().includes('distinctive'));
+  const doubled = await post('//decode', encoded);
+  assert.equal(doubled.status, 200, 'a doubled slash (the temporal CLI sends one) is the same route');
   const dec = await post('/default/decode', encoded, { Authorization: `Bearer ${TOKEN}`, 'X-Namespace': 'default' });
   assert.equal(dec.status, 200);
   const decoded = (await dec.json()) as { payloads: { metadata: Record<string, string>; data: string }[] };
