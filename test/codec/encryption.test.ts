@@ -165,6 +165,7 @@ test('Web UI with the codec server shows the params decoded; with the codec serv
     await screenshot(other, 'codec-ui-without-codec.png');
     const text = await mainText(other);
     for (const secret of [String(SEED), String(LR)]) assert.ok(!text.includes(secret), `without the codec server the UI does not show ${secret}`);
+    assert.ok(text.includes(Buffer.from('binary/encrypted').toString('base64')), 'it shows the ciphertext payload instead');
   } finally {
     await blocked.close();
   }
