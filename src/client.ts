@@ -7,6 +7,7 @@
  * `InvalidInputError` naming the field, and no workflow is started.
  */
 import { Client, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
 import { LocalCheckpointStore } from './activities/checkpoint-store';
 import type { CheckpointStore } from './activities/checkpoint-store-types';
 import type { AnyTrainer } from './activities/trainer';
@@ -300,8 +301,9 @@ export class ExperimentsClient {
       const desc = await this.client.workflow.getHandle(status.workflowId).describe();
       const pending = desc.raw.pendingActivities?.find((a) => a.activityType?.name === 'trainExperiment');
       if (!pending) return status;
-      const payload = pending.heartbeatDetails?.payloads?.[0];
-      const details = payload ? this.client.options.loadedDataConverter.payloadConverter.fromPayload<HeartbeatDetails>(payload) : undefined;
+      // Raw from describe: the codecs (encryption) have not run on it yet.
+      const payloads = pending.heartbeatDetails?.payloads;
+      const details = payloads?.length ? await decodeFromPayloadsAtIndex<HeartbeatDetails>(this.client.options.loadedDataConverter, 0, payloads) : undefined;
       const latest = details?.latest ?? null;
       return {
         ...status,

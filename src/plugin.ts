@@ -11,9 +11,13 @@
  *   checkpoint store injected, and the checkpoint lookup used when recording outcomes).
  * - `programs`: this plugin's own option (Worker.create has nothing like it): the complete set
  *   of programs the `command` trainer may run on this worker.
+ * - `dataConverter`: with encryption on (the `encryption` option, or EXPERIMENTS_CODEC_KEYS /
+ *   EXPERIMENTS_CODEC_KEY_FILE), the AES-256-GCM codec is **appended** to your `payloadCodecs`;
+ *   the rest of your data converter is kept. Replay workers get the same codec.
  * - logging: installs the pino logger as the Temporal Runtime logger (once per process, before
  *   the first connection), so SDK, workflow and activity logs come out through pino.
  */
+import type { DataConverter } from '@temporalio/common';
 import { SimplePlugin } from '@temporalio/plugin';
 import { createActivities } from './activities';
 import { LocalCheckpointStore } from './activities/checkpoint-store';
@@ -21,6 +25,7 @@ import type { CheckpointStore } from './activities/checkpoint-store-types';
 import type { AnyTrainer } from './activities/trainer';
 import { builtInTrainers } from './activities/trainers';
 import { ProgramRegistry, type ProgramDefinition } from './activities/trainers/command';
+import { resolveCodec, withCodec, type AesGcmCodec, type EncryptionOptions } from './codec';
 import { configFromEnv } from './config';
 import { createLogger, installRuntimeLogger, runtimeLogger, type Logger } from './logging';
 
@@ -62,6 +67,13 @@ export interface ExperimentPluginOptions {
    * @default min(1000, heartbeatTimeout / 4)
    */
   readonly heartbeatIntervalMs?: number;
+  /**
+   * Encrypt every payload (inputs, results, heartbeats, signals, queries, memos) with
+   * AES-256-GCM; the first key is current, every key decrypts. `false` switches it off even when
+   * the environment names keys. Failure messages, search attributes and ids stay plain text.
+   * @default keys from $EXPERIMENTS_CODEC_KEYS or $EXPERIMENTS_CODEC_KEY_FILE, else off
+   */
+  readonly encryption?: EncryptionOptions | false;
 }
 
 export const PLUGIN_NAME = 'temporal-experiments';
@@ -73,6 +85,8 @@ export class ExperimentPlugin extends SimplePlugin {
   readonly programs: ProgramRegistry;
   readonly store: CheckpointStore;
   readonly logger: Logger;
+  /** The payload codec when encryption is on, for clients that share this plugin's keys. */
+  readonly codec: AesGcmCodec | undefined;
 
   constructor(options: ExperimentPluginOptions = {}) {
     const logger = options.logger ?? runtimeLogger() ?? createLogger();
@@ -89,8 +103,10 @@ export class ExperimentPlugin extends SimplePlugin {
       trainers.set(t.name, t);
     }
     const store = options.store ?? new LocalCheckpointStore(options.checkpointDir ?? configFromEnv().checkpointDir);
+    const codec = resolveCodec(options.encryption);
     super({
       name: PLUGIN_NAME,
+      ...(codec && { dataConverter: (existing: DataConverter | undefined) => withCodec(existing, codec) }),
       workflowsPath: options.workflowsPath ?? WORKFLOWS_PATH,
       activities: createActivities({ store, trainers, logger, heartbeatIntervalMs: options.heartbeatIntervalMs }),
     });
@@ -98,5 +114,6 @@ export class ExperimentPlugin extends SimplePlugin {
     this.programs = programs;
     this.store = store;
     this.logger = logger;
+    this.codec = codec;
   }
 }

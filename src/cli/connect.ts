@@ -8,6 +8,7 @@ import * as net from 'node:net';
 import { Client, Connection } from '@temporalio/client';
 import { ProgramRegistry } from '../activities/trainers/command';
 import { ExperimentsClient } from '../client';
+import { resolveCodec, withCodec } from '../codec';
 import { configFromEnv, DEFAULT_ADDRESS, ENV_VARS, type RuntimeConfig } from '../config';
 import { UnreachableError, UsageError } from './errors';
 
@@ -97,7 +98,9 @@ export async function connect(options: { address?: string; config?: RuntimeConfi
   } catch (err) {
     throw unreachable(address, (err as Error).message.split('\n')[0]);
   }
-  const client = new Client({ connection, namespace: config.namespace });
+  // Encryption as the workers have it: the same variables name the keys.
+  const codec = resolveCodec(undefined);
+  const client = new Client({ connection, namespace: config.namespace, ...(codec && { dataConverter: withCodec(undefined, codec) }) });
   const experiments = new ExperimentsClient({ client, taskQueue: config.taskQueue, programs: programsOf(config) });
   return {
     address,

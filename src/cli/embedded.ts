@@ -21,6 +21,7 @@ import pino from 'pino';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { ExperimentsClient } from '../client';
+import { withCodec } from '../codec';
 import type { RuntimeConfig } from '../config';
 import { isPortFree, startDevServer, type DevServer, freePort } from '../dev-server';
 import { createLogger, installRuntimeLogger, type Logger } from '../logging';
@@ -131,7 +132,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     worker = created.worker;
     workerRun = worker.run();
     connection = await Connection.connect({ address: server.address, connectTimeout: 10_000 });
-    const client = new Client({ connection, namespace: config.namespace });
+    const client = new Client({ connection, namespace: config.namespace, ...(plugin.codec && { dataConverter: withCodec(undefined, plugin.codec) }) });
     const experiments = new ExperimentsClient({ client, taskQueue: config.taskQueue, trainers: plugin.trainers, store: plugin.store });
     check();
     const startedWorker = worker;

@@ -42,6 +42,7 @@ const HANDLERS: Record<string, () => Handler> = {
   resume: () => commands().resumeCommand,
   worker: () => commands().workerCommand,
   server: () => commands().serverCommand,
+  'codec-server': () => lazy<typeof import('./commands/codec-server')>('./commands/codec-server')().codecServerCommand,
 };
 
 function version(): string {
