@@ -238,7 +238,9 @@ describe('experiments on the dev server', () => {
     const summary = await handle.result();
     const e = summary.experiments[0];
     assert.equal(e.state, 'completed', e.reason ?? '');
-    assert.equal(e.attempt, 2);
+    // A shutdown is a preemption, not a failed attempt: the next invocation runs attempt 1.
+    assert.equal(e.attempt, 1);
+    assert.equal(e.preemptions, 1);
     const resumed = readJsonLines(b.logFile).find((l) => l.msg === 'trainer process started');
     assert.equal(resumed?.resumeFrom, fileURLToPath(newest.uri));
     // A lost worker would be noticed only after the 2 min heartbeat timeout; a shut-down one hands over at once.
