@@ -7,10 +7,12 @@
  * `InvalidInputError` naming the field, and no workflow is started.
  */
 import { Client, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
 import { LocalCheckpointStore } from './activities/checkpoint-store';
 import type { CheckpointStore } from './activities/checkpoint-store-types';
 import type { AnyTrainer } from './activities/trainer';
 import { builtInTrainers } from './activities/trainers';
+import { ProgramRegistry, type ProgramDefinition } from './activities/trainers/command';
 import { signClaim } from './approver-keys';
 import { configFromEnv } from './config';
 import {
@@ -29,7 +31,7 @@ import {
 } from './shared/definitions';
 import { hintsFromStatus } from './shared/hints';
 import { idProblem, parseExperimentWorkflowId, storeKey } from './shared/ids';
-import { resolvePolicy, type ResolvedPolicy } from './shared/policy';
+import { crossSessionResumeProblem, resolvePolicy, type ResolvedPolicy } from './shared/policy';
 import {
   InvalidInputError,
   approveInputSchema,
@@ -39,7 +41,7 @@ import {
   sessionPolicySchema,
 } from './shared/schema';
 import type { ApprovalRecord, ApproveInput, ExperimentSpec, RejectInput, ExperimentStatus, HeartbeatDetails, ResumeHints, SessionPolicy } from './shared/types';
-import type { sessionWorkflow } from './workflows/session';
+import type { sessionWorkflow } from './workflows/session/workflow';
 
 export { InvalidInputError } from './shared/schema';
 
@@ -49,6 +51,15 @@ export interface ExperimentsClientOptions {
   readonly taskQueue?: string;
   /** Trainers known to the workers, for validating specs before anything starts. @default the built-ins */
   readonly trainers?: ReadonlyMap<string, AnyTrainer> | readonly AnyTrainer[];
+  /**
+   * The programs the workers run (the same list or file they were given), so that a `command`
+   * spec naming another program, or params its schema rejects, fail here before anything
+   * starts. Workers do not publish their programs through Temporal, so without this a client
+   * checks only the shape of `command` specs and the worker rejects an unknown program when the
+   * attempt starts (non-retryable). Ignored when `trainers` is given.
+   * @default unknown
+   */
+  readonly programs?: readonly ProgramDefinition[] | ProgramRegistry;
   /** The checkpoint store, to verify checkpoints named in hints. @default $EXPERIMENTS_CHECKPOINT_DIR */
   readonly store?: CheckpointStore;
 }
@@ -80,7 +91,8 @@ export class ExperimentsClient {
     const env = configFromEnv();
     this.client = options.client;
     this.taskQueue = options.taskQueue ?? env.taskQueue;
-    const trainers = options.trainers ?? builtInTrainers();
+    const programs = options.programs === undefined || options.programs instanceof ProgramRegistry ? options.programs : new ProgramRegistry(options.programs);
+    const trainers = options.trainers ?? builtInTrainers(programs);
     this.trainers = trainers instanceof Map ? trainers : new Map((trainers as readonly AnyTrainer[]).map((t) => [t.name, t]));
     this.store = options.store ?? new LocalCheckpointStore(env.checkpointDir);
   }
@@ -105,6 +117,15 @@ export class ExperimentsClient {
     return specs;
   }
 
+  /** Throws InvalidInputError when a spec's resumeFrom reaches a session the policy does not allow. */
+  checkResumeSources(specs: readonly ExperimentSpec[], sessionId: string, policy: ResolvedPolicy, prefix = 'experiments'): void {
+    const problems = specs.flatMap((spec, i) => {
+      const problem = crossSessionResumeProblem(spec, sessionId, policy.allowCrossSessionResume);
+      return problem ? [`${prefix}[${i}].${problem}`] : [];
+    });
+    if (problems.length > 0) throw new InvalidInputError(problems);
+  }
+
   validatePolicy(raw: unknown): ResolvedPolicy {
     return resolvePolicy(parseOrThrow(sessionPolicySchema, raw ?? {}, 'policy'));
   }
@@ -115,6 +136,7 @@ export class ExperimentsClient {
     if (problem) throw new InvalidInputError([problem]);
     const policy = this.validatePolicy(options.policy);
     const experiments = this.validateExperiments(options.experiments);
+    this.checkResumeSources(experiments, options.sessionId, policy);
     const preApproved = options.preApproved ? parseOrThrow(approveInputSchema, options.preApproved, 'preApproved') : undefined;
     const input: SessionInput = {
       sessionId: options.sessionId,
@@ -165,6 +187,7 @@ export class ExperimentsClient {
   async addExperiments(sessionId: string, raw: readonly unknown[]): Promise<string[]> {
     const snapshot = await this.sessionSnapshot(sessionId);
     const specs = this.validateExperiments(raw, snapshot.experiments.map((e) => e.id));
+    this.checkResumeSources(specs, sessionId, snapshot.policy);
     const { added } = await this.sessionHandle(sessionId).executeUpdate(addExperimentsUpdate, { args: [specs] });
     return added;
   }
@@ -239,10 +262,14 @@ export class ExperimentsClient {
     }
     const sessionId = await this.freeSessionId(`${parts.sessionId}-resume`);
     this.validateExperiments([next]);
+    // The new session exists to resume this one: its policy allows exactly that source session more.
+    const allowed = policy.allowCrossSessionResume;
+    const resumePolicy: ResolvedPolicy =
+      allowed === true ? policy : { ...policy, allowCrossSessionResume: [...new Set([...(Array.isArray(allowed) ? allowed : []), parts.sessionId])] };
     await this.client.workflow.start<typeof sessionWorkflow>(WORKFLOW_TYPES.session, {
       workflowId: sessionId,
       taskQueue: this.taskQueue,
-      args: [{ sessionId, policy, experiments: [next], preApproved: options.preApproved }],
+      args: [{ sessionId, policy: resumePolicy, experiments: [next], preApproved: options.preApproved }],
     });
     return { sessionId, experimentId: spec.id, workflowId: `${sessionId}:${spec.id}` };
   }
@@ -304,8 +331,9 @@ export class ExperimentsClient {
       const desc = await this.client.workflow.getHandle(status.workflowId).describe();
       const pending = desc.raw.pendingActivities?.find((a) => a.activityType?.name === 'trainExperiment');
       if (!pending) return status;
-      const payload = pending.heartbeatDetails?.payloads?.[0];
-      const details = payload ? this.client.options.loadedDataConverter.payloadConverter.fromPayload<HeartbeatDetails>(payload) : undefined;
+      // Raw from describe: the codecs (encryption) have not run on it yet.
+      const payloads = pending.heartbeatDetails?.payloads;
+      const details = payloads?.length ? await decodeFromPayloadsAtIndex<HeartbeatDetails>(this.client.options.loadedDataConverter, 0, payloads) : undefined;
       const latest = details?.latest ?? null;
       return {
         ...status,

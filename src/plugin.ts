@@ -9,15 +9,23 @@
  *   and pass it as `new ExperimentPlugin({ workflowsPath: require.resolve('./all-workflows') })`.
  * - `activities`: **appended** to yours (the training activity with the trainers and the
  *   checkpoint store injected, and the checkpoint lookup used when recording outcomes).
+ * - `programs`: this plugin's own option (Worker.create has nothing like it): the complete set
+ *   of programs the `command` trainer may run on this worker.
+ * - `dataConverter`: with encryption on (the `encryption` option, or EXPERIMENTS_CODEC_KEYS /
+ *   EXPERIMENTS_CODEC_KEY_FILE), the AES-256-GCM codec is **appended** to your `payloadCodecs`;
+ *   the rest of your data converter is kept. Replay workers get the same codec.
  * - logging: installs the pino logger as the Temporal Runtime logger (once per process, before
  *   the first connection), so SDK, workflow and activity logs come out through pino.
  */
+import type { DataConverter } from '@temporalio/common';
 import { SimplePlugin } from '@temporalio/plugin';
 import { createActivities } from './activities';
 import { LocalCheckpointStore } from './activities/checkpoint-store';
 import type { CheckpointStore } from './activities/checkpoint-store-types';
 import type { AnyTrainer } from './activities/trainer';
 import { builtInTrainers } from './activities/trainers';
+import { ProgramRegistry, type ProgramDefinition } from './activities/trainers/command';
+import { resolveCodec, withCodec, type AesGcmCodec, type EncryptionOptions } from './codec';
 import { configFromEnv } from './config';
 import { createLogger, installRuntimeLogger, runtimeLogger, type Logger } from './logging';
 
@@ -35,6 +43,17 @@ export interface ExperimentPluginOptions {
    * trainer with a built-in's name replaces it.
    */
   readonly trainers?: readonly AnyTrainer[];
+  /**
+   * The programs the built-in `command` trainer may run on this worker, by name: the complete
+   * list (there are no built-in programs to add to; a name given twice is an error). A spec
+   * names one (`params.program`) and gives only its params; it can never choose an executable,
+   * arguments, a working directory or environment variables. Relative `cwd`s are taken from the
+   * working directory when the plugin is built. A `ProgramRegistry` (e.g.
+   * `ProgramRegistry.fromFile('programs.yaml')`, what `experiments worker --programs` uses) is
+   * used as it is.
+   * @default none: the `command` trainer runs nothing and rejects every spec, naming the program
+   */
+  readonly programs?: readonly ProgramDefinition[] | ProgramRegistry;
   /** Register the built-in trainers. @default true */
   readonly builtInTrainers?: boolean;
   /** The pino logger for everything. @default the installed Runtime logger, else `createLogger()` */
@@ -48,6 +67,13 @@ export interface ExperimentPluginOptions {
    * @default min(1000, heartbeatTimeout / 4)
    */
   readonly heartbeatIntervalMs?: number;
+  /**
+   * Encrypt every payload (inputs, results, heartbeats, signals, queries, memos) with
+   * AES-256-GCM; the first key is current, every key decrypts. `false` switches it off even when
+   * the environment names keys. Failure messages, search attributes and ids stay plain text.
+   * @default keys from $EXPERIMENTS_CODEC_KEYS or $EXPERIMENTS_CODEC_KEY_FILE, else off
+   */
+  readonly encryption?: EncryptionOptions | false;
 }
 
 export const PLUGIN_NAME = 'temporal-experiments';
@@ -55,8 +81,12 @@ export const WORKFLOWS_PATH = require.resolve('./workflows');
 
 export class ExperimentPlugin extends SimplePlugin {
   readonly trainers: ReadonlyMap<string, AnyTrainer>;
+  /** The programs the `command` trainer runs here. */
+  readonly programs: ProgramRegistry;
   readonly store: CheckpointStore;
   readonly logger: Logger;
+  /** The payload codec when encryption is on, for clients that share this plugin's keys. */
+  readonly codec: AesGcmCodec | undefined;
 
   constructor(options: ExperimentPluginOptions = {}) {
     const logger = options.logger ?? runtimeLogger() ?? createLogger();
@@ -67,18 +97,23 @@ export class ExperimentPlugin extends SimplePlugin {
         logger.warn({ err: (err as Error).message }, 'pino is not the Temporal Runtime logger: create the plugin before any connection or worker');
       }
     }
+    const programs = options.programs instanceof ProgramRegistry ? options.programs : new ProgramRegistry(options.programs ?? []);
     const trainers = new Map<string, AnyTrainer>();
-    for (const t of [...(options.builtInTrainers === false ? [] : builtInTrainers()), ...(options.trainers ?? [])]) {
+    for (const t of [...(options.builtInTrainers === false ? [] : builtInTrainers(programs)), ...(options.trainers ?? [])]) {
       trainers.set(t.name, t);
     }
     const store = options.store ?? new LocalCheckpointStore(options.checkpointDir ?? configFromEnv().checkpointDir);
+    const codec = resolveCodec(options.encryption);
     super({
       name: PLUGIN_NAME,
+      ...(codec && { dataConverter: (existing: DataConverter | undefined) => withCodec(existing, codec) }),
       workflowsPath: options.workflowsPath ?? WORKFLOWS_PATH,
       activities: createActivities({ store, trainers, logger, heartbeatIntervalMs: options.heartbeatIntervalMs }),
     });
     this.trainers = trainers;
+    this.programs = programs;
     this.store = store;
     this.logger = logger;
+    this.codec = codec;
   }
 }

@@ -19,8 +19,10 @@ import { Client, Connection } from '@temporalio/client';
 import * as proto from '@temporalio/proto';
 import { patchProtobufRoot } from '@temporalio/proto/lib/patch-protobuf-root';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { encryptedKeyIds, missingKeyProblem } from './codec/history';
 import { configFromEnv, DEFAULT_ADDRESS } from './config';
 import { ExperimentPlugin } from './plugin';
+import { InvalidInputError } from './shared/schema';
 
 export type History = proto.temporal.api.history.v1.IHistory;
 
@@ -219,13 +221,16 @@ export function expandHistoryPaths(paths: readonly string[]): { file: string; er
  * one replay worker, so the workflow bundle is built once.
  */
 export async function replayHistoryFiles(paths: readonly string[], options: { plugin?: ExperimentPlugin } = {}): Promise<ReplayFileResult[]> {
+  const plugin = options.plugin ?? new ExperimentPlugin({ installRuntimeLogger: false });
   const entries = expandHistoryPaths(paths).map((entry) => {
     if (entry.error) return { file: entry.file, workflowId: '', error: entry.error };
     try {
       const history = loadHistoryFile(entry.file);
       const { workflowId } = describeHistory(history);
       // Histories exported by servers before 1.21 lack the id; the file name stands in for it.
-      return { file: entry.file, workflowId: workflowId ?? path.basename(entry.file, '.json'), history };
+      const id = workflowId ?? path.basename(entry.file, '.json');
+      const keyProblem = missingKeyProblem(encryptedKeyIds(history), plugin.codec);
+      return keyProblem ? { file: entry.file, workflowId: id, error: keyProblem } : { file: entry.file, workflowId: id, history };
     } catch (err) {
       return { file: entry.file, workflowId: '', error: (err as Error).message };
     }
@@ -233,7 +238,6 @@ export async function replayHistoryFiles(paths: readonly string[], options: { pl
   const results = new Map<number, ReplayFileResult>();
   const replayable = entries.flatMap((e, index) => (e.history ? [{ index, workflowId: e.workflowId, history: e.history }] : []));
   if (replayable.length > 0) {
-    const plugin = options.plugin ?? new ExperimentPlugin({ installRuntimeLogger: false });
     let next = 0;
     try {
       const replay = Worker.runReplayHistories({ plugins: [plugin] }, replayable);
@@ -283,7 +287,8 @@ export const REPLAY_USAGE = `Usage: experiments replay FILE|DIR... [--workflows-
 
 Replays saved workflow histories against the current workflow code; a DIR stands for its
 *.json files. Prints one line per history and exits 0 if all replayed, 1 if any failed,
-2 for bad usage. --workflows-path replays against your own workflows module (one that
+2 for bad usage. Encrypted histories need their keys in EXPERIMENTS_CODEC_KEYS or
+EXPERIMENTS_CODEC_KEY_FILE. --workflows-path replays against your own workflows module (one that
 re-exports this package's workflows), as given to new ExperimentPlugin({ workflowsPath }).`;
 
 export interface HistoryExportArgs {
@@ -417,8 +422,15 @@ export async function runReplayCommand(argv: readonly string[], io: CommandIO, o
   } catch {
     // A Runtime exists; its logger stays.
   }
-  const plugin =
-    options.plugin ?? new ExperimentPlugin({ installRuntimeLogger: false, ...(args.workflowsPath && { workflowsPath: path.resolve(args.workflowsPath) }) });
+  let plugin: ExperimentPlugin;
+  try {
+    plugin = options.plugin ?? new ExperimentPlugin({ installRuntimeLogger: false, ...(args.workflowsPath && { workflowsPath: path.resolve(args.workflowsPath) }) });
+  } catch (err) {
+    // A bad key variable (EXPERIMENTS_CODEC_KEYS) is bad input: one line, exit 2.
+    if (!(err instanceof InvalidInputError)) throw err;
+    io.stderr(`error: ${firstLine(err)}`);
+    return 2;
+  }
   const results = await replayHistoryFiles(args.paths, { plugin });
   for (const r of results) io.stdout(r.ok ? `ok   ${r.file} (${r.workflowId})` : `FAIL ${r.file}: ${r.error ?? 'unknown error'}`);
   const failed = results.filter((r) => !r.ok).length;

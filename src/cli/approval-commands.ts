@@ -9,7 +9,7 @@ import { approveInputSchema, parseOrThrow, rejectInputSchema } from '../shared/s
 import { stringOption, type ParsedArgs } from './args';
 import { closedSessionSummary, queried, say, withConnection } from './commands';
 import { EXIT, UsageError } from './errors';
-import { safe } from './output';
+import { safe } from './terminal';
 import type { Connected } from './connect';
 
 async function ensureOpen(c: Connected, sessionId: string, what: string): Promise<void> {

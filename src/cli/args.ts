@@ -32,7 +32,10 @@ const ENV_HELP = `Environment:
   TEMPORAL_NAMESPACE          namespace (default "default")
   TEMPORAL_TASK_QUEUE         task queue of the workers (default "experiments")
   EXPERIMENTS_CHECKPOINT_DIR  checkpoint directory (default <project>/.data/checkpoints)
-  LOG_LEVEL                   pino level of worker logs (default info)`;
+  EXPERIMENTS_PROGRAMS        programs file of the command trainer (workers run these; the CLI checks specs against it)
+  LOG_LEVEL                   pino level of worker logs (default info)
+  EXPERIMENTS_CODEC_KEYS      encrypt payloads: id:base64key,... (first is current; see README)
+  EXPERIMENTS_CODEC_KEY_FILE  or a file of id:base64key lines`;
 
 export const COMMANDS: readonly CommandSpec[] = [
   {
@@ -119,6 +122,7 @@ policy's approvers, or an unsigned or badly signed approval by an approver with 
       'task-queue': { type: 'string', value: 'NAME', help: 'task queue (default $TEMPORAL_TASK_QUEUE or "experiments")' },
       'checkpoint-dir': { type: 'string', value: 'DIR', help: 'checkpoint directory (default $EXPERIMENTS_CHECKPOINT_DIR)' },
       'max-concurrent-activities': { type: 'string', value: 'N', help: 'trainings run at once by this worker (default 4)' },
+      programs: { type: 'string', value: 'FILE', help: 'programs the command trainer may run here, JSON or YAML (default $EXPERIMENTS_PROGRAMS; none: it runs nothing)' },
     },
   },
   {
@@ -130,6 +134,18 @@ policy's approvers, or an unsigned or badly signed approval by an approver with 
       'ui-port': { type: 'string', value: 'PORT', help: 'Web UI port (default: gRPC port + 1000)' },
       'db-file': { type: 'string', value: 'PATH', help: 'SQLite file that keeps workflows across restarts (default .data/temporal.db)' },
     },
+  },
+  {
+    name: 'codec-server',
+    positionals: [],
+    summary: 'serve /encode and /decode so the Web UI and `temporal` CLI show encrypted payloads',
+    options: {
+      port: { type: 'string', value: 'PORT', help: 'port (default 8081)' },
+      host: { type: 'string', value: 'HOST', help: 'address to listen on (default 127.0.0.1)' },
+      origin: { type: 'string', value: 'URL[,URL]', help: 'Web UI origins allowed by CORS (default http://localhost:8233,http://127.0.0.1:8233)' },
+      'auth-token': { type: 'string', value: 'TOKEN', help: 'require Authorization: Bearer TOKEN (default $EXPERIMENTS_CODEC_AUTH_TOKEN, else none)' },
+    },
+    details: `Uses the keys of EXPERIMENTS_CODEC_KEYS or EXPERIMENTS_CODEC_KEY_FILE, as the workers do.`,
   },
   {
     name: 'help',

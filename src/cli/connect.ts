@@ -6,7 +6,9 @@
  */
 import * as net from 'node:net';
 import { Client, Connection } from '@temporalio/client';
+import { ProgramRegistry } from '../activities/trainers/command';
 import { ExperimentsClient } from '../client';
+import { resolveCodec, withCodec } from '../codec';
 import { configFromEnv, DEFAULT_ADDRESS, ENV_VARS, type RuntimeConfig } from '../config';
 import { UnreachableError, UsageError } from './errors';
 
@@ -96,8 +98,10 @@ export async function connect(options: { address?: string; config?: RuntimeConfi
   } catch (err) {
     throw unreachable(address, (err as Error).message.split('\n')[0]);
   }
-  const client = new Client({ connection, namespace: config.namespace });
-  const experiments = new ExperimentsClient({ client, taskQueue: config.taskQueue });
+  // Encryption as the workers have it: the same variables name the keys.
+  const codec = resolveCodec(undefined);
+  const client = new Client({ connection, namespace: config.namespace, ...(codec && { dataConverter: withCodec(undefined, codec) }) });
+  const experiments = new ExperimentsClient({ client, taskQueue: config.taskQueue, programs: programsOf(config) });
   return {
     address,
     namespace: config.namespace,
@@ -113,7 +117,20 @@ export async function connect(options: { address?: string; config?: RuntimeConfi
  * used, so pipeline files can be checked before any server exists.
  */
 export function offlineValidator(config: RuntimeConfig = configFromEnv()): ExperimentsClient {
-  return new ExperimentsClient({ client: new Client({ connection: Connection.lazy({ address: config.address ?? DEFAULT_ADDRESS }) }), taskQueue: config.taskQueue });
+  return new ExperimentsClient({
+    client: new Client({ connection: Connection.lazy({ address: config.address ?? DEFAULT_ADDRESS }) }),
+    taskQueue: config.taskQueue,
+    programs: programsOf(config),
+  });
+}
+
+/**
+ * The programs file named by `--programs` or EXPERIMENTS_PROGRAMS, loaded; undefined when neither
+ * is set. A worker runs exactly these; the CLI uses them to reject an unknown program before
+ * anything starts (workers do not publish theirs). A bad file is InvalidInputError (exit 2).
+ */
+export function programsOf(config: RuntimeConfig, file = config.programsFile): ProgramRegistry | undefined {
+  return file === undefined ? undefined : ProgramRegistry.fromFile(file);
 }
 
 /**

@@ -21,12 +21,14 @@ import pino from 'pino';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { ExperimentsClient } from '../client';
+import { withCodec } from '../codec';
 import type { RuntimeConfig } from '../config';
 import { isPortFree, startDevServer, type DevServer, freePort } from '../dev-server';
 import { createLogger, installRuntimeLogger, type Logger } from '../logging';
 import { ExperimentPlugin } from '../plugin';
 import { projectRoot } from '../temporal-cli';
 import { createExperimentWorker } from '../worker';
+import { programsOf } from './connect';
 
 export const DEFAULT_PORTS = { grpc: 7233, ui: 8233 } as const;
 
@@ -124,13 +126,13 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     });
     say(`Local Temporal server ready in ${((Date.now() - t0) / 1000).toFixed(1)}s; starting an in-process worker.`);
     check();
-    const plugin = new ExperimentPlugin({ logger, checkpointDir: config.checkpointDir });
+    const plugin = new ExperimentPlugin({ logger, checkpointDir: config.checkpointDir, programs: programsOf(config) });
     nativeConnection = await NativeConnection.connect({ address: server.address });
     const created = await createExperimentWorker({ connection: nativeConnection, plugin, namespace: config.namespace, taskQueue: config.taskQueue, logger });
     worker = created.worker;
     workerRun = worker.run();
     connection = await Connection.connect({ address: server.address, connectTimeout: 10_000 });
-    const client = new Client({ connection, namespace: config.namespace });
+    const client = new Client({ connection, namespace: config.namespace, ...(plugin.codec && { dataConverter: withCodec(undefined, plugin.codec) }) });
     const experiments = new ExperimentsClient({ client, taskQueue: config.taskQueue, trainers: plugin.trainers, store: plugin.store });
     check();
     const startedWorker = worker;

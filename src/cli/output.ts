@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import type { SessionSnapshot } from '../shared/definitions';
 import type { ExperimentStatus, ResumeHints } from '../shared/types';
+import { safe, safeText } from './terminal';
 
 const useColor = (stream: NodeJS.WriteStream = process.stdout) => stream.isTTY === true && !process.env.NO_COLOR;
 
@@ -19,11 +20,6 @@ export function styles(stream: NodeJS.WriteStream = process.stdout) {
 
 // eslint-disable-next-line no-control-regex
 const ANSI = /\x1b\[[0-9;]*m/g;
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
-
-/** A user-provided string made safe to print: control characters (ESC included) become `?`. */
-export const safe = (s: string): string => s.replace(CONTROL, '?');
 const visible = (s: string) => s.replace(ANSI, '').length;
 
 /** A plain text table; `right` lists the columns to right-align. */
@@ -72,12 +68,13 @@ export function colorState(state: string, stream?: NodeJS.WriteStream): string {
 
 /** The results table: one row per experiment. */
 export function experimentsTable(experiments: readonly ExperimentStatus[], stream?: NodeJS.WriteStream): string {
-  const headers = ['ID', 'STATE', 'TIMEOUT', 'ATTEMPTS', 'RESUMED', 'EPOCHS', 'FINAL LOSS', 'ACCURACY', 'MODEL SHA256', 'LATEST CHECKPOINT'];
+  const headers = ['ID', 'STATE', 'TIMEOUT', 'ATTEMPTS', 'PREEMPTED', 'RESUMED', 'EPOCHS', 'FINAL LOSS', 'ACCURACY', 'MODEL SHA256', 'LATEST CHECKPOINT'];
   const rows = experiments.map((e) => [
     e.id,
     colorState(e.state, stream),
     e.timeoutMode,
     e.attempt > 0 ? String(e.attempt) : '-',
+    String(e.preemptions ?? 0),
     e.resumedFrom === null ? '-' : `epoch ${e.resumedFrom}`,
     fmtEpochs(e),
     fmtNumber(e.result?.finalLoss),
@@ -85,12 +82,12 @@ export function experimentsTable(experiments: readonly ExperimentStatus[], strea
     e.result?.modelSha256 ? e.result.modelSha256.slice(0, 12) : '-',
     e.latestCheckpoint ? `${e.latestCheckpoint.id} (epoch ${e.latestCheckpoint.epoch})` : '-',
   ]);
-  return table(headers, rows, new Set([3, 6, 7]));
+  return table(headers, rows, new Set([3, 4, 7, 8]));
 }
 
 /** Why experiments did not complete, one line each (empty when all completed). */
 export function reasonsBlock(experiments: readonly ExperimentStatus[]): string[] {
-  return experiments.filter((e) => e.state !== 'completed' && e.reason).map((e) => `  ${e.id}: ${e.state}: ${e.reason}`);
+  return experiments.filter((e) => e.state !== 'completed' && e.reason).map((e) => `  ${e.id}: ${e.state}: ${safeText(e.reason ?? '')}`);
 }
 
 /** The directories holding the experiments' checkpoints, from their file:// URIs. */
@@ -112,7 +109,7 @@ export function sessionText(snap: SessionSnapshot, stream?: NodeJS.WriteStream):
   const st = styles(stream);
   const a = snap.approval;
   const approval = a.approved
-    ? `approved by ${a.by} at ${a.at}${a.note ? ` (“${a.note}”)` : ''}`
+    ? `approved by ${safe(a.by)} at ${safe(a.at)}${a.note ? ` (“${safe(a.note)}”)` : ''}`
     : a.required
       ? st.yellow(`required, not given — \`experiments approve ${snap.id} --by NAME\``)
       : 'not required';
@@ -128,7 +125,7 @@ export function sessionText(snap: SessionSnapshot, stream?: NodeJS.WriteStream):
   const reasons = reasonsBlock(snap.experiments);
   if (reasons.length > 0) lines.push('', 'not completed:', ...reasons);
   if (snap.audit.length > 0) {
-    lines.push('', 'approval audit:', ...snap.audit.map((r) => `  ${r.at}  ${r.source}  by ${r.by}${r.note ? `  “${r.note}”` : ''}`));
+    lines.push('', 'approval audit:', ...snap.audit.map((r) => `  ${safe(r.at)}  ${safe(r.source)}  by ${safe(r.by)}${r.note ? `  “${safe(r.note)}”` : ''}`));
   }
   return lines.join('\n');
 }
@@ -142,15 +139,17 @@ export function experimentText(e: ExperimentStatus, stream?: NodeJS.WriteStream)
     ['state', colorState(e.state, stream)],
     ['timeout mode', e.timeoutMode],
     ['attempt', e.attempt > 0 ? String(e.attempt) : '-'],
+    // Statuses recorded before the field existed have none.
+    ['preemptions', String(e.preemptions ?? 0)],
     ['epochs', fmtEpochs(e)],
     ['resumed from', e.resumedFrom === null ? '-' : `epoch ${e.resumedFrom}`],
     ['latest checkpoint', ck ? `${ck.id} (epoch ${ck.epoch}, sha256 ${ck.sha256.slice(0, 12)}…)` : '-'],
-    ['checkpoint uri', ck?.uri ?? '-'],
+    ['checkpoint uri', ck ? safe(ck.uri) : '-'],
     ['final loss', fmtNumber(e.result?.finalLoss)],
     ['accuracy', fmtPercent(e.result?.accuracy)],
     ['model sha256', e.result?.modelSha256 ?? '-'],
   ];
-  if (e.reason) rows.push(['reason', e.reason]);
+  if (e.reason) rows.push(['reason', safeText(e.reason)]);
   const width = Math.max(...rows.map(([k]) => k.length)) + 2;
   return rows.map(([k, v]) => `${k.padEnd(width)}${v}`).join('\n');
 }
@@ -160,8 +159,8 @@ export function hintsText(h: ResumeHints): string {
   const lines = [
     `${h.id}: ${ck ? `checkpoint ${ck.id} at epoch ${ck.epoch}${h.epochsRemaining !== null ? `, ${h.epochsRemaining} epoch(s) remaining` : ''}` : 'no checkpoint'}`,
   ];
-  if (ck) lines.push(`  uri: ${ck.uri}`, `  sha256: ${ck.sha256}`);
+  if (ck) lines.push(`  uri: ${safe(ck.uri)}`, `  sha256: ${ck.sha256}`);
   lines.push(`  resume: ${h.resumeCommand ?? '(completed; nothing to resume)'}`);
-  for (const w of h.warnings) lines.push(`  warning: ${w}`);
+  for (const w of h.warnings) lines.push(`  warning: ${safeText(w)}`);
   return lines.join('\n');
 }

@@ -12,6 +12,7 @@ export const POLICY_DEFAULTS = {
   heartbeatTimeout: '30s',
   maxConcurrent: 4,
   checkpointsToKeep: 3,
+  maxPreemptions: 1000,
   onFailure: 'continue',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
 } as const;
@@ -31,6 +32,8 @@ export interface ResolvedPolicy {
   readonly approvalTimeoutMs: number | null;
   readonly maxConcurrent: number;
   readonly checkpointsToKeep: number;
+  /** Absent in inputs recorded before the field existed: read it with `maxPreemptions(policy)`. */
+  readonly maxPreemptions?: number;
   readonly onFailure: 'continue' | 'stop';
   readonly retry: {
     readonly initialIntervalMs: number;
@@ -40,6 +43,8 @@ export interface ResolvedPolicy {
   };
   /** Absent in policies resolved before approver lists existed: anyone may approve. */
   readonly approvers?: readonly Approver[];
+  /** Present only when the policy set it, so resolved policies recorded before it existed are unchanged. */
+  readonly allowCrossSessionResume?: boolean | readonly string[];
 }
 
 /** Applies defaults; throws an error naming the field for a malformed duration. */
@@ -52,6 +57,7 @@ export function resolvePolicy(policy: SessionPolicy = {}): ResolvedPolicy {
     approvalTimeoutMs: policy.approvalTimeout === undefined ? null : requireDuration('policy.approvalTimeout', policy.approvalTimeout),
     maxConcurrent: policy.maxConcurrent ?? POLICY_DEFAULTS.maxConcurrent,
     checkpointsToKeep: policy.checkpointsToKeep ?? POLICY_DEFAULTS.checkpointsToKeep,
+    maxPreemptions: policy.maxPreemptions ?? POLICY_DEFAULTS.maxPreemptions,
     onFailure: policy.onFailure ?? POLICY_DEFAULTS.onFailure,
     retry: {
       initialIntervalMs: requireDuration('policy.retry.initialInterval', retry.initialInterval),
@@ -60,7 +66,21 @@ export function resolvePolicy(policy: SessionPolicy = {}): ResolvedPolicy {
       maximumAttempts: retry.maximumAttempts,
     },
     ...(policy.approvers && policy.approvers.length > 0 ? { approvers: policy.approvers.map((a) => ({ ...a })) } : {}),
+    ...(policy.allowCrossSessionResume !== undefined ? { allowCrossSessionResume: policy.allowCrossSessionResume } : {}),
   };
+}
+
+/**
+ * Why `spec.resumeFrom` may not be used in `sessionId` under `allowed` (the policy's
+ * allowCrossSessionResume), or undefined when it may: a session's own experiments always, others
+ * only when allowed. Pure, for the client, the workflow side and the training activity alike.
+ */
+export function crossSessionResumeProblem(spec: ExperimentSpec, sessionId: string, allowed: boolean | readonly string[] | undefined): string | undefined {
+  const source = spec.resumeFrom?.experiment;
+  if (source === undefined) return undefined;
+  const sourceSession = source.slice(0, source.indexOf('/'));
+  if (sourceSession === sessionId || allowed === true || (Array.isArray(allowed) && allowed.includes(sourceSession))) return undefined;
+  return `resumeFrom.experiment: expected an experiment of session ${JSON.stringify(sessionId)}, received ${JSON.stringify(source)} (another session's checkpoints are reachable only when the session's policy allows it: allowCrossSessionResume)`;
 }
 
 /** Long-running: flagged explicitly, or estimated to outlast the session's threshold. */
@@ -68,4 +88,9 @@ export function isLongRunning(spec: ExperimentSpec, policy: ResolvedPolicy): boo
   if (spec.longRunning === true) return true;
   if (spec.estimatedDuration === undefined) return false;
   return requireDuration(`experiments[${spec.id}].estimatedDuration`, spec.estimatedDuration) > policy.longRunningThresholdMs;
+}
+
+/** Preemptions one experiment may take before it fails (SessionPolicy.maxPreemptions). */
+export function maxPreemptions(policy: ResolvedPolicy): number {
+  return policy.maxPreemptions ?? POLICY_DEFAULTS.maxPreemptions;
 }

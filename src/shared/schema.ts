@@ -34,6 +34,14 @@ export const retryPolicySchema = z.strictObject({
   maximumAttempts: count(0).optional(),
 });
 
+/** Approver lists: names unique, keys well-formed (src/shared/approval.ts). */
+const approversSchema = z
+  .array(z.strictObject({ name: z.string().trim().min(1).max(200), publicKey: z.string().optional() }))
+  .max(100)
+  .superRefine((list, ctx) => {
+    for (const p of approverProblems(list)) ctx.addIssue({ code: 'custom', message: p.message, path: [p.index, p.field] });
+  });
+
 export const sessionPolicySchema = z.strictObject({
   defaultTimeout: duration.optional(),
   longRunningThreshold: duration.optional(),
@@ -41,15 +49,11 @@ export const sessionPolicySchema = z.strictObject({
   approvalTimeout: duration.optional(),
   maxConcurrent: count(1).max(1000).optional(),
   checkpointsToKeep: count(1).max(1000).optional(),
+  maxPreemptions: count(0).optional(),
   onFailure: z.enum(['continue', 'stop']).optional(),
   retry: retryPolicySchema.optional(),
-  approvers: z
-    .array(z.strictObject({ name: z.string().trim().min(1).max(200), publicKey: z.string().optional() }))
-    .max(100)
-    .superRefine((list, ctx) => {
-      for (const p of approverProblems(list)) ctx.addIssue({ code: 'custom', message: p.message, path: [p.index, p.field] });
-    })
-    .optional(),
+  approvers: approversSchema.optional(),
+  allowCrossSessionResume: z.union([z.boolean(), z.array(id).max(1000)]).optional(),
 });
 
 const params = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
@@ -98,7 +102,8 @@ export const sweepSchema = z.strictObject({
   idPrefix: id,
   trainer: z.string().min(1).max(128),
   params: params.optional(),
-  grid: z.record(z.string().regex(/^[A-Za-z0-9_]+$/), z.array(z.union([z.number(), z.string(), z.boolean()])).min(1).max(100)),
+  // A dotted key reaches into nested params: `params.lr` for a command program's own params.
+  grid: z.record(z.string().regex(/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/), z.array(z.union([z.number(), z.string(), z.boolean()])).min(1).max(100)),
   estimatedDuration: duration.optional(),
   longRunning: z.boolean().optional(),
 });
@@ -129,6 +134,65 @@ export const rejectInputSchema = z.strictObject({
   estimates: estimates.optional(),
   signature: signature.optional(),
 });
+
+const ms = z.number().int().min(0);
+
+/**
+ * A policy resolved to milliseconds (ResolvedPolicy): what a session and its experiments receive
+ * as input. Workflows check their own input with it, since a start from the Temporal CLI or
+ * another SDK skips the client. `maxPreemptions` is optional: inputs from before it existed.
+ */
+export const resolvedPolicySchema = z.strictObject({
+  defaultTimeoutMs: ms.min(1),
+  longRunningThresholdMs: ms,
+  heartbeatTimeoutMs: ms.min(1),
+  approvalTimeoutMs: ms.nullable(),
+  maxConcurrent: count(1).max(1000),
+  checkpointsToKeep: count(1).max(1000),
+  maxPreemptions: count(0).optional(),
+  onFailure: z.enum(['continue', 'stop']),
+  retry: z.strictObject({
+    initialIntervalMs: ms,
+    backoffCoefficient: z.number().min(1).max(100),
+    maximumIntervalMs: ms,
+    maximumAttempts: count(0),
+  }),
+  allowCrossSessionResume: z.union([z.boolean(), z.array(id).max(1000)]).optional(),
+  approvers: approversSchema.optional(),
+});
+
+/** What continue-as-new carries: checked for shape only, since the session itself wrote it. */
+const carrySchema = z.looseObject({
+  rows: z.array(z.looseObject({ spec: z.looseObject({ id: z.string(), trainer: z.string() }), state: z.string() })),
+  audit: z.array(z.unknown()),
+  runs: count(0),
+});
+
+/** Input of the session workflow (SessionInput). */
+export const sessionInputSchema = z.strictObject({
+  sessionId: id,
+  policy: resolvedPolicySchema,
+  experiments: experimentListSchema(),
+  preApproved: approveInputSchema.optional(),
+  keepOpen: z.boolean().optional(),
+  continueAsNewAfterEvents: count(1).optional(),
+  carry: carrySchema.optional(),
+});
+
+/** Input of the experiment workflow (ExperimentInput). */
+export const experimentInputSchema = z.strictObject({
+  sessionId: id,
+  spec: experimentSpecSchema,
+  policy: resolvedPolicySchema,
+  timeoutMode: z.enum(['bounded', 'none']),
+  parentWorkflowId: z.string().max(300).optional(),
+});
+
+/** The problems of `value` against `schema`, one line each naming the field; empty when it is valid. */
+export function inputProblems(schema: z.ZodType, value: unknown, prefix = ''): string[] {
+  const parsed = schema.safeParse(value, { reportInput: true });
+  return parsed.success ? [] : formatIssues(parsed.error, prefix);
+}
 
 /** Formats zod issues as `path: message, received …` lines, with the path in the input's own notation. */
 export function formatIssues(error: z.ZodError, prefix = ''): string[] {

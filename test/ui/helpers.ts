@@ -44,11 +44,14 @@ export interface UiHarness extends Harness {
   uiUrl: string;
 }
 
-/** Starts the dev server with its Web UI on a free port. Fails (never skips) without a Temporal CLI. */
-export async function startUiHarness(): Promise<UiHarness> {
+/**
+ * Starts the dev server with its Web UI on a free port. Fails (never skips) without a Temporal
+ * CLI. `extraArgs` go to `temporal server start-dev` (e.g. `--ui-codec-endpoint URL`).
+ */
+export async function startUiHarness(options: { extraArgs?: string[] } = {}): Promise<UiHarness> {
   const logger = captureLogger();
   const uiPort = await freePort();
-  const env: TestWorkflowEnvironment = await createTestEnv({ server: { ui: true, uiPort } });
+  const env: TestWorkflowEnvironment = await createTestEnv({ server: { ui: true, uiPort, ...(options.extraArgs && { extraArgs: options.extraArgs }) } });
   const uiUrl = `http://127.0.0.1:${uiPort}`;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'experiments-ui-test-'));
   return {
