@@ -12,7 +12,6 @@ import { inputProblems, sessionInputSchema } from '../../src/shared/schema';
 import type { ExperimentSpec, ExperimentStatus, SessionPolicy } from '../../src/shared/types';
 import {
   allDone,
-  applyApproveSignal,
   finish,
   judgeReport,
   newRow,
@@ -24,6 +23,7 @@ import {
   type ChildRecord,
   type SchedulerState,
 } from '../../src/workflows/session/scheduler';
+import { applyClaim } from '../../src/workflows/session/approvals';
 
 function scheduler(specs: ExperimentSpec[], policy: SessionPolicy = {}, keepOpen = false): SchedulerState {
   const resolved = resolvePolicy(policy);
@@ -63,11 +63,11 @@ test('approval: long-running rows wait, start once approved, and are rejected at
   assert.match(s.rows.get('l1')!.reason ?? '', /no approval within approvalTimeout 10s/);
   assert.equal(nextDeadline(s, 11_000), 4000, 'l2 is due 10 s after it started waiting');
 
-  assert.equal(applyApproveSignal(s, { by: ' ops ', note: 'go' }, 'T').kind, 'approved');
+  assert.equal(applyClaim(s, 'approve', { by: ' ops ', note: 'go' }, 0, 'signal').kind, 'approved');
   assert.equal(s.approval?.by, 'ops');
   assert.equal(nextDeadline(s, 11_000), undefined, 'no deadline once approved');
   assert.deepEqual(ids(plan(s, 12_000).start), ['l2']);
-  assert.equal(applyApproveSignal(s, { by: 'second' }, 'T2').kind, 'recorded', 'a later approval only joins the audit');
+  assert.equal(applyClaim(s, 'approve', { by: 'second' }, 0, 'signal').kind, 'recorded', 'a later approval only joins the audit');
   assert.deepEqual(s.audit.map((r) => r.by), ['ops', 'second']);
 });
 
@@ -75,7 +75,7 @@ test('approve signal: any payload is judged without throwing', () => {
   const s = scheduler([long('l')]);
   const huge = 'x'.repeat(1_000_000);
   for (const payload of [undefined, null, 42, 'ops', [], {}, { by: '' }, { by: '   ' }, { by: 7 }, { note: 'x' }]) {
-    const outcome = applyApproveSignal(s, payload, 'T');
+    const outcome = applyClaim(s, 'approve', payload, 0, 'signal');
     assert.equal(outcome.kind, 'ignored', `payload ${JSON.stringify(payload)}`);
     if (outcome.kind === 'ignored') assert.match(outcome.problem, /by: expected/);
   }
@@ -84,9 +84,9 @@ test('approve signal: any payload is judged without throwing', () => {
       throw new Error('boom');
     },
   };
-  assert.equal(applyApproveSignal(s, poisoned, 'T').kind, 'ignored', 'a throwing getter is caught');
+  assert.equal(applyClaim(s, 'approve', poisoned, 0, 'signal').kind, 'ignored', 'a throwing getter is caught');
   assert.equal(s.approval, null);
-  const outcome = applyApproveSignal(s, { by: huge, note: huge }, 'T');
+  const outcome = applyClaim(s, 'approve', { by: huge, note: huge }, 0, 'signal');
   assert.equal(outcome.kind, 'approved');
   assert.equal(snapshot(s).approval.by?.length, 200);
   assert.equal(snapshot(s).approval.note?.length, 2000);
@@ -112,7 +112,7 @@ test('session state: awaiting approval, running, keepOpen until close, cancelled
   finish(s, s.rows.get('b')!, ended(s, 'b', 'completed'));
   s.running = 0;
   assert.equal(sessionState(s), 'awaiting-approval');
-  applyApproveSignal(s, { by: 'ops' }, 'T');
+  applyClaim(s, 'approve', { by: 'ops' }, 0, 'signal');
   plan(s, 1);
   finish(s, s.rows.get('l')!, ended(s, 'l', 'completed'));
   s.running = 0;
@@ -122,7 +122,7 @@ test('session state: awaiting approval, running, keepOpen until close, cancelled
   assert.equal(sessionState(s), 'completed');
   const snap = snapshot(s);
   assert.deepEqual(summaryCounts(snap), { completed: 2, failed: 0 });
-  assert.deepEqual(snap.approval, { required: true, approved: true, by: 'ops', at: 'T', note: null });
+  assert.deepEqual(snap.approval, { required: true, approved: true, by: 'ops', at: '1970-01-01T00:00:00.000Z', note: null });
   assert.deepEqual(snap.experiments.map((e) => e.preemptions), [0, 0]);
   s.cancelled = true;
   assert.equal(sessionState(s), 'cancelled');

@@ -172,34 +172,6 @@ export function summaryCounts(snap: SessionSnapshot): { completed: number; faile
   return { completed, failed: snap.experiments.length - completed };
 }
 
-/** What `applyApproveSignal` did with one `approve` signal. */
-export type ApproveOutcome =
-  | { readonly kind: 'approved'; readonly record: ApprovalRecord }
-  | { readonly kind: 'recorded'; readonly record: ApprovalRecord }
-  | { readonly kind: 'ignored'; readonly problem: string };
-
-/**
- * The one place an `approve` signal is judged and applied (signals sent from the Web UI, the
- * Temporal CLI or other SDKs skip the client's validation). Any payload is accepted without
- * throwing: a bad one is `ignored` with the problem. A valid one joins the audit; the first one
- * approves the session. `at` is the workflow time as ISO-8601.
- */
-export function applyApproveSignal(state: SchedulerState, payload: unknown, at: string): ApproveOutcome {
-  try {
-    const { by, note } = (payload !== null && typeof payload === 'object' ? payload : {}) as { by?: unknown; note?: unknown };
-    if (typeof by !== 'string' || by.trim() === '') {
-      return { kind: 'ignored', problem: 'approve signal ignored: by: expected {"by": "<approver>", "note"?: "<text>"}' };
-    }
-    const record: ApprovalRecord = { by: by.trim().slice(0, 200), at, note: typeof note === 'string' ? note.slice(0, 2000) : null, source: 'signal' };
-    state.audit.push(record);
-    if (state.approval) return { kind: 'recorded', record };
-    state.approval = record;
-    return { kind: 'approved', record };
-  } catch (err) {
-    return { kind: 'ignored', problem: `approve signal ignored: ${String(err)}` };
-  }
-}
-
 /** What the session knows of one child it started. */
 export interface ChildRecord {
   /** firstExecutionRunId of the started child; null until startChild resolved. */

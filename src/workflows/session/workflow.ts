@@ -41,6 +41,9 @@ import {
   addExperimentsUpdate,
   approvalQuery,
   approveSignal,
+  approveUpdate,
+  rejectSignal,
+  rejectUpdate,
   cancelReasonSignal,
   closeSessionSignal,
   experimentFinishedSignal,
@@ -55,11 +58,11 @@ import { blankStatus, hintsFromStatus } from '../../shared/hints';
 import { experimentWorkflowId } from '../../shared/ids';
 import { experimentListSchema, inputProblems, parseOrThrow, sessionInputSchema } from '../../shared/schema';
 import { searchAttributeKey } from '../../shared/search-attributes';
-import type { ExperimentStatus } from '../../shared/types';
+import type { ApprovalRecord, ExperimentStatus } from '../../shared/types';
+import { applyClaim, pendingEstimates, refusal, type ClaimKind, type ClaimSource } from './approvals';
 import { experimentWorkflow } from '../experiment';
 import {
   allDone,
-  applyApproveSignal,
   finish,
   isTerminal,
   judgeReport,
@@ -107,24 +110,14 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
   // Declared before any handler: a buffered signal is delivered as soon as its handler is set.
   let published = '';
 
-  if (!carry && input.preApproved) {
-    state.approval = { by: input.preApproved.by, at: new Date().toISOString(), note: input.preApproved.note ?? null, source: 'pre-approved' };
-    state.audit.push(state.approval);
-  }
   for (const row of carry?.rows ?? input.experiments.map((spec) => newRow(spec, policy))) rows.set(row.spec.id, row);
+  // Pre-approval obeys the approver rules too: a refused one is audited and the experiments wait.
+  if (!carry && input.preApproved) void onClaim('approve', input.preApproved, 'pre-approved');
 
-  setHandler(approveSignal, (payload: unknown) => {
-    const outcome = applyApproveSignal(state, payload, new Date().toISOString());
-    if (outcome.kind === 'ignored') {
-      log.warn(outcome.problem, { sessionId, received: preview(payload) });
-      return;
-    }
-    if (outcome.kind === 'approved') {
-      log.info('session approved', { sessionId, by: outcome.record.by });
-      publish();
-    }
-    wake = true;
-  });
+  setHandler(approveSignal, (payload: unknown) => void onClaim('approve', payload, 'signal'));
+  setHandler(rejectSignal, (payload: unknown) => void onClaim('reject', payload, 'signal'));
+  setHandler(approveUpdate, (payload: unknown) => onClaim('approve', payload, 'update'), { validator: claimValidator('approve') });
+  setHandler(rejectUpdate, (payload: unknown) => onClaim('reject', payload, 'update'), { validator: claimValidator('reject') });
   setHandler(cancelReasonSignal, (payload: unknown) => {
     const reason = (payload as { reason?: unknown } | null | undefined)?.reason;
     if (typeof reason === 'string') cancelReason = reason.slice(0, 500);
@@ -136,7 +129,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
   });
   setHandler(experimentFinishedSignal, (payload: unknown) => onReport(payload));
   setHandler(sessionStatusQuery, () => snapshot(state));
-  setHandler(approvalQuery, () => ({ approval: state.approval, audit: state.audit }));
+  setHandler(approvalQuery, () => ({ approval: state.approval, audit: state.audit, pending: pendingEstimates(state) }));
   setHandler(sessionHintsQuery, () => [...rows.values()].map((row) => hintsFromStatus(rowStatus(sessionId, row))));
   setHandler(
     addExperimentsUpdate,
@@ -154,6 +147,30 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
       },
     },
   );
+
+  /** Applies an approve or reject from any path; returns the audit record (for updates). */
+  function onClaim(kind: ClaimKind, payload: unknown, source: ClaimSource): ApprovalRecord {
+    const outcome = applyClaim(state, kind, payload, Date.now(), source);
+    if (outcome.kind === 'ignored') {
+      log.warn(outcome.problem, { sessionId, received: preview(payload) });
+      // Only a signal can get here (update validators refuse unreadable payloads first).
+      return { by: '', at: new Date().toISOString(), note: null, source, outcome: 'refused', refusedReason: outcome.problem };
+    }
+    if (outcome.kind === 'refused') log.warn(`${kind} refused: ${outcome.record.refusedReason}`, { sessionId, by: outcome.record.by, source });
+    else if (outcome.kind === 'approved') log.info('session approved', { sessionId, by: outcome.record.by, signed: outcome.record.signed, source });
+    else if (outcome.kind === 'rejected') log.warn('long-running experiments rejected', { sessionId, by: outcome.record.by, experiments: outcome.rows.map((r) => r.spec.id) });
+    // Pre-approval is applied before the first scheduling pass, which publishes (as it always did).
+    if (outcome.kind !== 'recorded' && source !== 'pre-approved') publish();
+    wake = true;
+    return outcome.record;
+  }
+
+  function claimValidator(kind: ClaimKind): (payload: unknown) => void {
+    return (payload) => {
+      const problem = refusal(state, kind, payload, Date.now());
+      if (problem) throw new Error(problem.replace(/ signal ignored:/, ' refused:'));
+    };
+  }
 
   function onReport(payload: unknown): void {
     if (!hardened) {
