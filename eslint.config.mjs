@@ -49,11 +49,11 @@ export default tseslint.config(
         {
           paths: [
             ...sandboxForbidden,
-            ...['zod', 'yaml', 'cli-progress'].map((name) => ({ name, message: 'Workflow code may import only @temporalio/workflow and src/shared.' })),
+            ...['yaml', 'cli-progress'].map((name) => ({ name, message: 'Workflow code may import only @temporalio/workflow and src/shared.' })),
           ],
           patterns: [
             { group: ['**/activities', '**/activities/**'], allowTypeImports: true, message: 'Workflows import activity types only (proxyActivities<Activities>).' },
-            { group: ['**/cli', '**/cli/**', '**/worker', '**/client', '**/logging', '**/plugin', '**/shared/schema'], message: 'Workflow code may import only @temporalio/workflow and src/shared (not the zod schema).' },
+            { group: ['**/cli', '**/cli/**', '**/worker', '**/client', '**/logging', '**/plugin'], message: 'Workflow code may import only @temporalio/workflow and src/shared.' },
           ],
         },
       ],

@@ -34,7 +34,7 @@ import {
   sessionPolicySchema,
 } from './shared/schema';
 import type { ApproveInput, ExperimentSpec, ExperimentStatus, HeartbeatDetails, ResumeHints, SessionPolicy } from './shared/types';
-import type { sessionWorkflow } from './workflows/session';
+import type { sessionWorkflow } from './workflows/session/workflow';
 
 export { InvalidInputError } from './shared/schema';
 

@@ -34,12 +34,26 @@ export interface TrainingDeps {
 }
 
 /**
- * How long before the bounded-mode start-to-close limit the trainer is told to stop: a small
+ * How long before the bounded-mode limit (see boundedDeadline) the trainer is told to stop: a small
  * share of the limit, or the trainer's own stop time plus a second, but never over half of it.
  */
 function deadlineMargin(timeoutMs: number, stopTimeMs: number): number {
   const own = Math.min(2000, Math.floor(timeoutMs / 10));
   return Math.min(Math.floor(timeoutMs / 2), Math.max(own, stopTimeMs > 0 ? stopTimeMs + 1000 : 0));
+}
+
+/**
+ * When the server ends this attempt at the latest: the schedule-to-close bound (a bounded
+ * experiment's total limit, across attempts) or this attempt's start-to-close, whichever is
+ * first. `timeoutMs` is the length of that bound, for the margin. Activities scheduled before the
+ * workflow set a schedule-to-close have only the start-to-close.
+ */
+function boundedDeadline(info: Context['info']): { timeoutMs: number; deadline: number } {
+  const attemptEnd = info.currentAttemptScheduledTimestampMs + info.startToCloseTimeoutMs;
+  const total = info.scheduleToCloseTimeoutMs > 0 ? info.scheduledTimestampMs + info.scheduleToCloseTimeoutMs : Infinity;
+  return total <= attemptEnd
+    ? { timeoutMs: info.scheduleToCloseTimeoutMs, deadline: total }
+    : { timeoutMs: info.startToCloseTimeoutMs, deadline: attemptEnd };
 }
 
 /** Cancellation reasons the SDK reports (the CancelledFailure message) mapped to ours. */
@@ -133,10 +147,9 @@ async function train(
   ctx.cancellationSignal.addEventListener('abort', onCancel);
   let deadlineTimer: NodeJS.Timeout | undefined;
   if (input.timeoutMode === 'bounded') {
-    const timeoutMs = info.startToCloseTimeoutMs;
+    const { timeoutMs, deadline } = boundedDeadline(info);
     const margin = deadlineMargin(timeoutMs, trainer.stopTimeMs?.(params) ?? 0);
-    const due = info.currentAttemptScheduledTimestampMs + timeoutMs - margin - Date.now();
-    deadlineTimer = setTimeout(AsyncResource.bind(() => interrupt('timed-out')), Math.max(0, due));
+    deadlineTimer = setTimeout(AsyncResource.bind(() => interrupt('timed-out')), Math.max(0, deadline - margin - Date.now()));
   }
 
   let lastYield = performance.now();

@@ -38,7 +38,7 @@ function ordered<T extends object>(value: T, first: readonly string[]): T {
   return out as T;
 }
 
-const EXPERIMENT_KEYS = ['kind', 'id', 'sessionId', 'workflowId', 'state', 'timeoutMode', 'attempt', 'epoch', 'epochs', 'latestCheckpoint', 'resumedFrom', 'result', 'reason'];
+const EXPERIMENT_KEYS = ['kind', 'id', 'sessionId', 'workflowId', 'state', 'timeoutMode', 'attempt', 'preemptions', 'epoch', 'epochs', 'latestCheckpoint', 'resumedFrom', 'result', 'reason'];
 
 /** How long a status or hints call may wait for a worker to answer its queries. */
 const QUERY_DEADLINE_MS = 15_000;

@@ -67,12 +67,13 @@ export function colorState(state: string, stream?: NodeJS.WriteStream): string {
 
 /** The results table: one row per experiment. */
 export function experimentsTable(experiments: readonly ExperimentStatus[], stream?: NodeJS.WriteStream): string {
-  const headers = ['ID', 'STATE', 'TIMEOUT', 'ATTEMPTS', 'RESUMED', 'EPOCHS', 'FINAL LOSS', 'ACCURACY', 'MODEL SHA256', 'LATEST CHECKPOINT'];
+  const headers = ['ID', 'STATE', 'TIMEOUT', 'ATTEMPTS', 'PREEMPTED', 'RESUMED', 'EPOCHS', 'FINAL LOSS', 'ACCURACY', 'MODEL SHA256', 'LATEST CHECKPOINT'];
   const rows = experiments.map((e) => [
     e.id,
     colorState(e.state, stream),
     e.timeoutMode,
     e.attempt > 0 ? String(e.attempt) : '-',
+    String(e.preemptions ?? 0),
     e.resumedFrom === null ? '-' : `epoch ${e.resumedFrom}`,
     fmtEpochs(e),
     fmtNumber(e.result?.finalLoss),
@@ -80,7 +81,7 @@ export function experimentsTable(experiments: readonly ExperimentStatus[], strea
     e.result?.modelSha256 ? e.result.modelSha256.slice(0, 12) : '-',
     e.latestCheckpoint ? `${e.latestCheckpoint.id} (epoch ${e.latestCheckpoint.epoch})` : '-',
   ]);
-  return table(headers, rows, new Set([3, 6, 7]));
+  return table(headers, rows, new Set([3, 4, 7, 8]));
 }
 
 /** Why experiments did not complete, one line each (empty when all completed). */
@@ -137,6 +138,8 @@ export function experimentText(e: ExperimentStatus, stream?: NodeJS.WriteStream)
     ['state', colorState(e.state, stream)],
     ['timeout mode', e.timeoutMode],
     ['attempt', e.attempt > 0 ? String(e.attempt) : '-'],
+    // Statuses recorded before the field existed have none.
+    ['preemptions', String(e.preemptions ?? 0)],
     ['epochs', fmtEpochs(e)],
     ['resumed from', e.resumedFrom === null ? '-' : `epoch ${e.resumedFrom}`],
     ['latest checkpoint', ck ? `${ck.id} (epoch ${ck.epoch}, sha256 ${ck.sha256.slice(0, 12)}…)` : '-'],

@@ -68,6 +68,13 @@ export interface TrainInput {
   readonly timeoutMode: TimeoutMode;
   readonly checkpointsToKeep: number;
   readonly heartbeatTimeoutMs: number;
+  /**
+   * Which training invocation of this experiment run this is: 0 for the first, +1 after each
+   * preemption (a worker shutdown ends an invocation; the workflow schedules the next at once).
+   * With the activity attempt it forms the fencing token (invocation, attempt) of checkpoint
+   * writes, compared lexicographically. @default 0 (inputs recorded before the field existed)
+   */
+  readonly invocation?: number;
 }
 
 export interface SessionSnapshot {
@@ -96,6 +103,11 @@ export interface SessionSummary extends SessionSnapshot {
 
 export interface ExperimentFinishedReport {
   readonly status: ExperimentStatus;
+  /**
+   * Run id of the reporting experiment run: the session accepts a report only from the run it
+   * started. Absent in reports recorded before the check existed.
+   */
+  readonly runId?: string;
 }
 
 export interface CancelReasonInput {

@@ -16,6 +16,8 @@ export function hintsFromStatus(status: ExperimentStatus, pointer?: CheckpointPo
       ? { id: ck.id, epoch: ck.epoch, step: pointer?.step ?? 0, uri: ck.uri, sha256: ck.sha256, savedAt: pointer?.savedAt ?? '' }
       : null,
     epochsRemaining: status.epochs === null ? null : Math.max(0, status.epochs - (ck?.epoch ?? 0)),
+    // Statuses recorded before the field existed have none.
+    preemptions: status.preemptions ?? 0,
     resumeCommand: done ? null : `experiments resume ${status.workflowId}`,
     resumeCall: done ? null : `experiments.resume(${JSON.stringify(status.workflowId)})`,
     warnings,
@@ -27,6 +29,7 @@ export function blankStatus(fields: Pick<ExperimentStatus, 'id' | 'sessionId' | 
   return {
     kind: 'experiment',
     attempt: 0,
+    preemptions: 0,
     epoch: 0,
     epochs: null,
     latestCheckpoint: null,

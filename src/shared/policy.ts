@@ -11,6 +11,7 @@ export const POLICY_DEFAULTS = {
   heartbeatTimeout: '30s',
   maxConcurrent: 4,
   checkpointsToKeep: 3,
+  maxPreemptions: 1000,
   onFailure: 'continue',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
 } as const;
@@ -30,6 +31,8 @@ export interface ResolvedPolicy {
   readonly approvalTimeoutMs: number | null;
   readonly maxConcurrent: number;
   readonly checkpointsToKeep: number;
+  /** Absent in inputs recorded before the field existed: read it with `maxPreemptions(policy)`. */
+  readonly maxPreemptions?: number;
   readonly onFailure: 'continue' | 'stop';
   readonly retry: {
     readonly initialIntervalMs: number;
@@ -49,6 +52,7 @@ export function resolvePolicy(policy: SessionPolicy = {}): ResolvedPolicy {
     approvalTimeoutMs: policy.approvalTimeout === undefined ? null : requireDuration('policy.approvalTimeout', policy.approvalTimeout),
     maxConcurrent: policy.maxConcurrent ?? POLICY_DEFAULTS.maxConcurrent,
     checkpointsToKeep: policy.checkpointsToKeep ?? POLICY_DEFAULTS.checkpointsToKeep,
+    maxPreemptions: policy.maxPreemptions ?? POLICY_DEFAULTS.maxPreemptions,
     onFailure: policy.onFailure ?? POLICY_DEFAULTS.onFailure,
     retry: {
       initialIntervalMs: requireDuration('policy.retry.initialInterval', retry.initialInterval),
@@ -64,4 +68,9 @@ export function isLongRunning(spec: ExperimentSpec, policy: ResolvedPolicy): boo
   if (spec.longRunning === true) return true;
   if (spec.estimatedDuration === undefined) return false;
   return requireDuration(`experiments[${spec.id}].estimatedDuration`, spec.estimatedDuration) > policy.longRunningThresholdMs;
+}
+
+/** Preemptions one experiment may take before it fails (SessionPolicy.maxPreemptions). */
+export function maxPreemptions(policy: ResolvedPolicy): number {
+  return policy.maxPreemptions ?? POLICY_DEFAULTS.maxPreemptions;
 }

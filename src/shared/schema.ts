@@ -40,6 +40,7 @@ export const sessionPolicySchema = z.strictObject({
   approvalTimeout: duration.optional(),
   maxConcurrent: count(1).max(1000).optional(),
   checkpointsToKeep: count(1).max(1000).optional(),
+  maxPreemptions: count(0).optional(),
   onFailure: z.enum(['continue', 'stop']).optional(),
   retry: retryPolicySchema.optional(),
 });
@@ -107,6 +108,63 @@ export const approveInputSchema = z.strictObject({
   by: z.string().trim().min(1).max(200),
   note: z.string().max(2000).optional(),
 });
+
+const ms = z.number().int().min(0);
+
+/**
+ * A policy resolved to milliseconds (ResolvedPolicy): what a session and its experiments receive
+ * as input. Workflows check their own input with it, since a start from the Temporal CLI or
+ * another SDK skips the client. `maxPreemptions` is optional: inputs from before it existed.
+ */
+export const resolvedPolicySchema = z.strictObject({
+  defaultTimeoutMs: ms.min(1),
+  longRunningThresholdMs: ms,
+  heartbeatTimeoutMs: ms.min(1),
+  approvalTimeoutMs: ms.nullable(),
+  maxConcurrent: count(1).max(1000),
+  checkpointsToKeep: count(1).max(1000),
+  maxPreemptions: count(0).optional(),
+  onFailure: z.enum(['continue', 'stop']),
+  retry: z.strictObject({
+    initialIntervalMs: ms,
+    backoffCoefficient: z.number().min(1).max(100),
+    maximumIntervalMs: ms,
+    maximumAttempts: count(0),
+  }),
+});
+
+/** What continue-as-new carries: checked for shape only, since the session itself wrote it. */
+const carrySchema = z.looseObject({
+  rows: z.array(z.looseObject({ spec: z.looseObject({ id: z.string(), trainer: z.string() }), state: z.string() })),
+  audit: z.array(z.unknown()),
+  runs: count(0),
+});
+
+/** Input of the session workflow (SessionInput). */
+export const sessionInputSchema = z.strictObject({
+  sessionId: id,
+  policy: resolvedPolicySchema,
+  experiments: experimentListSchema(),
+  preApproved: approveInputSchema.optional(),
+  keepOpen: z.boolean().optional(),
+  continueAsNewAfterEvents: count(1).optional(),
+  carry: carrySchema.optional(),
+});
+
+/** Input of the experiment workflow (ExperimentInput). */
+export const experimentInputSchema = z.strictObject({
+  sessionId: id,
+  spec: experimentSpecSchema,
+  policy: resolvedPolicySchema,
+  timeoutMode: z.enum(['bounded', 'none']),
+  parentWorkflowId: z.string().max(300).optional(),
+});
+
+/** The problems of `value` against `schema`, one line each naming the field; empty when it is valid. */
+export function inputProblems(schema: z.ZodType, value: unknown, prefix = ''): string[] {
+  const parsed = schema.safeParse(value, { reportInput: true });
+  return parsed.success ? [] : formatIssues(parsed.error, prefix);
+}
 
 /** Formats zod issues as `path: message, received …` lines, with the path in the input's own notation. */
 export function formatIssues(error: z.ZodError, prefix = ''): string[] {

@@ -24,7 +24,10 @@ export interface ExperimentRetryPolicy {
 
 /** How a session behaves. Every duration is a Temporal duration string. */
 export interface SessionPolicy {
-  /** Start-to-close limit of one training attempt in bounded mode. @default '30m' */
+  /**
+   * Run-time limit of a bounded experiment, in total across all of its attempts and preemptions
+   * (a schedule-to-close bound: a server-side timeout is final). @default '30m'
+   */
   readonly defaultTimeout?: DurationString;
   /** An experiment whose `estimatedDuration` exceeds this is long-running. @default '1h' */
   readonly longRunningThreshold?: DurationString;
@@ -36,6 +39,13 @@ export interface SessionPolicy {
   readonly maxConcurrent?: number;
   /** Versioned checkpoints kept per experiment (older ones are pruned). @default 3 */
   readonly checkpointsToKeep?: number;
+  /**
+   * Worker shutdowns (SIGTERM/SIGINT, a spot preemption) one experiment may go through before
+   * it fails. A preemption never uses up `retry.maximumAttempts`: the experiment checkpoints and
+   * a new training invocation starts at once, on whichever worker polls next. 0 means unlimited.
+   * @default 1000
+   */
+  readonly maxPreemptions?: number;
   /** What a failed experiment does to the rest: `continue` (default) or `stop`. */
   readonly onFailure?: 'continue' | 'stop';
   /** Retry policy of the training activity. */
@@ -88,7 +98,7 @@ export const TERMINAL_EXPERIMENT_STATES: readonly ExperimentState[] = [
 
 export type SessionState = 'running' | 'awaiting-approval' | 'completed' | 'failed' | 'cancelled';
 
-/** `bounded`: start-to-close = defaultTimeout. `none`: approved long-running, no run-time limit. */
+/** `bounded`: defaultTimeout in total (schedule-to-close). `none`: approved long-running, no run-time limit. */
 export type TimeoutMode = 'bounded' | 'none';
 
 /** Why a training loop was asked to stop at its next step boundary. */
@@ -176,6 +186,8 @@ export interface ExperimentStatus {
   readonly latestCheckpoint: { id: string; epoch: number; sha256: string; uri: string } | null;
   readonly resumedFrom: number | null;
   readonly result: { finalLoss: number | null; accuracy: number | null; modelSha256: string | null } | null;
+  /** Worker shutdowns survived (each resumed from its checkpoint); not failed attempts. 0 when absent. */
+  readonly preemptions: number;
   /** Why it ended, for failed, timed-out, rejected, interrupted and cancelled experiments. */
   readonly reason: string | null;
   /** Metrics of the last heartbeat (e.g. `loss`), for running experiments read through the client. */
@@ -187,6 +199,8 @@ export interface ResumeHints {
   readonly id: string;
   readonly latestCheckpoint: { id: string; epoch: number; step: number; uri: string; sha256: string; savedAt: string } | null;
   readonly epochsRemaining: number | null;
+  /** Worker shutdowns the experiment survived so far. */
+  readonly preemptions: number;
   readonly resumeCommand: string | null;
   readonly resumeCall: string | null;
   readonly warnings: string[];

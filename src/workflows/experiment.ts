@@ -4,18 +4,25 @@
  * end into an ExperimentStatus. Its Temporal status tells the same truth: Completed,
  * Canceled (interrupted by a cancel request) or Failed (failed, timed-out).
  *
+ * A worker shutdown (preemption) ends one training invocation, never an attempt: the activity
+ * checkpoints and fails with the non-retryable `WorkerShutdown`, and the workflow schedules the
+ * next invocation at once. A bounded experiment gets `defaultTimeout` in total: each invocation's
+ * schedule-to-close is the time left before the deadline fixed when the first one was scheduled.
+ *
  * Determinism: this file runs in the workflow sandbox. Any change to the commands it issues
  * goes behind `patched()`; see CONTRIBUTING.md and test/fixtures/histories.
  */
 import {
   type ActivityOptions,
   ActivityCancellationType,
+  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   CancelledFailure,
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -31,9 +38,13 @@ import {
   hintsQuery,
   lastOutcomeQuery,
   type ExperimentInput,
+  type TrainInput,
 } from '../shared/definitions';
-import { NO_TIMEOUT_START_TO_CLOSE, type ResolvedPolicy } from '../shared/policy';
+import { formatDuration } from '../shared/duration';
+import { experimentWorkflowId } from '../shared/ids';
+import { NO_TIMEOUT_START_TO_CLOSE, maxPreemptions, type ResolvedPolicy } from '../shared/policy';
 import { blankStatus, hintsFromStatus } from '../shared/hints';
+import { experimentInputSchema, inputProblems } from '../shared/schema';
 import { searchAttributeKey } from '../shared/search-attributes';
 import type { CheckpointPointer, ExperimentState, ExperimentStatus, TimeoutMode, TrainingOutcome } from '../shared/types';
 import { describeFailure } from './failures';
@@ -54,12 +65,33 @@ export function trainingActivityOptions(policy: ResolvedPolicy, mode: TimeoutMod
   };
 }
 
+/**
+ * Patch: start input checked against the client's schema; preemptions loop into new invocations
+ * (WorkerShutdown is non-retryable); a bounded experiment's limit is a schedule-to-close total.
+ */
+const PREEMPTION_LOOP = 'experiment-preemption-loop-total-deadline';
+
+/**
+ * Activity options of one training invocation under PREEMPTION_LOOP: `remainingMs` (bounded
+ * mode) is both the schedule-to-close and the start-to-close bound, and `maximumAttempts` what
+ * earlier invocations left of the policy's budget.
+ */
+export function invocationOptions(policy: ResolvedPolicy, mode: TimeoutMode, remainingMs: number | null, maximumAttempts: number): ActivityOptions {
+  const base = trainingActivityOptions(policy, mode);
+  return {
+    ...base,
+    ...(remainingMs === null ? {} : { scheduleToCloseTimeout: remainingMs, startToCloseTimeout: remainingMs }),
+    retry: { ...base.retry, maximumAttempts, nonRetryableErrorTypes: [...(base.retry?.nonRetryableErrorTypes ?? []), 'WorkerShutdown'] },
+  };
+}
+
 const { latestCheckpoint } = proxyActivities<Activities>({
   startToCloseTimeout: '1m',
   retry: { maximumAttempts: 5, initialInterval: '1s' },
 });
 
 export async function experimentWorkflow(input: ExperimentInput): Promise<ExperimentStatus> {
+  const v2 = validateStart(input);
   const { spec, sessionId, policy, timeoutMode } = input;
   let status = blankStatus({ id: spec.id, sessionId, workflowId: workflowInfo().workflowId, state: 'running', timeoutMode });
   let outcome: TrainingOutcome | null = null;
@@ -67,8 +99,10 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   setHandler(experimentStatusQuery, () => status);
   setHandler(lastOutcomeQuery, () => outcome);
   setHandler(hintsQuery, () => hintsFromStatus(status, outcome?.latest));
-  setHandler(cancelReasonSignal, ({ reason }) => {
-    cancelReason = reason;
+  setHandler(cancelReasonSignal, (payload: unknown) => {
+    const reason = (payload as { reason?: unknown } | null | undefined)?.reason;
+    if (typeof reason === 'string') cancelReason = reason.slice(0, 500);
+    else log.warn('cancelReason signal ignored: reason: expected a string', { experimentId: spec.id, received: typeof payload });
   });
 
   // The spec and policy go into the memo once, so `resume` can rebuild the run from any server.
@@ -86,26 +120,30 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   publish();
   log.info('experiment started', { experimentId: spec.id, sessionId, timeoutMode, trainer: spec.trainer });
 
-  const { trainExperiment } = proxyActivities<Activities>(trainingActivityOptions(policy, timeoutMode));
+  const trainInput: TrainInput = {
+    sessionId,
+    spec,
+    timeoutMode,
+    checkpointsToKeep: policy.checkpointsToKeep,
+    heartbeatTimeoutMs: policy.heartbeatTimeoutMs,
+  };
+  const loop = v2 ? new PreemptionLoop(input, (preempted) => {
+    status = withCheckpoint({ ...status, preemptions: preempted.preemptions }, preempted.latest);
+    publish();
+  }) : null;
   let state: ExperimentState;
   let reason: string | null = null;
   try {
-    const trained = await trainExperiment({
-      sessionId,
-      spec,
-      timeoutMode,
-      checkpointsToKeep: policy.checkpointsToKeep,
-      heartbeatTimeoutMs: policy.heartbeatTimeoutMs,
-    });
+    const trained = loop ? await loop.run(trainInput) : await proxyActivities<Activities>(trainingActivityOptions(policy, timeoutMode)).trainExperiment(trainInput);
     outcome = trained;
-    status = withOutcome(status, trained);
+    status = withOutcome(status, trained, loop?.failedAttempts ?? 0);
     state = trained.status === 'completed' ? 'completed' : 'interrupted';
     if (state === 'interrupted') reason = cancelReason ?? trained.interruptReason;
   } catch (err) {
     const failure = describeFailure(err);
     state = isCancellation(err) ? 'interrupted' : failure.timedOut ? 'timed-out' : 'failed';
     reason = state === 'interrupted' ? cancelReason ?? 'cancelled' : failure.message;
-    if (failure.attempt !== null) status = { ...status, attempt: failure.attempt };
+    if (failure.attempt !== null) status = { ...status, attempt: failure.attempt + (loop?.failedAttempts ?? 0) };
   }
 
   const cancelRequested = CancellationScope.current().consideredCancelled;
@@ -115,15 +153,19 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     const latest = await CancellationScope.nonCancellable(() => latestCheckpoint({ sessionId, experimentId: spec.id }));
     status = withCheckpoint(status, newest(latest, outcome?.latest ?? null));
   }
+  // Under the loop the limit is the policy's total, whichever side (activity or server) hit it first.
+  if (loop && state === 'timed-out' && timeoutMode === 'bounded') reason = timeoutReason(spec.id, policy, status);
   status = { ...status, state, reason };
   publish();
-  log.info('experiment ended', { experimentId: spec.id, state, reason, epoch: status.epoch, attempt: status.attempt });
+  log.info('experiment ended', { experimentId: spec.id, state, reason, epoch: status.epoch, attempt: status.attempt, preemptions: status.preemptions });
 
   if (state === 'completed') return status;
   if (cancelRequested && input.parentWorkflowId) {
-    // A Canceled child returns nothing to its parent, so the session learns the outcome here.
+    // A Canceled child returns nothing to its parent, so the session learns the outcome here;
+    // the run id lets the session tell this run's report from a forged one.
     const parent = getExternalWorkflowHandle(input.parentWorkflowId);
-    await CancellationScope.nonCancellable(() => parent.signal(experimentFinishedSignal, { status }));
+    const report = v2 ? { status, runId: workflowInfo().runId } : { status };
+    await CancellationScope.nonCancellable(() => parent.signal(experimentFinishedSignal, report));
   }
   if (state === 'interrupted' && cancelRequested) throw new CancelledFailure(`experiment ${spec.id} interrupted: ${reason ?? 'cancelled'}`);
   if (state === 'interrupted') return status;
@@ -134,11 +176,108 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   );
 }
 
-function withOutcome(status: ExperimentStatus, outcome: TrainingOutcome): ExperimentStatus {
+/**
+ * Training invocations until one ends other than by a worker shutdown. Each shutdown is a
+ * preemption: counted, reported through `onPreempted`, and followed at once by the next
+ * invocation (`invocation` + 1), whose attempt budget is what earlier invocations left of
+ * `retry.maximumAttempts` and whose schedule-to-close is the time left of a bounded limit.
+ */
+class PreemptionLoop {
+  preemptions = 0;
+  /** Attempts that failed (not preempted) in earlier invocations. */
+  failedAttempts = 0;
+  private readonly deadline: number | null;
+
+  constructor(
+    private readonly input: ExperimentInput,
+    private readonly onPreempted: (p: { preemptions: number; latest: CheckpointPointer | null }) => void,
+  ) {
+    this.deadline = input.timeoutMode === 'bounded' ? Date.now() + input.policy.defaultTimeoutMs : null;
+  }
+
+  async run(trainInput: TrainInput): Promise<TrainingOutcome> {
+    const { policy, spec, timeoutMode } = this.input;
+    for (let invocation = 0; ; invocation++) {
+      const remaining = this.deadline === null ? null : this.deadline - Date.now();
+      if (remaining !== null && remaining <= 0) {
+        throw ApplicationFailure.nonRetryable(`experiment ${spec.id}: no time left of defaultTimeout`, 'ExperimentTimedOut');
+      }
+      const attempts = policy.retry.maximumAttempts === 0 ? 0 : Math.max(1, policy.retry.maximumAttempts - this.failedAttempts);
+      const { trainExperiment } = proxyActivities<Activities>(invocationOptions(policy, timeoutMode, remaining, attempts));
+      try {
+        return await trainExperiment({ ...trainInput, invocation });
+      } catch (err) {
+        const stopped = preemption(err);
+        if (!stopped) throw err;
+        this.preemptions++;
+        this.failedAttempts += Math.max(0, stopped.attempt - 1);
+        log.info('preempted: the next training invocation resumes from the checkpoint', {
+          experimentId: spec.id,
+          invocation,
+          preemptions: this.preemptions,
+          checkpointId: stopped.latest?.checkpointId ?? null,
+        });
+        this.onPreempted({ preemptions: this.preemptions, latest: stopped.latest });
+        const bound = maxPreemptions(policy);
+        if (bound > 0 && this.preemptions > bound) {
+          throw ApplicationFailure.nonRetryable(
+            `experiment ${spec.id} was preempted ${this.preemptions} times, more than policy.maxPreemptions ${bound}`,
+            'TooManyPreemptions',
+          );
+        }
+      }
+    }
+  }
+}
+
+/** The stopped outcome a WorkerShutdown failure carries, or null for any other error. */
+function preemption(err: unknown): TrainingOutcome | null {
+  if (isCancellation(err)) return null;
+  const cause = err instanceof ActivityFailure ? err.cause : undefined;
+  if (!(cause instanceof ApplicationFailure) || cause.type !== 'WorkerShutdown') return null;
+  const detail = cause.details?.[0] as Partial<TrainingOutcome> | undefined;
+  return {
+    status: 'interrupted',
+    interruptReason: 'worker-shutdown',
+    result: null,
+    latest: detail?.latest ?? null,
+    attempt: typeof detail?.attempt === 'number' ? detail.attempt : 1,
+    resumedFrom: detail?.resumedFrom ?? null,
+    epochs: detail?.epochs ?? null,
+    epoch: typeof detail?.epoch === 'number' ? detail.epoch : 0,
+  };
+}
+
+function timeoutReason(id: string, policy: ResolvedPolicy, status: ExperimentStatus): string {
+  const ck = status.latestCheckpoint;
+  return `experiment ${id} reached its start-to-close limit of ${formatDuration(policy.defaultTimeoutMs)} (defaultTimeout, in total across attempts); last checkpoint ${ck?.id ?? 'none'} (epoch ${ck?.epoch ?? 0})`;
+}
+
+/**
+ * Checks the start input with the client's schema, and that the workflow id is the
+ * experiment's own. Invalid input fails the run at once, non-retryably, naming the field
+ * (behind the patch). Returns whether this run has the patch.
+ */
+function validateStart(input: unknown): boolean {
+  const problems = inputProblems(experimentInputSchema, input);
+  const { sessionId, spec } = (input ?? {}) as { sessionId?: unknown; spec?: { id?: unknown } };
+  const expected = problems.length === 0 ? experimentWorkflowId(String(sessionId), String(spec?.id)) : null;
+  if (expected !== null && workflowInfo().workflowId !== expected) {
+    problems.push(`sessionId, spec.id: expected the workflow id to be ${JSON.stringify(expected)}, received ${JSON.stringify(workflowInfo().workflowId)}`);
+  }
+  const v2 = patched(PREEMPTION_LOOP);
+  if (v2 && problems.length > 0) {
+    throw ApplicationFailure.nonRetryable(`invalid experiment input: ${problems.slice(0, 3).join('; ')}`, 'InvalidExperimentInput', problems);
+  }
+  return v2;
+}
+
+/** `failedAttempts`: attempts that failed in earlier invocations, added to the last one's attempt number. */
+function withOutcome(status: ExperimentStatus, outcome: TrainingOutcome, failedAttempts: number): ExperimentStatus {
   return withCheckpoint(
     {
       ...status,
-      attempt: outcome.attempt,
+      attempt: outcome.attempt + failedAttempts,
       epoch: outcome.epoch,
       epochs: outcome.epochs,
       resumedFrom: outcome.resumedFrom,
@@ -184,7 +323,7 @@ function detailsMarkdown(status: ExperimentStatus): string {
   const detail =
     status.state === 'running'
       ? 'live epoch and checkpoint: Pending Activities → trainExperiment → heartbeat details'
-      : `experiment \`${status.id}\` · ${status.timeoutMode === 'none' ? 'no-timeout' : 'bounded'} · attempt ${status.attempt}`;
+      : `experiment \`${status.id}\` · ${status.timeoutMode === 'none' ? 'no-timeout' : 'bounded'} · attempt ${status.attempt}${status.preemptions ? ` · ${status.preemptions} preemptions` : ''}`;
   const model = status.result?.modelSha256 ? `modelSha256 \`${status.result.modelSha256.slice(0, 16)}…\`` : ck ? `sha256 \`${ck.sha256.slice(0, 16)}…\`` : '';
   return [headline, detail, model].filter(Boolean).join('  \n');
 }

@@ -8,4 +8,4 @@
  * test/fixtures/histories must keep replaying. Never re-record a fixture to make a change pass.
  */
 export { experimentWorkflow } from './experiment';
-export { sessionWorkflow } from './session';
+export { sessionWorkflow } from './session/workflow';

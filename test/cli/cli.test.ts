@@ -123,9 +123,9 @@ describe('experiments CLI', { timeout: TIMEOUT * 4 }, () => {
     const r = await cli(['run', file, '--approve-as', 'tester']);
     assert.equal(r.code, 0, describeWithinContext(r));
     assert.equal(r.stderr, '');
-    assert.match(r.stdout, /^ID\s+STATE\s+TIMEOUT\s+ATTEMPTS\s+RESUMED\s+EPOCHS\s+FINAL LOSS\s+ACCURACY\s+MODEL SHA256\s+LATEST CHECKPOINT$/m);
+    assert.match(r.stdout, /^ID\s+STATE\s+TIMEOUT\s+ATTEMPTS\s+PREEMPTED\s+RESUMED\s+EPOCHS\s+FINAL LOSS\s+ACCURACY\s+MODEL SHA256\s+LATEST CHECKPOINT$/m);
     for (const id of ['long', 'mlp-lr0.05', 'mlp-lr0.01']) {
-      assert.match(r.stdout, new RegExp(`^${id.replace('.', '\\.')}\\s+completed\\s+(bounded|none)\\s+1\\s`, 'm'), `row for ${id}`);
+      assert.match(r.stdout, new RegExp(`^${id.replace('.', '\\.')}\\s+completed\\s+(bounded|none)\\s+1\\s+0\\s`, 'm'), `row for ${id}`);
       const dir = path.join(checkpointDir, runSession, id);
       assert.ok(fs.readdirSync(dir).some((f) => f.endsWith('.ckpt')), `checkpoint files in ${dir}`);
     }
@@ -137,7 +137,7 @@ describe('experiments CLI', { timeout: TIMEOUT * 4 }, () => {
   });
 
   test('status --json prints the session and experiment shapes', { timeout: TIMEOUT }, async () => {
-    const required = ['id', 'state', 'timeoutMode', 'attempt', 'epoch', 'epochs', 'latestCheckpoint', 'resumedFrom', 'result'];
+    const required = ['id', 'state', 'timeoutMode', 'attempt', 'preemptions', 'epoch', 'epochs', 'latestCheckpoint', 'resumedFrom', 'result'];
     const optional = ['kind', 'sessionId', 'workflowId', 'reason'];
     const checkExperiment = (e: Record<string, unknown>) => {
       for (const k of required) assert.ok(k in e, `experiment has ${k}`);

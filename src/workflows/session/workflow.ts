@@ -1,0 +1,341 @@
+/**
+ * The session workflow: a long-lived group of experiments that holds one approval. This file is
+ * the wiring: handlers, child starts, the wake-up loop and continue-as-new. The rules (slots,
+ * approval gating and deadlines, state, which reports count) are pure code in ./scheduler.ts.
+ *
+ * - Bounded experiments start as soon as a slot is free (`maxConcurrent`).
+ * - Long-running experiments wait in `awaiting-approval` until the one `approve` signal of the
+ *   session; from then on every long-running experiment starts at once, in no-timeout mode.
+ * - `approvalTimeout` rejects experiments that waited too long; the session goes on.
+ * - Cancelling the session cancels its running experiments (each checkpoints and ends
+ *   `interrupted`) and marks queued ones `cancelled`.
+ * - Before history grows large the session drains its running children and continues as new,
+ *   carrying rows, approval and audit.
+ * - Every handler accepts any payload (signals from the Temporal CLI or the Web UI skip the
+ *   client): a bad one is logged and ignored, an update is rejected by its validator.
+ *
+ * Determinism: this file runs in the workflow sandbox. A change that alters the commands it
+ * issues goes behind `patched()`, and the recorded histories in test/fixtures/histories stay.
+ */
+import {
+  ApplicationFailure,
+  CancellationScope,
+  ChildWorkflowCancellationType,
+  ChildWorkflowFailure,
+  ParentClosePolicy,
+  TerminatedFailure,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  isCancellation,
+  log,
+  patched,
+  setCurrentDetails,
+  setHandler,
+  startChild,
+  upsertMemo,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import {
+  addExperimentsUpdate,
+  approvalQuery,
+  approveSignal,
+  cancelReasonSignal,
+  closeSessionSignal,
+  experimentFinishedSignal,
+  sessionHintsQuery,
+  sessionStatusQuery,
+  type SessionCarry,
+  type SessionInput,
+  type SessionRow,
+  type SessionSummary,
+} from '../../shared/definitions';
+import { blankStatus, hintsFromStatus } from '../../shared/hints';
+import { experimentWorkflowId } from '../../shared/ids';
+import { experimentListSchema, inputProblems, parseOrThrow, sessionInputSchema } from '../../shared/schema';
+import { searchAttributeKey } from '../../shared/search-attributes';
+import type { ExperimentStatus } from '../../shared/types';
+import { experimentWorkflow } from '../experiment';
+import {
+  allDone,
+  applyApproveSignal,
+  finish,
+  isTerminal,
+  judgeReport,
+  newRow,
+  nextDeadline,
+  plan,
+  rowStatus,
+  sessionMarkdown,
+  snapshot,
+  summaryCounts,
+  type ChildRecord,
+  type SchedulerState,
+} from './scheduler';
+
+const DEFAULT_CONTINUE_AS_NEW_AFTER_EVENTS = 8000;
+/**
+ * Patch: start input validated against the client's schema; experimentFinished accepted only
+ * from the child run this session started, once its result settled as cancelled.
+ */
+const HARDENED = 'session-validated-input-and-reports';
+
+export async function sessionWorkflow(input: SessionInput): Promise<SessionSummary> {
+  const hardened = validateStart(input);
+  const { sessionId, policy } = input;
+  const carry = input.carry;
+  const state: SchedulerState = {
+    sessionId,
+    policy,
+    keepOpen: input.keepOpen === true,
+    rows: new Map<string, SessionRow>(),
+    approval: carry?.approval ?? null,
+    audit: [...(carry?.audit ?? [])],
+    closeRequested: carry?.closeRequested ?? false,
+    stopping: carry?.stopping ?? null,
+    running: 0,
+    draining: false,
+    cancelled: false,
+    runs: carry?.runs ?? 0,
+  };
+  const { rows } = state;
+  const children = new Map<string, ChildRecord>();
+  let cancelReason: string | null = null;
+  let wake = true;
+  const scopes = new Map<string, CancellationScope>();
+  // Declared before any handler: a buffered signal is delivered as soon as its handler is set.
+  let published = '';
+
+  if (!carry && input.preApproved) {
+    state.approval = { by: input.preApproved.by, at: new Date().toISOString(), note: input.preApproved.note ?? null, source: 'pre-approved' };
+    state.audit.push(state.approval);
+  }
+  for (const row of carry?.rows ?? input.experiments.map((spec) => newRow(spec, policy))) rows.set(row.spec.id, row);
+
+  setHandler(approveSignal, (payload: unknown) => {
+    const outcome = applyApproveSignal(state, payload, new Date().toISOString());
+    if (outcome.kind === 'ignored') {
+      log.warn(outcome.problem, { sessionId, received: preview(payload) });
+      return;
+    }
+    if (outcome.kind === 'approved') {
+      log.info('session approved', { sessionId, by: outcome.record.by });
+      publish();
+    }
+    wake = true;
+  });
+  setHandler(cancelReasonSignal, (payload: unknown) => {
+    const reason = (payload as { reason?: unknown } | null | undefined)?.reason;
+    if (typeof reason === 'string') cancelReason = reason.slice(0, 500);
+    else log.warn('cancelReason signal ignored: reason: expected a string', { sessionId, received: preview(payload) });
+  });
+  setHandler(closeSessionSignal, () => {
+    state.closeRequested = true;
+    wake = true;
+  });
+  setHandler(experimentFinishedSignal, (payload: unknown) => onReport(payload));
+  setHandler(sessionStatusQuery, () => snapshot(state));
+  setHandler(approvalQuery, () => ({ approval: state.approval, audit: state.audit }));
+  setHandler(sessionHintsQuery, () => [...rows.values()].map((row) => hintsFromStatus(rowStatus(sessionId, row))));
+  setHandler(
+    addExperimentsUpdate,
+    (specs) => {
+      for (const spec of specs) rows.set(spec.id, newRow(spec, policy));
+      wake = true;
+      log.info('experiments added', { sessionId, count: specs.length });
+      return { added: specs.map((s) => s.id) };
+    },
+    {
+      validator: (specs: unknown) => {
+        if (state.stopping) throw new Error(`session ${sessionId} is stopping (${state.stopping}); start a new session`);
+        if (!Array.isArray(specs) || specs.length === 0) throw new Error(`experiments: expected a non-empty array of experiment specs, received ${preview(specs)}`);
+        parseOrThrow(experimentListSchema([...rows.keys()]), specs, 'experiments');
+      },
+    },
+  );
+
+  function onReport(payload: unknown): void {
+    if (!hardened) {
+      // Histories recorded before the patch: the report counts as it arrives (shape-checked only).
+      const status = (payload as { status?: Partial<ExperimentStatus> } | null | undefined)?.status;
+      const row = typeof status?.id === 'string' ? rows.get(status.id) : undefined;
+      if (row && !isTerminal(row) && typeof status?.state === 'string') end(row, status as ExperimentStatus);
+      else log.warn('experimentFinished signal ignored', { sessionId, received: preview(payload) });
+      return;
+    }
+    const decision = judgeReport(state, children, payload);
+    if (decision.kind === 'ignore') {
+      log.warn(`experimentFinished signal ignored: ${decision.problem}`, { sessionId, received: preview(payload) });
+      return;
+    }
+    const row = rows.get(decision.status.id);
+    const child = children.get(decision.status.id);
+    if (!row || !child) return;
+    if (decision.kind === 'hold') child.pending = decision.status;
+    else end(row, decision.status);
+  }
+
+  function end(row: SessionRow, status: ExperimentStatus): void {
+    const stopping = finish(state, row, status);
+    if (stopping) {
+      log.warn('stopping session after a failure', { sessionId, experimentId: row.spec.id });
+      for (const scope of scopes.values()) scope.cancel();
+    }
+    wake = true;
+  }
+
+  function start(row: SessionRow): void {
+    const scope = new CancellationScope();
+    scopes.set(row.spec.id, scope);
+    const record: ChildRecord = { runId: null, settled: 'running', pending: null };
+    children.set(row.spec.id, record);
+    const workflowId = experimentWorkflowId(sessionId, row.spec.id);
+    void scope
+      .run(async () => {
+        const child = await startChild(experimentWorkflow, {
+          workflowId,
+          args: [{ sessionId, spec: row.spec, policy, timeoutMode: row.timeoutMode, parentWorkflowId: workflowInfo().workflowId }],
+          cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+          parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+        });
+        record.runId = child.firstExecutionRunId;
+        return await child.result();
+      })
+      .then(
+        (status) => {
+          record.settled = 'other';
+          end(row, status);
+        },
+        (err) => {
+          record.settled = isCancellation(err) ? 'cancelled' : 'other';
+          const reported = hardened && record.settled === 'cancelled' ? record.pending : null;
+          if (reported) end(row, reported);
+          else if (!isTerminal(row)) end(row, childFailureStatus(row, workflowId, err));
+        },
+      )
+      .finally(() => {
+        state.running--;
+        scopes.delete(row.spec.id);
+        wake = true;
+      });
+  }
+
+  function schedule(): void {
+    const { start: toStart, transitions } = plan(state, Date.now());
+    for (const t of transitions) {
+      if (t.to === 'awaiting-approval') log.info('experiment awaiting approval', { sessionId, experimentId: t.experimentId });
+      else if (t.to === 'rejected') log.warn('experiment rejected', { sessionId, experimentId: t.experimentId, reason: t.reason });
+    }
+    for (const row of toStart) start(row);
+  }
+
+  const historyIsLarge = () =>
+    workflowInfo().historyLength >= (input.continueAsNewAfterEvents ?? DEFAULT_CONTINUE_AS_NEW_AFTER_EVENTS) ||
+    workflowInfo().continueAsNewSuggested;
+
+  function publish(): void {
+    const snap = snapshot(state);
+    const approvalState = snap.approval.approved ? 'approved' : snap.approval.required ? 'required' : 'not-required';
+    const key = `${snap.state}|${approvalState}`;
+    // Search attributes and memo change only when the session state or approval does, so a
+    // sweep of hundreds of experiments does not add an event per completion.
+    if (key !== published) {
+      published = key;
+      upsertSearchAttributes([
+        { key: searchAttributeKey('SessionId'), value: sessionId },
+        { key: searchAttributeKey('ExperimentState'), value: snap.state },
+        { key: searchAttributeKey('ApprovalState'), value: approvalState },
+      ]);
+      upsertMemo({ session: { state: snap.state, approval: snap.approval } });
+    }
+    setCurrentDetails(sessionMarkdown(snap));
+  }
+
+  try {
+    for (;;) {
+      schedule();
+      publish();
+      if (allDone(state)) break;
+      if (!state.draining && historyIsLarge()) {
+        state.draining = true;
+        log.info('history is large: draining running experiments, then continuing as new', { sessionId, running: state.running });
+      }
+      if (state.draining && state.running === 0) {
+        await condition(allHandlersFinished);
+        const next: SessionCarry = {
+          rows: [...rows.values()],
+          approval: state.approval,
+          audit: state.audit,
+          closeRequested: state.closeRequested,
+          stopping: state.stopping,
+          runs: state.runs + 1,
+        };
+        await continueAsNew<typeof sessionWorkflow>({ ...input, experiments: [], preApproved: undefined, carry: next });
+      }
+      wake = false;
+      await condition(() => wake, nextDeadline(state, Date.now()));
+    }
+  } catch (err) {
+    if (!isCancellation(err)) throw err;
+    state.cancelled = true;
+    await CancellationScope.nonCancellable(async () => {
+      for (const row of rows.values()) {
+        if (row.state === 'queued' || row.state === 'awaiting-approval') {
+          row.state = 'cancelled';
+          row.reason = `session cancelled before it started${cancelReason ? `: ${cancelReason}` : ''}`;
+        }
+      }
+      await condition(() => state.running === 0);
+      publish();
+      await condition(allHandlersFinished);
+    });
+    log.info('session cancelled', { sessionId });
+    throw err;
+  }
+  await condition(allHandlersFinished);
+  const summary = snapshot(state);
+  log.info('session ended', { sessionId, state: summary.state });
+  return { ...summary, ...summaryCounts(summary) };
+}
+
+/**
+ * Checks the start input with the client's own schema, and that the session id is the workflow
+ * id. Invalid input fails the run at once, non-retryably, naming the field (behind the patch;
+ * histories from before it replay unchecked). Returns whether this run has the patch.
+ */
+function validateStart(input: unknown): boolean {
+  const problems = inputProblems(sessionInputSchema, input);
+  const sessionId = (input as { sessionId?: unknown } | null | undefined)?.sessionId;
+  const workflowId = workflowInfo().workflowId;
+  if (problems.length === 0 && sessionId !== workflowId) {
+    problems.push(`sessionId: expected the workflow id ${JSON.stringify(workflowId)}, received ${JSON.stringify(sessionId)}`);
+  }
+  const hardened = patched(HARDENED);
+  if (hardened && problems.length > 0) {
+    const shown = problems.length > 3 ? [...problems.slice(0, 3), `(and ${problems.length - 3} more)`] : problems;
+    throw ApplicationFailure.nonRetryable(`invalid session input: ${shown.join('; ')}`, 'InvalidSessionInput', problems);
+  }
+  return hardened;
+}
+
+/** A bounded, printable view of a payload for a log line. */
+function preview(payload: unknown): string {
+  try {
+    return (JSON.stringify(payload) ?? String(payload)).slice(0, 200);
+  } catch {
+    return typeof payload;
+  }
+}
+
+/** The status of a child that ended without a result (failed, timed out, cancelled, terminated). */
+function childFailureStatus(row: SessionRow, workflowId: string, err: unknown): ExperimentStatus {
+  const base = blankStatus({ id: row.spec.id, sessionId: workflowId.split(':')[0], workflowId, state: 'failed', timeoutMode: row.timeoutMode });
+  const cause = err instanceof ChildWorkflowFailure ? err.cause : err;
+  if (cause instanceof ApplicationFailure && cause.details?.[0] && typeof cause.details[0] === 'object') {
+    return { ...base, ...(cause.details[0] as ExperimentStatus) };
+  }
+  if (isCancellation(err)) return { ...base, state: 'interrupted', reason: 'cancelled' };
+  if (cause instanceof TerminatedFailure) return { ...base, reason: 'experiment workflow was terminated' };
+  return { ...base, reason: err instanceof Error ? err.message : String(err) };
+}
