@@ -8,7 +8,7 @@
  */
 import { Client, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { LocalCheckpointStore } from './activities/checkpoint-store';
-import type { CheckpointStore } from './activities/checkpoint-store-types';
+import type { CheckpointStore } from './activities/checkpoint-store';
 import type { AnyTrainer } from './activities/trainer';
 import { builtInTrainers } from './activities/trainers';
 import { configFromEnv } from './config';

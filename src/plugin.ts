@@ -15,7 +15,7 @@
 import { SimplePlugin } from '@temporalio/plugin';
 import { createActivities } from './activities';
 import { LocalCheckpointStore } from './activities/checkpoint-store';
-import type { CheckpointStore } from './activities/checkpoint-store-types';
+import type { CheckpointStore } from './activities/checkpoint-store';
 import type { AnyTrainer } from './activities/trainer';
 import { builtInTrainers } from './activities/trainers';
 import { configFromEnv } from './config';

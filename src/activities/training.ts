@@ -19,7 +19,7 @@ import type { TrainInput } from '../shared/definitions';
 import { formatDuration } from '../shared/duration';
 import { storeKey } from '../shared/ids';
 import type { CheckpointPointer, HeartbeatDetails, InterruptReason, Metrics, TrainingOutcome } from '../shared/types';
-import type { CheckpointStore, VerifiedCheckpoint } from './checkpoint-store-types';
+import type { CheckpointStore, VerifiedCheckpoint } from './checkpoint-store';
 import type { AnyTrainer, Trainer, TrainerContext } from './trainer';
 
 export interface TrainingDeps {

@@ -2,8 +2,8 @@
  * The checkpoint store contract. Blobs are addressed by a store key `<sessionId>/<experimentId>`;
  * each key has a directory of versioned blobs and a manifest naming them, newest last.
  */
-import type { CheckpointPointer, Metrics } from '../shared/types';
-import type { CheckpointData } from './trainer';
+import type { CheckpointPointer, Metrics } from '../../shared/types';
+import type { CheckpointData } from '../trainer';
 
 export interface SaveCheckpointInput {
   readonly epoch: number;
@@ -12,6 +12,16 @@ export interface SaveCheckpointInput {
   readonly data: CheckpointData;
   readonly metrics?: Metrics;
   /** Run id of the experiment workflow writing it (recorded in the pointer). */
+  readonly runId?: string;
+}
+
+/** What `adopt` records about a file the trainer wrote itself. */
+export interface AdoptCheckpointInput {
+  readonly epoch: number;
+  readonly step: number;
+  readonly attempt: number;
+  readonly metrics?: Metrics;
+  /** Run id of the experiment workflow adopting it (recorded in the pointer). */
   readonly runId?: string;
 }
 
@@ -42,7 +52,7 @@ export interface CheckpointStore {
    * (after resolving symlinks) or a file that does not exist. Hashes it, fsyncs it and the
    * directory, and adds it to the manifest like `save`.
    */
-  adopt(key: string, file: string, input: { epoch: number; step: number; attempt: number; metrics?: Metrics; runId?: string }, keep: number): Promise<CheckpointPointer>;
+  adopt(key: string, file: string, input: AdoptCheckpointInput, keep: number): Promise<CheckpointPointer>;
   /** Manifest entries, newest first. Empty when the key has none. */
   list(key: string): Promise<CheckpointPointer[]>;
   /** Reads a blob and checks its sha256; throws when missing or corrupt. */
