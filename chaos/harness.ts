@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import type { ProgramDefinition } from '../src/activities/trainers/command';
 import { parseMlpParams, runMlpBare } from '../src/activities/trainers/mlp';
 import { ExperimentsClient } from '../src/client';
 import { freePort } from '../src/dev-server';
@@ -92,12 +93,14 @@ export const SHORT_CHAOS: Omit<ChaosOptions, 'log' | 'seed'> = {
 
 const PYTHON = '/usr/bin/python3';
 const TRAIN_PY = path.join(ROOT, 'examples', 'python', 'train.py');
+/** The one program the workers register for the `command` trainer: the Python reference trainer. */
+const PROGRAMS: ProgramDefinition[] = [{ name: 'train-py', argv: [PYTHON, TRAIN_PY], epochsParam: 'epochs', gracePeriod: '5s' }];
 
 /** The spec the session runs for one chaos experiment. */
 export function chaosSpec(e: ChaosExperiment): ExperimentSpec {
   const base = { id: e.id, ...(e.longRunning ? { longRunning: true } : {}) };
   if (e.trainer === 'mlp') return { ...base, trainer: 'mlp', params: e.params };
-  return { ...base, trainer: 'command', params: { command: [PYTHON, TRAIN_PY], params: e.params, epochs: e.epochs } };
+  return { ...base, trainer: 'command', params: { program: PROGRAMS[0].name, params: e.params } };
 }
 
 /** modelSha256 of an uninterrupted run with the same params, run bare (no plugin, no delays). */
@@ -182,6 +185,7 @@ function experimentEnds(set: readonly ChaosExperiment[], expected: ReadonlyMap<s
       modelSha256: s?.result?.modelSha256 ?? null,
       expectedSha256: expected.get(e.id)!,
       attempts: s?.attempt ?? 0,
+      preemptions: s?.preemptions ?? 0,
       reason: s?.reason ?? null,
     };
   });
@@ -210,7 +214,18 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const server = new ChaosServer({ port: await freePort(), uiPort: await freePort(), dbFile: path.join(workDir, 'temporal.db'), log });
   await server.start();
   const taskQueue = `chaos-${o.seed}`;
-  const pool = new WorkerPool({ size: o.workers, address: server.address, taskQueue, checkpointRoot, workRoot: workDir, heartbeatThrottle: '500ms', log });
+  const programsFile = path.join(workDir, 'programs.json');
+  fs.writeFileSync(programsFile, JSON.stringify({ programs: PROGRAMS }));
+  const pool = new WorkerPool({
+    size: o.workers,
+    address: server.address,
+    taskQueue,
+    checkpointRoot,
+    workRoot: workDir,
+    heartbeatThrottle: '500ms',
+    extraEnv: { EXPERIMENTS_PROGRAMS: programsFile },
+    log,
+  });
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
   const faults: FaultRecord[] = [];
@@ -227,7 +242,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     log(`server ${server.address} and ${o.workers} workers up; checkpoint root ${checkpointRoot}`);
 
     const sessionId = `chaos-${o.seed}`;
-    const experiments = new ExperimentsClient({ client, taskQueue });
+    const experiments = new ExperimentsClient({ client, taskQueue, programs: PROGRAMS });
     await experiments.startSession({ sessionId, policy: sessionPolicy(o), experiments: set.map(chaosSpec) });
     await experiments.approve(sessionId, { by: 'chaos', note: 'one approval for every long-running experiment' });
     sampler = (async () => {

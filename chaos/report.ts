@@ -5,13 +5,15 @@
  * without a server. Definitions (also in chaos/README.md):
  *
  * - Position: epoch + step / stepsPerEpoch, in epochs.
+ * - Restart: any start of an experiment's training after its first (a retry attempt, or a new
+ *   invocation after a preemption, whose attempt number starts again at 1). Restarts are ordered
+ *   by time, not by attempt number, for that reason.
  * - Checkpoint lost: a checkpoint that was durable (its "checkpoint saved" line was logged) before
- *   a later attempt of the same experiment started, while that attempt resumed from an earlier
- *   position. The later attempt could have used it and did not.
- * - Epochs recomputed after a fault: for each attempt after the first, the furthest position any
- *   earlier attempt had reached by the time it started (from checkpoint lines and heartbeat
- *   samples) minus the position it resumed from. Samples are at most one heartbeat interval old,
- *   so this is a lower bound by that much.
+ *   a restart of the same experiment, while that restart resumed from an earlier position. The
+ *   restart could have used it and did not.
+ * - Epochs recomputed after a fault: for each restart, the furthest position the experiment had
+ *   reached before it (checkpoint lines and heartbeat samples) minus the position it resumed
+ *   from. Samples are at most one heartbeat interval old, so this is a lower bound by that much.
  * - The run passes when every experiment completed with the modelSha256 of an uninterrupted run,
  *   no checkpoint was lost, and no fault cost more than one checkpoint interval (one epoch).
  */
@@ -47,6 +49,8 @@ export interface ExperimentEnd {
   readonly modelSha256: string | null;
   readonly expectedSha256: string;
   readonly attempts: number;
+  /** Worker shutdowns the experiment went through, as its status reports them. */
+  readonly preemptions: number;
   readonly reason: string | null;
 }
 
@@ -85,6 +89,7 @@ export interface ChaosReport {
   readonly checkpointsSaved: number;
   readonly lost: readonly LostCheckpoint[];
   readonly retries: number;
+  readonly preemptions: number;
   readonly maxRecomputed: { epochs: number; experimentId: string; attempt: number } | null;
   readonly workflowTaskFailures: number;
   readonly problems: readonly string[];
@@ -119,13 +124,19 @@ function position(e: PositionEvent, stepsPerEpoch: Readonly<Record<string, numbe
   return e.epoch + (spe ? e.step / spe : 0);
 }
 
+/** Every start of an experiment's training except its first: the restarts after faults. */
+function restarts(starts: readonly PositionEvent[]): PositionEvent[] {
+  const first = new Map<string, number>();
+  for (const s of starts) first.set(s.experimentId, Math.min(first.get(s.experimentId) ?? Infinity, s.time));
+  return starts.filter((s) => s.time > first.get(s.experimentId)!);
+}
+
 export function lostCheckpoints(run: Pick<ChaosRun, 'checkpoints' | 'starts' | 'stepsPerEpoch'>): LostCheckpoint[] {
   const lost = new Map<string, LostCheckpoint>();
-  for (const start of run.starts) {
-    if (start.attempt < 2) continue;
+  for (const start of restarts(run.starts)) {
     const from = position(start, run.stepsPerEpoch);
     for (const c of run.checkpoints) {
-      if (c.experimentId !== start.experimentId || c.attempt >= start.attempt || c.time >= start.time) continue;
+      if (c.experimentId !== start.experimentId || c.time >= start.time) continue;
       const at = position(c, run.stepsPerEpoch);
       if (at > from + 1e-9 && !lost.has(c.checkpointId)) {
         lost.set(c.checkpointId, { experimentId: c.experimentId, checkpointId: c.checkpointId, position: at, savedBy: c.attempt, resumedAttempt: start.attempt, resumedAt: from });
@@ -138,11 +149,10 @@ export function lostCheckpoints(run: Pick<ChaosRun, 'checkpoints' | 'starts' | '
 export function maxRecomputed(run: Pick<ChaosRun, 'checkpoints' | 'starts' | 'samples' | 'stepsPerEpoch'>): ChaosReport['maxRecomputed'] {
   let worst: ChaosReport['maxRecomputed'] = null;
   const reached = [...run.checkpoints, ...run.samples];
-  for (const start of run.starts) {
-    if (start.attempt < 2) continue;
+  for (const start of restarts(run.starts)) {
     let furthest = -Infinity;
     for (const e of reached) {
-      if (e.experimentId === start.experimentId && e.attempt < start.attempt && e.time <= start.time) furthest = Math.max(furthest, position(e, run.stepsPerEpoch));
+      if (e.experimentId === start.experimentId && e.time < start.time) furthest = Math.max(furthest, position(e, run.stepsPerEpoch));
     }
     if (furthest === -Infinity) continue;
     const epochs = Math.max(0, furthest - position(start, run.stepsPerEpoch));
@@ -183,7 +193,8 @@ export function chaosReport(run: ChaosRun): ChaosReport {
     identical: identical.length,
     checkpointsSaved: run.checkpoints.length,
     lost,
-    retries: run.starts.filter((s) => s.attempt >= 2).length,
+    retries: restarts(run.starts).length,
+    preemptions: run.experiments.reduce((n, e) => n + e.preemptions, 0),
     maxRecomputed: worst,
     workflowTaskFailures: run.workflowTaskFailures,
     problems,
@@ -207,7 +218,8 @@ export function reportTable(r: ChaosReport): string {
     ['experiments completed', `${r.completed} / ${r.experiments}`],
     ['bit-identical to an uninterrupted run', `${r.identical} / ${r.experiments}`],
     ['checkpoints saved / lost', `${r.checkpointsSaved} / ${r.lost.length}`],
-    ['attempts after the first (resumes)', String(r.retries)],
+    ['training restarts (attempts or invocations after the first)', String(r.retries)],
+    ['preemptions reported in the statuses', String(r.preemptions)],
     ['most epochs recomputed after one fault', r.maxRecomputed ? `${r.maxRecomputed.epochs.toFixed(2)} (${r.maxRecomputed.experimentId}, attempt ${r.maxRecomputed.attempt})` : 'none'],
     ['workflow task failures (all histories)', String(r.workflowTaskFailures)],
     ['wall time', seconds(r.wallMs)],

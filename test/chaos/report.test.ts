@@ -16,7 +16,7 @@ function run(over: Partial<ChaosRun> = {}): ChaosRun {
       { n: 1, kind: 'worker-kill9', atMs: 3000, injected: true, detail: 'slot 0' },
       { n: 2, kind: 'worker-sigterm', atMs: 6000, injected: false, detail: 'skipped' },
     ],
-    experiments: [{ id: 'e', trainer: 'mlp', longRunning: false, state: 'completed', modelSha256: 'abc', expectedSha256: 'abc', attempts: 2, reason: null }],
+    experiments: [{ id: 'e', trainer: 'mlp', longRunning: false, state: 'completed', modelSha256: 'abc', expectedSha256: 'abc', attempts: 2, preemptions: 0, reason: null }],
     checkpoints: [ck(1, 1, 0, 100), ck(1, 2, 0, 200), ck(2, 3, 0, 400)],
     starts: [at(1, 0, 0, 50), at(2, 2, 0, 300)],
     samples: [at(1, 2, 5, 250)],
@@ -82,8 +82,8 @@ test('an experiment not completed, or completed with other bits, fails the run; 
   const report = chaosReport(
     run({
       experiments: [
-        { id: 'e', trainer: 'mlp', longRunning: false, state: 'completed', modelSha256: 'forged', expectedSha256: 'abc', attempts: 1, reason: null },
-        { id: 'f', trainer: 'python', longRunning: true, state: 'failed', modelSha256: null, expectedSha256: 'def', attempts: 5, reason: 'too many attempts' },
+        { id: 'e', trainer: 'mlp', longRunning: false, state: 'completed', modelSha256: 'forged', expectedSha256: 'abc', attempts: 1, preemptions: 1, reason: null },
+        { id: 'f', trainer: 'python', longRunning: true, state: 'failed', modelSha256: null, expectedSha256: 'def', attempts: 5, preemptions: 2, reason: 'too many attempts' },
       ],
     }),
   );
@@ -97,6 +97,15 @@ test('an experiment not completed, or completed with other bits, fails the run; 
   assert.match(table, /worker-sigterm 0 \(\+1 skipped\)/);
   assert.match(table, /\| verdict \| FAIL \(2 problems\) \|/);
   assert.match(table, /\| seed \| 5 \|/);
+  assert.match(table, /\| preemptions reported in the statuses \| 3 \|/);
+});
+
+test('a new invocation after a preemption (attempt 1 again) is a restart too, ordered by time', () => {
+  // Invocation 2 starts at attempt 1 from epoch 1, though epoch 2 was durable before it started.
+  const r = run({ starts: [at(1, 0, 0, 50), at(1, 1, 0, 300)] });
+  assert.deepEqual(lostCheckpoints(r).map((l) => l.checkpointId), ['c-1-2-0']);
+  assert.ok(Math.abs(maxRecomputed(r)!.epochs - 1.5) < 1e-9);
+  assert.equal(chaosReport(r).retries, 1);
 });
 
 test('no experiments is a failure, not a vacuous pass', () => {
