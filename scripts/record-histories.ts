@@ -25,6 +25,7 @@ import { ExperimentsClient } from '../src/client';
 import { exportHistory, writeHistory, type HistoryJson } from '../src/replay';
 import { sessionStatusQuery, type SessionSnapshot } from '../src/shared/definitions';
 import { storeKey } from '../src/shared/ids';
+import { resolvePolicy } from '../src/shared/policy';
 import { ROOT, spawnWorker, startHarness, startWorker, uniqueQueue, waitFor, type ChildWorker, type Harness, type RunningWorker } from '../test/helpers/env';
 
 const OUT_DIR = path.join(ROOT, 'test', 'fixtures', 'histories');
@@ -259,6 +260,94 @@ const SCENARIOS: readonly Scenario[] = [
         throw new Error(`continue-as-new: the session never continued as new (${events} events in its only run)`);
       }
       return { sessionId, experiments: [ids[0], ids[ids.length - 1]] };
+    },
+  },
+  {
+    name: 'preemption-storm',
+    about: 'three SIGTERMs with retry.maximumAttempts 2, one worker at a time: each preemption starts a new training invocation, the experiment completes',
+    async run({ processWorkers }) {
+      const sessionId = 'preemption-storm';
+      const { client, spawn } = processWorkers(sessionId);
+      let current = spawn('0');
+      await current.ready;
+      const handle = await client.startSession({
+        sessionId,
+        policy: { heartbeatTimeout: '60s', retry: { maximumAttempts: 2, initialInterval: '200ms' } },
+        experiments: [{ id: 'e', trainer: 'mlp', params: slower }],
+      });
+      for (let n = 1; n <= 3; n++) {
+        const worker = current;
+        await waitFor(() => fs.readFileSync(worker.logFile, 'utf8').includes(n === 1 ? 'starting training' : 'resuming training'), { what: `worker ${n - 1} to train` });
+        worker.child.kill('SIGTERM');
+        await worker.exited;
+        current = spawn(String(n));
+        await current.ready;
+      }
+      const summary = await handle.result();
+      if (summary.experiments[0].preemptions !== 3) throw new Error(`preemption-storm: expected 3 preemptions, got ${summary.experiments[0].preemptions}`);
+      current.child.kill('SIGTERM');
+      await current.exited;
+      return { sessionId, experiments: ['e'] };
+    },
+  },
+  {
+    name: 'cancel-run-report',
+    about: 'forged and payload-less signals are ignored; one experiment is cancelled and its run-tied report is applied once it settles, the other completes',
+    async run({ h, w }) {
+      const sessionId = 'cancel-run-report';
+      const handle = await w.client.startSession({
+        sessionId,
+        experiments: [
+          { id: 'cancelled', trainer: 'mlp', params: slow },
+          { id: 'done', trainer: 'mlp', params: tiny },
+        ],
+      });
+      await waitFor(async () => (await newestCheckpointEpoch(w.client.store, storeKey(sessionId, 'cancelled'))) >= 1, { what: 'the first epoch checkpoint' });
+      const session = h.env.client.workflow.getHandle(sessionId);
+      await session.signal('experimentFinished');
+      await session.signal('approve', null);
+      await session.signal('experimentFinished', { status: { id: 'cancelled', state: 'failed', reason: 'forged' }, runId: 'not-the-child' });
+      await w.client.cancel(`${sessionId}:cancelled`, 'wrong learning rate');
+      const summary = await handle.result();
+      if (rowOf(summary, 'cancelled')?.reason !== 'wrong learning rate') throw new Error(`cancel-run-report: the run's own report was not applied (${rowOf(summary, 'cancelled')?.reason})`);
+      return { sessionId, experiments: ['cancelled', 'done'] };
+    },
+  },
+  {
+    name: 'bounded-total',
+    about: 'a bounded experiment with a schedule-to-close total of defaultTimeout ends timed-out; a short one completes within it',
+    async run({ w }) {
+      const sessionId = 'bounded-total';
+      const handle = await w.client.startSession({
+        sessionId,
+        policy: { defaultTimeout: '2s', heartbeatTimeout: '10s' },
+        experiments: [
+          { id: 'bounded', trainer: 'mlp', params: { ...slow, epochs: 8 } },
+          { id: 'short', trainer: 'mlp', params: tiny },
+        ],
+      });
+      const summary = await handle.result();
+      if (rowOf(summary, 'bounded')?.state !== 'timed-out') throw new Error(`bounded-total: expected timed-out, got ${rowOf(summary, 'bounded')?.state}`);
+      return { sessionId, experiments: ['bounded', 'short'] };
+    },
+  },
+  {
+    name: 'raw-start-invalid',
+    about: 'a session and an experiment started by type with malformed input (no maxConcurrent; no spec) fail at once, non-retryably',
+    async run({ h, w }) {
+      const sessionId = 'raw-start-invalid';
+      const { maxConcurrent: _omitted, ...policy } = resolvePolicy({});
+      const session = await h.env.client.workflow.start('sessionWorkflow', { workflowId: sessionId, taskQueue: w.client.taskQueue, args: [{ sessionId, policy, experiments: [] }] });
+      const experiment = await h.env.client.workflow.start('experimentWorkflow', {
+        workflowId: `${sessionId}:e`,
+        taskQueue: w.client.taskQueue,
+        args: [{ sessionId, policy: resolvePolicy({}), timeoutMode: 'bounded' }],
+      });
+      for (const handle of [session, experiment]) {
+        const failed = await handle.result().then(() => false, (err: unknown) => err instanceof WorkflowFailedError);
+        if (!failed) throw new Error(`raw-start-invalid: ${handle.workflowId} did not fail`);
+      }
+      return { sessionId, experiments: ['e'] };
     },
   },
 ];

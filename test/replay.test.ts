@@ -30,6 +30,10 @@ const SCENARIOS = [
   'bounded-timeout',
   'rejected-approval',
   'continue-as-new',
+  'preemption-storm',
+  'cancel-run-report',
+  'bounded-total',
+  'raw-start-invalid',
 ];
 /** A completed experiment: the history the altered workflows are replayed on. */
 const NEGATIVE_FIXTURE = 'experimentWorkflow.approval.short.json';

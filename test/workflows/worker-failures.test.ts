@@ -115,7 +115,9 @@ test('graceful shutdown: SIGTERM checkpoints at the interruption point, another 
   const summary = await handle.result();
   const e = summary.experiments[0];
   assert.equal(e.state, 'completed');
-  assert.equal(e.attempt, 2);
+  // A shutdown is a preemption, not a failed attempt: the next invocation starts at attempt 1.
+  assert.equal(e.attempt, 1);
+  assert.equal(e.preemptions, 1);
   assert.equal(e.result?.modelSha256, expectedSha(longParams));
   b.child.kill('SIGTERM');
   await b.exited;
