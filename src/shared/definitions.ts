@@ -75,6 +75,8 @@ export interface TrainInput {
    * writes, compared lexicographically. @default 0 (inputs recorded before the field existed)
    */
   readonly invocation?: number;
+  /** The policy's allowCrossSessionResume; absent when the policy does not set it (the default, false). */
+  readonly allowCrossSessionResume?: boolean | readonly string[];
 }
 
 export interface SessionSnapshot {

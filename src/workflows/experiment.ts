@@ -126,6 +126,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     timeoutMode,
     checkpointsToKeep: policy.checkpointsToKeep,
     heartbeatTimeoutMs: policy.heartbeatTimeoutMs,
+    // Only when set: for every policy recorded before the field existed the input is unchanged.
+    ...(policy.allowCrossSessionResume !== undefined ? { allowCrossSessionResume: policy.allowCrossSessionResume } : {}),
   };
   const loop = v2 ? new PreemptionLoop(input, (preempted) => {
     status = withCheckpoint({ ...status, preemptions: preempted.preemptions }, preempted.latest);
