@@ -270,7 +270,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     sampling = false;
     await sampler;
 
-    const { checkpoints, starts } = eventsFromLogs(pool.lines());
+    const { checkpoints, starts, guards } = eventsFromLogs(pool.lines());
     const run: ChaosRun = {
       seed: o.seed,
       faultPeriodMs: o.faultPeriodMs,
@@ -282,6 +282,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       samples,
       stepsPerEpoch: Object.fromEntries(set.map((e) => [e.id, e.stepsPerEpoch])),
       workflowTaskFailures: await workflowTaskFailures(client, [sessionId, ...set.map((e) => `${sessionId}:${e.id}`)]),
+      guards,
     };
     fs.writeFileSync(path.join(workDir, 'run.json'), JSON.stringify(run, null, 1));
     const report = chaosReport(run);

@@ -67,6 +67,7 @@ export interface ChaosRun {
   readonly stepsPerEpoch: Readonly<Record<string, number>>;
   /** WorkflowTaskFailed events in all of the run's histories (informational). */
   readonly workflowTaskFailures: number;
+  readonly guards: GuardCounts;
 }
 
 export interface LostCheckpoint {
@@ -92,8 +93,17 @@ export interface ChaosReport {
   readonly preemptions: number;
   readonly maxRecomputed: { epochs: number; experimentId: string; attempt: number } | null;
   readonly workflowTaskFailures: number;
+  readonly guards: GuardCounts;
   readonly problems: readonly string[];
   readonly pass: boolean;
+}
+
+/** How often the plugin's own guards acted, from the workers' lines (informational). */
+export interface GuardCounts {
+  /** A stale attempt's checkpoint write refused by the store's fencing. */
+  readonly staleWritesRefused: number;
+  /** A silent trainer stopped by its worker's watchdog. */
+  readonly watchdogStops: number;
 }
 
 /** A pino line as the workers write it. */
@@ -105,10 +115,14 @@ export interface LogLine {
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 
 /** Checkpoint and attempt-start events from the workers' JSON lines; other lines are ignored. */
-export function eventsFromLogs(lines: Iterable<LogLine>): { checkpoints: CheckpointEvent[]; starts: PositionEvent[] } {
+export function eventsFromLogs(lines: Iterable<LogLine>): { checkpoints: CheckpointEvent[]; starts: PositionEvent[]; guards: GuardCounts } {
   const checkpoints: CheckpointEvent[] = [];
   const starts: PositionEvent[] = [];
+  const guards = { staleWritesRefused: 0, watchdogStops: 0 };
   for (const line of lines) {
+    const msg = typeof line.msg === 'string' ? line.msg : '';
+    if (line.attempted !== undefined && line.newest !== undefined && msg.includes('is stale')) guards.staleWritesRefused++;
+    if (msg.startsWith('no step, checkpoint or output from the trainer')) guards.watchdogStops++;
     const experimentId = typeof line.experimentId === 'string' ? line.experimentId : undefined;
     const [attempt, epoch, step, time] = [num(line.attempt), num(line.epoch), num(line.step), num(line.time)];
     if (!experimentId || attempt === undefined || epoch === undefined || step === undefined || time === undefined) continue;
@@ -116,7 +130,7 @@ export function eventsFromLogs(lines: Iterable<LogLine>): { checkpoints: Checkpo
     if (line.msg === 'checkpoint saved' && typeof line.checkpointId === 'string') checkpoints.push({ ...at, checkpointId: line.checkpointId });
     else if (line.msg === 'starting training' || line.msg === 'resuming training') starts.push(at);
   }
-  return { checkpoints, starts };
+  return { checkpoints, starts, guards };
 }
 
 function position(e: PositionEvent, stepsPerEpoch: Readonly<Record<string, number>>): number {
@@ -197,6 +211,7 @@ export function chaosReport(run: ChaosRun): ChaosReport {
     preemptions: run.experiments.reduce((n, e) => n + e.preemptions, 0),
     maxRecomputed: worst,
     workflowTaskFailures: run.workflowTaskFailures,
+    guards: run.guards,
     problems,
     pass: problems.length === 0,
   };
@@ -222,6 +237,7 @@ export function reportTable(r: ChaosReport): string {
     ['preemptions reported in the statuses', String(r.preemptions)],
     ['most epochs recomputed after one fault', r.maxRecomputed ? `${r.maxRecomputed.epochs.toFixed(2)} (${r.maxRecomputed.experimentId}, attempt ${r.maxRecomputed.attempt})` : 'none'],
     ['workflow task failures (all histories)', String(r.workflowTaskFailures)],
+    ['stale checkpoint writes refused / watchdog stops', `${r.guards.staleWritesRefused} / ${r.guards.watchdogStops}`],
     ['wall time', seconds(r.wallMs)],
     ['verdict', r.pass ? 'PASS' : `FAIL (${r.problems.length} problems)`],
   ];

@@ -22,6 +22,7 @@ function run(over: Partial<ChaosRun> = {}): ChaosRun {
     samples: [at(1, 2, 5, 250)],
     stepsPerEpoch: spe,
     workflowTaskFailures: 0,
+    guards: { staleWritesRefused: 0, watchdogStops: 0 },
     ...over,
   };
 }
@@ -33,8 +34,11 @@ test('log lines: checkpoint saved and attempt starts are picked up, other lines 
     { msg: 'starting training', experimentId: 'e', attempt: 1, epoch: 0, step: 0, time: 5 },
     { msg: 'checkpoint saved', experimentId: 'e', attempt: 1, epoch: 1, time: 11, checkpointId: 'no-step' },
     { msg: 'experiment worker started', time: 1 },
+    { msg: 'checkpoint save for s/e refused: attempt invocation 0 attempt 1 is stale, attempt invocation 0 attempt 2 has started since', attempted: {}, newest: {}, experimentId: 'e', time: 30 },
+    { msg: 'no step, checkpoint or output from the trainer for the heartbeat timeout: stopping it on this worker', experimentId: 'e', time: 40 },
   ];
-  const { checkpoints, starts } = eventsFromLogs(lines);
+  const { checkpoints, starts, guards } = eventsFromLogs(lines);
+  assert.deepEqual(guards, { staleWritesRefused: 1, watchdogStops: 1 });
   assert.deepEqual(checkpoints, [ck(1, 1, 0, 10, 'x')]);
   assert.deepEqual(starts, [at(2, 1, 0, 20), at(1, 0, 0, 5)]);
 });
