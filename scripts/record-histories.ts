@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { LocalCheckpointStore } from '../src/activities/checkpoint-store';
-import type { CheckpointStore } from '../src/activities/checkpoint-store-types';
+import type { CheckpointStore } from '../src/activities/checkpoint-store';
 import { ExperimentsClient } from '../src/client';
 import { exportHistory, writeHistory, type HistoryJson } from '../src/replay';
 import { sessionStatusQuery, type SessionSnapshot } from '../src/shared/definitions';

@@ -9,7 +9,7 @@
 import { Client, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
 import { LocalCheckpointStore } from './activities/checkpoint-store';
-import type { CheckpointStore } from './activities/checkpoint-store-types';
+import type { CheckpointStore } from './activities/checkpoint-store';
 import type { AnyTrainer } from './activities/trainer';
 import { builtInTrainers } from './activities/trainers';
 import { ProgramRegistry, type ProgramDefinition } from './activities/trainers/command';

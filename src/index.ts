@@ -4,7 +4,7 @@ export { ExperimentsClient, InvalidInputError, NotFoundError, type ExperimentsCl
 export { createExperimentWorker, runExperimentWorker, type ExperimentWorkerOptions } from './worker';
 export { createLogger, installRuntimeLogger, type Logger } from './logging';
 export { LocalCheckpointStore } from './activities/checkpoint-store';
-export type { CheckpointStore } from './activities/checkpoint-store-types';
+export type { CheckpointStore } from './activities/checkpoint-store';
 export type { AnyTrainer, Trainer, TrainerContext, CheckpointData, ResumeState } from './activities/trainer';
 export { mlpTrainer } from './activities/trainers/mlp';
 export * from './shared/types';

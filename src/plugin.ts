@@ -21,7 +21,7 @@ import type { DataConverter } from '@temporalio/common';
 import { SimplePlugin } from '@temporalio/plugin';
 import { createActivities } from './activities';
 import { LocalCheckpointStore } from './activities/checkpoint-store';
-import type { CheckpointStore } from './activities/checkpoint-store-types';
+import type { CheckpointStore } from './activities/checkpoint-store';
 import type { AnyTrainer } from './activities/trainer';
 import { builtInTrainers } from './activities/trainers';
 import { ProgramRegistry, type ProgramDefinition } from './activities/trainers/command';

@@ -146,6 +146,10 @@ export class FakeContext implements TrainerContext<CommandParams> {
   setEpochs(n: number): void {
     this.epochs = n;
   }
+  touches = 0;
+  touch(): void {
+    this.touches++;
+  }
   async step(report: StepReport): Promise<void> {
     this.steps.push(report);
   }

@@ -1,0 +1,145 @@
+/**
+ * Verification: a pointer's shape, that its blob lies inside the store (after symlinks) and that
+ * its bytes match the recorded size and sha256; hashing of files trainers wrote themselves; the
+ * order in which candidates are tried.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { CheckpointPointer } from '../../shared/types';
+import { hashInSlices } from './durable-write';
+import { CheckpointReadError, errorCode, errorMessage, isRecord } from './errors';
+
+/** Reads of blobs being verified or adopted. */
+const READ_PIECE = 16 << 20;
+
+/** Reads a blob, checking it lies inside one of `roots` (after symlinks) and matches size and sha256. */
+export async function readVerified(pointer: CheckpointPointer, roots: readonly string[]): Promise<Buffer> {
+  const problem = pointerProblem(pointer);
+  if (problem) {
+    const id = isRecord(pointer) && typeof pointer.checkpointId === 'string' ? pointer.checkpointId : '(unnamed)';
+    throw new CheckpointReadError(id, isRecord(pointer) ? String(pointer.uri) : '?', 'invalid', `invalid pointer (${problem})`);
+  }
+  const id = pointer.checkpointId;
+  const file = uriToPath(pointer.uri);
+  if (!file) throw new CheckpointReadError(id, pointer.uri, 'invalid', `not a file:// URL: ${pointer.uri}`);
+  const outside = () => new CheckpointReadError(id, file, 'outside', `outside the checkpoint directory (${file})`);
+  if (!roots.some((root) => isInside(root, path.resolve(file)))) throw outside();
+  const ioError = (err: unknown) =>
+    errorCode(err) === 'ENOENT'
+      ? new CheckpointReadError(id, file, 'missing', 'file missing', 'ENOENT')
+      : new CheckpointReadError(id, file, 'io', `unreadable (${errorMessage(err)})`, errorCode(err));
+  let real: string;
+  try {
+    real = await fs.realpath(file);
+  } catch (err) {
+    throw ioError(err);
+  }
+  if (!roots.some((root) => isInside(root, real))) throw outside();
+  let fh: FileHandle;
+  try {
+    fh = await fs.open(real, 'r');
+  } catch (err) {
+    throw ioError(err);
+  }
+  try {
+    const stats = await fh.stat();
+    if (!stats.isFile()) throw new CheckpointReadError(id, file, 'invalid', 'not a regular file');
+    if (stats.size !== pointer.bytes) {
+      throw new CheckpointReadError(id, file, 'size', `size mismatch (expected ${pointer.bytes} bytes, found ${stats.size})`);
+    }
+    const data = Buffer.allocUnsafe(pointer.bytes);
+    const hash = createHash('sha256');
+    const readAt = (offset: number) => fh.read(data, offset, Math.min(READ_PIECE, data.byteLength - offset), offset);
+    // Read the next piece while hashing the current one.
+    let filled = 0;
+    let pending = data.byteLength > 0 ? readAt(0) : undefined;
+    while (pending) {
+      const { bytesRead } = await pending;
+      if (bytesRead === 0) break;
+      const start = filled;
+      filled += bytesRead;
+      pending = filled < data.byteLength ? readAt(filled) : undefined;
+      // Handled here so a failure surfacing while we hash is not reported as unhandled.
+      void pending?.catch(() => undefined);
+      await hashInSlices(hash, data.subarray(start, filled));
+    }
+    if (filled !== data.byteLength) {
+      throw new CheckpointReadError(id, file, 'size', `size mismatch (expected ${pointer.bytes} bytes, found ${filled})`);
+    }
+    const actual = hash.digest('hex');
+    if (actual !== pointer.sha256) {
+      throw new CheckpointReadError(id, file, 'sha256', `sha256 mismatch (expected ${shortHash(pointer.sha256)}, got ${shortHash(actual)})`);
+    }
+    return data;
+  } catch (err) {
+    if (err instanceof CheckpointReadError) throw err;
+    throw ioError(err);
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
+
+/** Streams a file through sha256 with two reused buffers, then fsyncs it. */
+export async function hashAndSyncFile(file: string, sizeHint: number): Promise<{ sha256: string; bytes: number }> {
+  const fh = await fs.open(file, 'r');
+  try {
+    const hash = createHash('sha256');
+    const piece = Math.max(64 << 10, Math.min(READ_PIECE, sizeHint + 1));
+    const buffers = [Buffer.allocUnsafe(piece), Buffer.allocUnsafe(piece)];
+    let which = 0;
+    let bytes = 0;
+    let pending = fh.read(buffers[which], 0, piece, null);
+    for (;;) {
+      const { bytesRead } = await pending;
+      if (bytesRead === 0) break;
+      bytes += bytesRead;
+      const current = buffers[which];
+      which ^= 1;
+      pending = fh.read(buffers[which], 0, piece, null);
+      void pending.catch(() => undefined);
+      await hashInSlices(hash, current.subarray(0, bytesRead));
+    }
+    await fh.sync();
+    return { sha256: hash.digest('hex'), bytes };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Candidate order: newest (epoch, step, savedAt) first. */
+export function newestFirst(a: CheckpointPointer, b: CheckpointPointer): number {
+  return b.epoch - a.epoch || b.step - a.step || (Date.parse(b.savedAt) || 0) - (Date.parse(a.savedAt) || 0);
+}
+
+export function pointerProblem(value: unknown): string | undefined {
+  if (!isRecord(value)) return 'not an object';
+  for (const field of ['checkpointId', 'uri', 'sha256', 'savedAt'] as const) {
+    if (typeof value[field] !== 'string' || value[field] === '') return `${field}: expected a non-empty string`;
+  }
+  for (const field of ['epoch', 'step', 'bytes'] as const) {
+    const n = value[field];
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) return `${field}: expected a non-negative integer`;
+  }
+  if (!isRecord(value.metrics)) return 'metrics: expected an object';
+  return undefined;
+}
+
+export function uriToPath(uri: string): string | undefined {
+  try {
+    return fileURLToPath(uri);
+  } catch {
+    return undefined;
+  }
+}
+
+export function isInside(dir: string, file: string): boolean {
+  const relative = path.relative(dir, file);
+  return relative !== '' && relative !== '..' && !relative.startsWith(`..${path.sep}`) && !path.isAbsolute(relative);
+}
+
+export function shortHash(sha256: string): string {
+  return sha256.length > 12 ? `${sha256.slice(0, 12)}…` : sha256;
+}
