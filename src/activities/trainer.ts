@@ -68,7 +68,11 @@ export interface TrainerContext<P> {
   checkpoint(input: CheckpointInput): Promise<CheckpointPointer>;
   /** Verifies a file the trainer wrote itself (external trainers) and records it like `checkpoint`. */
   adoptCheckpoint(file: string, input: { epoch: number; step: number; metrics?: Metrics }): Promise<CheckpointPointer>;
-  /** Directory this run may write its own checkpoint files into (external trainers). */
+  /**
+   * Directory this attempt may write its own checkpoint files into (external trainers): one per
+   * attempt, so an attempt that was given up on cannot overwrite a newer one's files. Created on
+   * first use.
+   */
   readonly checkpointDir: string;
   /** pino logger; every line carries workflowId, experimentId, attempt and the current epoch. */
   readonly log: Logger;

@@ -127,7 +127,9 @@ describe('experiments CLI', { timeout: TIMEOUT * 4 }, () => {
     for (const id of ['long', 'mlp-lr0.05', 'mlp-lr0.01']) {
       assert.match(r.stdout, new RegExp(`^${id.replace('.', '\\.')}\\s+completed\\s+(bounded|none)\\s+1\\s+0\\s`, 'm'), `row for ${id}`);
       const dir = path.join(checkpointDir, runSession, id);
-      assert.ok(fs.readdirSync(dir).some((f) => f.endsWith('.ckpt')), `checkpoint files in ${dir}`);
+      // In the experiment run's own place: <key>/run-<runId>/.
+      const runs = fs.readdirSync(dir).filter((f) => f.startsWith('run-'));
+      assert.ok(runs.some((run) => fs.readdirSync(path.join(dir, run)).some((f) => f.endsWith('.ckpt'))), `checkpoint files in a run directory of ${dir}`);
     }
     assert.match(r.stdout, /^long\s+completed\s+none\s/m, 'the long-running experiment ran without a timeout');
     assert.match(r.stdout, new RegExp(`Session ${runSession} completed: 3/3 experiments completed`));

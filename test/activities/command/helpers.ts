@@ -89,20 +89,7 @@ export function uninterruptedResult(params: Record<string, unknown>): ResultLine
   }
 }
 
-/** Whether a process is gone. A zombie counts: after its parent was killed it may wait for a reaper. */
-export function processGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return true;
-  }
-}
+export { processGone } from '../../helpers/env';
 
 /** A TrainerContext without a server: a real checkpoint store for adoption, logs kept in memory. */
 export class FakeContext implements TrainerContext<CommandParams> {
