@@ -9,6 +9,8 @@ export const ENV_VARS = {
   namespace: 'TEMPORAL_NAMESPACE',
   taskQueue: 'TEMPORAL_TASK_QUEUE',
   checkpointDir: 'EXPERIMENTS_CHECKPOINT_DIR',
+  checkpointUrl: 'EXPERIMENTS_CHECKPOINT_URL',
+  checkpointCacheDir: 'EXPERIMENTS_CHECKPOINT_CACHE_DIR',
   logLevel: 'LOG_LEVEL',
 } as const;
 
@@ -23,6 +25,10 @@ export interface RuntimeConfig {
   readonly namespace: string;
   readonly taskQueue: string;
   readonly checkpointDir: string;
+  /** `s3://bucket/prefix` (or a directory); when set it replaces `checkpointDir`. */
+  readonly checkpointUrl: string | undefined;
+  /** Local cache of a remote store. @default <project>/.data/checkpoint-cache */
+  readonly checkpointCacheDir: string;
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
@@ -31,5 +37,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConf
     namespace: env[ENV_VARS.namespace] || DEFAULT_NAMESPACE,
     taskQueue: env[ENV_VARS.taskQueue] || DEFAULT_TASK_QUEUE,
     checkpointDir: path.resolve(env[ENV_VARS.checkpointDir] || path.join(PROJECT_ROOT, '.data', 'checkpoints')),
+    checkpointUrl: env[ENV_VARS.checkpointUrl] || undefined,
+    checkpointCacheDir: path.resolve(env[ENV_VARS.checkpointCacheDir] || path.join(PROJECT_ROOT, '.data', 'checkpoint-cache')),
   };
 }

@@ -1,7 +1,7 @@
 /**
  * Worker wiring: a Temporal Worker with the ExperimentPlugin, configured from options or the
  * environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE,
- * EXPERIMENTS_CHECKPOINT_DIR, LOG_LEVEL). Thin on purpose: behaviour lives in the plugin.
+ * EXPERIMENTS_CHECKPOINT_DIR, EXPERIMENTS_CHECKPOINT_URL, LOG_LEVEL). Thin on purpose: behaviour lives in the plugin.
  *
  * On SIGTERM or SIGINT the SDK's Runtime shuts the worker down: every running training is
  * interrupted at once with reason `worker-shutdown`, checkpoints at its next step boundary and
@@ -52,7 +52,7 @@ export async function createExperimentWorker(options: ExperimentWorkerOptions = 
   // make the throttle pointless. So a throttle given here sets the runtime's interval too.
   const throttleMs = typeof options.heartbeatThrottle === 'string' ? parseDuration(options.heartbeatThrottle) : options.heartbeatThrottle;
   const plugin =
-    options.plugin ?? new ExperimentPlugin({ checkpointDir: env.checkpointDir, heartbeatIntervalMs: throttleMs, ...options, logger });
+    options.plugin ?? new ExperimentPlugin({ heartbeatIntervalMs: throttleMs, ...options, logger });
   const connection =
     options.connection ?? (await NativeConnection.connect({ address: options.address ?? env.address ?? DEFAULT_ADDRESS } satisfies NativeConnectionOptions));
   const taskQueue = options.taskQueue ?? env.taskQueue;

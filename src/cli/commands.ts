@@ -5,6 +5,7 @@
  * run a service in the foreground until SIGINT or SIGTERM.
  */
 import * as path from 'node:path';
+import { parseCheckpointUrl, s3ConnectionFromEnv } from '../activities/checkpoint-store/s3-config';
 import { isPortFree, startDevServer } from '../dev-server';
 import { configFromEnv, ENV_VARS } from '../config';
 import { createLogger, installRuntimeLogger } from '../logging';
@@ -194,6 +195,11 @@ export async function workerCommand(parsed: ParsedArgs): Promise<number> {
   const config = configFromEnv();
   const taskQueue = stringOption(parsed, 'task-queue') ?? config.taskQueue;
   const checkpointDir = path.resolve(stringOption(parsed, 'checkpoint-dir') ?? config.checkpointDir);
+  const checkpointUrl = stringOption(parsed, 'checkpoint-url') ?? (parsed.options['checkpoint-dir'] === undefined ? config.checkpointUrl : undefined);
+  const checkpointCacheDir = path.resolve(stringOption(parsed, 'checkpoint-cache-dir') ?? config.checkpointCacheDir);
+  // Checked before connecting, so a typo is one line and exit 2, not a failure at the first save.
+  const where = checkpointStoreProblem(checkpointUrl);
+  if (where) throw new UsageError(where);
   const maxConcurrentActivities = intOption(parsed, 'max-concurrent-activities', 1, 1000);
   const address = config.address ?? 'localhost:7233';
   // Probe first, so a missing server is exit 3 naming the address rather than a native stack.
@@ -201,8 +207,9 @@ export async function workerCommand(parsed: ParsedArgs): Promise<number> {
   // The worker is a service: its logs are its output (stdout, pretty on a terminal).
   const logger = createLogger();
   installRuntimeLogger(logger);
-  logger.info({ address, namespace: config.namespace, taskQueue, checkpointDir }, 'connecting');
-  await runExperimentWorker({ address, namespace: config.namespace, taskQueue, checkpointDir, maxConcurrentActivities, logger });
+  const store = checkpointUrl ? { checkpointUrl, checkpointCacheDir } : { checkpointDir };
+  logger.info({ address, namespace: config.namespace, taskQueue, ...store }, 'connecting');
+  await runExperimentWorker({ address, namespace: config.namespace, taskQueue, ...store, maxConcurrentActivities, logger });
   return EXIT.ok;
 }
 
@@ -238,4 +245,15 @@ export async function serverCommand(parsed: ParsedArgs): Promise<number> {
   await server.stop();
   say('Stopped.');
   return EXIT.ok;
+}
+
+/** Why the checkpoint URL or the S3 settings it needs cannot work, or undefined. */
+function checkpointStoreProblem(url: string | undefined): string | undefined {
+  if (url === undefined) return undefined;
+  try {
+    if (parseCheckpointUrl(url).kind === 's3') s3ConnectionFromEnv();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
 }

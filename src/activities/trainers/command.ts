@@ -235,7 +235,7 @@ function locateExecutable(attempt: number, file: string, cwd: string, searchPath
   throw spawnFailure(attempt, `cannot start the trainer: command[0] ${JSON.stringify(file)} was not found on PATH (${searchPath ?? 'unset'}) (ENOENT)`);
 }
 
-function childEnvironment(ctx: TrainerContext<CommandParams>, worker: NodeJS.ProcessEnv): Record<string, string> {
+function childEnvironment(ctx: TrainerContext<CommandParams>, worker: NodeJS.ProcessEnv, resumeFile: string | undefined): Record<string, string> {
   const p = ctx.params;
   const env: Record<string, string> = {};
   for (const name of [...BASE_ENV, ...p.inheritEnv]) {
@@ -249,7 +249,7 @@ function childEnvironment(ctx: TrainerContext<CommandParams>, worker: NodeJS.Pro
     // The file may be in another experiment's directory (a new run with resumeFrom); the child
     // only reads it (section 3).
     try {
-      resumeFrom = fileURLToPath(resume.uri);
+      resumeFrom = resumeFile ?? fileURLToPath(resume.uri);
     } catch {
       throw spawnFailure(ctx.attempt, `cannot start the trainer: resume checkpoint ${resume.checkpointId} is at ${resume.uri}, not a file:// URL the program could read`);
     }
@@ -427,7 +427,8 @@ async function train(ctx: TrainerContext<CommandParams>): Promise<TrainerResultI
   } catch (err) {
     throw spawnFailure(ctx.attempt, `cannot start the trainer: cwd ${cwd}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  const env = childEnvironment(ctx, process.env);
+  // A remote store's checkpoint is copied into its local cache for the child to read.
+  const env = childEnvironment(ctx, process.env, await ctx.resume?.localFile?.());
   const [program, ...args] = p.command;
   const executable = locateExecutable(ctx.attempt, program, cwd, env.PATH);
 
