@@ -20,6 +20,9 @@ export const PART_BYTES = 16 << 20;
 export const PARTS_IN_FLIGHT = 4;
 
 export function createS3Client(connection: S3ConnectionConfig, overrides: Partial<S3ClientConfig> = {}): S3Client {
+  // The SDK is pinned, so its notice that *later* releases need Node 22 says nothing about this
+  // one; left on, it prints seven lines into every worker's and CLI's output.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   return new S3Client({
     region: connection.region,
     forcePathStyle: connection.forcePathStyle,

@@ -58,8 +58,8 @@ export interface CheckpointStore {
    * directory, and adds it to the manifest like `save`.
    */
   adopt(key: string, file: string, input: AdoptCheckpointInput, keep: number): Promise<CheckpointPointer>;
-  /** Manifest entries, newest first. Empty when the key has none. */
-  list(key: string): Promise<CheckpointPointer[]>;
+  /** Manifest entries, newest first; with `runId` that run's only, else every run's. Empty when none. */
+  list(key: string, options?: { runId?: string }): Promise<CheckpointPointer[]>;
   /** Reads a blob and checks its sha256; throws when missing or corrupt. */
   read(pointer: CheckpointPointer): Promise<Buffer>;
   /**
