@@ -54,6 +54,7 @@ export const probeTrainer: Trainer<MlpParams> = {
       checkpointDir: ctx.checkpointDir,
       log: ctx.log,
       setEpochs: (n) => ctx.setEpochs(n),
+      touch: () => ctx.touch(),
       async step(report) {
         const t = performance.now();
         await ctx.step(report);

@@ -58,6 +58,12 @@ export interface TrainerContext<P> {
   readonly signal: AbortSignal;
   /** Total epochs, when the trainer knows it; shown in progress and hints. */
   setEpochs(epochs: number): void;
+  /**
+   * A sign of life without progress (a line of output from an external program). The runtime
+   * stops a run that shows none (no `step`, `checkpoint` or `touch`) for the heartbeat timeout,
+   * with interrupt reason `stalled`, and the attempt is retried.
+   */
+  touch(): void;
   /** Reports progress and yields to the event loop. Cheap enough to call every step. */
   step(report: StepReport): Promise<void>;
   /** Writes a checkpoint durably, records it in the manifest, then heartbeats its pointer. */

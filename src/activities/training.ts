@@ -7,8 +7,11 @@
  *   then, for a new run, the `resumeFrom` source.
  * - Every heartbeat carries a small CheckpointPointer plus progress, never the weights.
  * - Interruption is a flag: cancellation (UI, CLI, API), worker shutdown, the bounded-mode
- *   deadline and activity pause all set `interrupted` with a reason; the trainer checkpoints at
- *   its next step boundary and returns, and the reason decides how the attempt ends.
+ *   deadline, activity pause and the local watchdog (no sign of life for the heartbeat timeout)
+ *   all set `interrupted` with a reason; the trainer checkpoints at its next step boundary and
+ *   returns, and the reason decides how the attempt ends.
+ * - Fencing: each attempt registers its token (invocation, attempt) with the store before it picks
+ *   its resume point; the store then refuses writes from any older attempt still running.
  */
 import { AsyncResource } from 'node:async_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
@@ -19,8 +22,9 @@ import type { TrainInput } from '../shared/definitions';
 import { formatDuration } from '../shared/duration';
 import { storeKey } from '../shared/ids';
 import type { CheckpointPointer, HeartbeatDetails, InterruptReason, Metrics, TrainingOutcome } from '../shared/types';
-import type { CheckpointStore, VerifiedCheckpoint } from './checkpoint-store';
+import { StaleAttemptError, type CheckpointStore, type FenceToken, type VerifiedCheckpoint } from './checkpoint-store';
 import type { AnyTrainer, Trainer, TrainerContext } from './trainer';
+import { startWatchdog } from './watchdog';
 
 export interface TrainingDeps {
   readonly store: CheckpointStore;
@@ -98,6 +102,9 @@ async function train(
 
   const key = storeKey(sessionId, spec.id);
   const runId = info.workflowExecution?.runId;
+  const fence: FenceToken | undefined = runId ? { invocation: input.invocation ?? 0, attempt } : undefined;
+  // Before choosing the resume point: from here on no older attempt can add a checkpoint.
+  if (runId && fence) await deps.store.registerAttempt(key, runId, fence).catch((err: unknown) => rethrowStale(err, log));
   const resume = await findResumePoint(deps.store, key, runId, input, info.heartbeatDetails as HeartbeatDetails | undefined, log);
 
   let latest: CheckpointPointer | null = resume?.pointer ?? null;
@@ -139,6 +146,28 @@ async function train(
     deadlineTimer = setTimeout(AsyncResource.bind(() => interrupt('timed-out')), Math.max(0, due));
   }
 
+  let stale: ApplicationFailure | undefined;
+  // Store calls of this attempt: a refusal as stale stops the trainer (the server has already
+  // timed this attempt out, or a newer one would not exist) and decides how the attempt ends.
+  const fenced = async <T>(write: Promise<T>): Promise<T> => {
+    try {
+      return await watchdog.busy(write);
+    } catch (err) {
+      if (!(err instanceof StaleAttemptError)) throw err;
+      stale ??= staleFailure(err, log);
+      interrupt('timed-out');
+      throw stale;
+    }
+  };
+  const watchdog = startWatchdog(
+    input.heartbeatTimeoutMs,
+    AsyncResource.bind((silentMs: number) => {
+      log.warn({ silentMs: Math.round(silentMs), heartbeatTimeoutMs: input.heartbeatTimeoutMs }, 'no step, checkpoint or output from the trainer for the heartbeat timeout: stopping it on this worker');
+      interrupt('stalled');
+    }),
+  );
+  let checkpointDir: string | undefined;
+
   let lastYield = performance.now();
   const tctx: TrainerContext<unknown> = {
     experimentId: spec.id,
@@ -154,12 +183,21 @@ async function train(
     },
     interruption,
     signal: abort.signal,
-    checkpointDir: deps.store.dirFor(key),
+    get checkpointDir() {
+      // Per attempt, so a stale attempt's program never overwrites a newer one's files.
+      checkpointDir ??= deps.store.dirFor(key, runId, fence);
+      return checkpointDir;
+    },
     log,
+    touch() {
+      watchdog.touch();
+      if (performance.now() - lastBeat >= beatEveryMs) beat();
+    },
     setEpochs(n) {
       epochs = n;
     },
     async step(report) {
+      watchdog.touch();
       epoch = report.epoch;
       step = report.step;
       fields.epoch = epoch;
@@ -174,11 +212,11 @@ async function train(
       }
     },
     async checkpoint(c) {
-      const pointer = await deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data: c.data, metrics: c.metrics, runId }, input.checkpointsToKeep);
+      const pointer = await fenced(deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data: c.data, metrics: c.metrics, runId, fence }, input.checkpointsToKeep));
       return recorded(pointer);
     },
     async adoptCheckpoint(file, c) {
-      const pointer = await deps.store.adopt(key, file, { epoch: c.epoch, step: c.step, attempt, metrics: c.metrics, runId }, input.checkpointsToKeep);
+      const pointer = await fenced(deps.store.adopt(key, file, { epoch: c.epoch, step: c.step, attempt, metrics: c.metrics, runId, fence }, input.checkpointsToKeep));
       return recorded(pointer);
     },
   };
@@ -211,6 +249,7 @@ async function train(
   try {
     trained = await trainer.train(tctx);
   } catch (err) {
+    if (stale) throw stale;
     if (reason === 'cancelled') {
       log.warn({ err }, 'trainer failed while stopping after a cancel; recording the interruption');
       return outcome('interrupted', null);
@@ -218,10 +257,12 @@ async function train(
     if (reason === 'worker-shutdown') throw shutdownFailure(spec.id, outcome('interrupted', null));
     throw err;
   } finally {
+    watchdog.stop();
     clearTimeout(deadlineTimer);
     ctx.cancellationSignal.removeEventListener('abort', onCancel);
   }
 
+  if (stale) throw stale;
   if (trained !== undefined) {
     const result = {
       finalLoss: trained.finalLoss ?? null,
@@ -251,7 +292,25 @@ async function train(
     case 'paused':
       // Rethrowing the cancellation lets the server reschedule the activity when it is unpaused.
       throw ctx.cancellationSignal.reason;
+    case 'stalled':
+      // Retryable: the server retries the attempt (after its own heartbeat timeout) on any worker.
+      throw ApplicationFailure.create({
+        message: `experiment ${spec.id}: the trainer showed no sign of life (step, checkpoint or output) for the heartbeat timeout of ${formatDuration(input.heartbeatTimeoutMs)} and was stopped on this worker; last checkpoint ${latest?.checkpointId ?? 'none'}`,
+        type: 'TrainerStalled',
+        details: [stopped],
+      });
   }
+}
+
+/** A store refusal as stale, logged with both tokens, as the failure that ends the attempt. */
+function staleFailure(err: StaleAttemptError, log: Logger): ApplicationFailure {
+  log.error({ attempted: err.attempted, newest: err.newest, runId: err.runId }, `${err.message}`);
+  return ApplicationFailure.nonRetryable(err.message, err.type, { attempted: err.attempted, newest: err.newest });
+}
+
+function rethrowStale(err: unknown, log: Logger): never {
+  if (err instanceof StaleAttemptError) throw staleFailure(err, log);
+  throw err;
 }
 
 function shutdownFailure(experimentId: string, stopped: TrainingOutcome): ApplicationFailure {

@@ -68,6 +68,12 @@ export interface TrainInput {
   readonly timeoutMode: TimeoutMode;
   readonly checkpointsToKeep: number;
   readonly heartbeatTimeoutMs: number;
+  /**
+   * Which activity invocation of this experiment run this is: 0 for the first, counting up when the
+   * workflow invokes the activity again after a preemption. With the attempt it forms the fence
+   * token that refuses checkpoint writes from stale attempts. @default 0
+   */
+  readonly invocation?: number;
 }
 
 export interface SessionSnapshot {

@@ -92,7 +92,11 @@ export type SessionState = 'running' | 'awaiting-approval' | 'completed' | 'fail
 export type TimeoutMode = 'bounded' | 'none';
 
 /** Why a training loop was asked to stop at its next step boundary. */
-export type InterruptReason = 'cancelled' | 'worker-shutdown' | 'timed-out' | 'paused';
+/**
+ * Why a run was interrupted. `stalled`: the trainer made no progress (no step, checkpoint or
+ * output) for the heartbeat timeout, so the worker stopped it itself; the attempt fails retryably.
+ */
+export type InterruptReason = 'cancelled' | 'worker-shutdown' | 'timed-out' | 'paused' | 'stalled';
 
 /**
  * A small pointer to a durable checkpoint. This, never the weights, is what heartbeats carry.

@@ -1,21 +1,22 @@
 /**
  * The S3 checkpoint store against a real S3 server (versitygw over a temp directory on
- * 127.0.0.1): the shared store contract, plus what only a remote store has: multipart streaming,
- * concurrent writers in separate store instances (as on separate machines), the local cache for
- * programs that read a path, the server restarted in the middle of an upload, and the server
- * stopped (SIGSTOP) during a save.
+ * 127.0.0.1): the shared store contract (checkpoint-store-contract.ts, which the local store runs
+ * too), durable visibility of a half-sent checkpoint, a write failure with the server down, and
+ * what only a remote store has: multipart streaming, concurrent writers in separate store
+ * instances (as on separate machines), the local cache for programs that read a path, the server
+ * restarted in the middle of an upload, and the server stopped (SIGSTOP) during a save.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { PART_BYTES } from '../../src/activities/checkpoint-store/s3-io';
 import { S3CheckpointStore, parseCheckpointUrl, s3ConnectionFromEnv } from '../../src/activities/checkpoint-store';
 import type { CheckpointPointer } from '../../src/shared/types';
 import { startS3Server, type S3Server } from '../helpers/s3-server';
-import { bytes, sha256, storeContract } from '../helpers/store-contract';
+import { bytes, checkpointStoreContract, sha256 } from './checkpoint-store-contract';
 
 let server: S3Server;
 let client: S3Client;
@@ -47,25 +48,43 @@ async function newStore(opts: { prefix?: string; retryForMs?: number } = {}): Pr
   return new S3CheckpointStore({ client, bucket: server.bucket, prefix: opts.prefix ?? `t${++prefixes}/ckpts`, cacheDir: await tmpDir(), retryForMs: opts.retryForMs ?? 20_000 });
 }
 
-storeContract('S3 (versitygw)', async () => {
-  const store = await newStore({ retryForMs: 1500 });
+async function storeOptions(prefix: string) {
+  return {
+    bucket: server.bucket,
+    prefix,
+    cacheDir: await tmpDir(),
+    connection: { endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true },
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+  };
+}
+
+/** Object names directly in `objectPrefix` (not in run places below it), minus the manifest, sorted. */
+async function storedNames(objectPrefix: string): Promise<string[]> {
+  const out = await client.send(new ListObjectsV2Command({ Bucket: server.bucket, Prefix: objectPrefix, Delimiter: '/' }));
+  return (out.Contents ?? [])
+    .map((o) => o.Key!.slice(objectPrefix.length))
+    .filter((name) => name !== 'manifest.json')
+    .sort();
+}
+
+checkpointStoreContract('S3 (versitygw)', async () => {
+  const prefix = `t${++prefixes}/ckpts`;
+  const options = await storeOptions(prefix);
+  const store = new S3CheckpointStore(options);
   return {
     store,
-    corrupt: async (pointer) => {
-      const body = bytes(pointer.bytes, 99);
-      await client.send(new PutObjectCommand({ Bucket: server.bucket, Key: objectKey(pointer), Body: body }));
+    // A second worker: same bucket and prefix, its own client and empty cache.
+    another: () => new S3CheckpointStore({ ...options, cacheDir: `${options.cacheDir}-other` }),
+    overwriteBlob: async (pointer, data) => {
+      await client.send(new PutObjectCommand({ Bucket: server.bucket, Key: objectKey(pointer), Body: data }));
     },
-    exists: async (pointer) =>
-      client.send(new HeadObjectCommand({ Bucket: server.bucket, Key: objectKey(pointer) })).then(
-        () => true,
-        () => false,
-      ),
-    // The server is down: every request is refused until it is started again.
-    breakWrites: async () => {
-      await server.kill();
-      return () => server.restart();
+    removeBlob: async (pointer) => {
+      await client.send(new DeleteObjectCommand({ Bucket: server.bucket, Key: objectKey(pointer) }));
     },
-    forgedPointer: (like) => ({ ...like, checkpointId: 'forged', uri: `s3://${server.bucket}/elsewhere/secret.ckpt` }),
+    stored: (key, runId) => storedNames(`${prefix}/${key}/${runId ? `run-${runId}/` : ''}`),
+    blobName: (pointer) => pointer.uri.slice(pointer.uri.lastIndexOf('/') + 1),
+    isEmpty: async () => ((await client.send(new ListObjectsV2Command({ Bucket: server.bucket, Prefix: `${prefix}/` }))).KeyCount ?? 0) === 0,
+    inChild: { module: path.resolve(__dirname, '../../src/activities/checkpoint-store'), exportName: 'S3CheckpointStore', args: [options] },
   };
 });
 
@@ -96,6 +115,59 @@ void describe('S3 store configuration', () => {
 });
 
 void describe('S3 store beyond the contract', () => {
+  void test('a checkpoint is visible only once its save has resolved', async () => {
+    const store = await newStore();
+    const first = await store.save('sess/exp', { epoch: 1, step: 0, attempt: 1, data: bytes(1000, 1), runId: 'r' }, 5);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let halfSent!: () => void;
+    const sentHalf = new Promise<void>((resolve) => (halfSent = resolve));
+    const chunks = async function* () {
+      yield bytes(PART_BYTES, 2);
+      yield bytes(1000, 3);
+      halfSent();
+      await gate;
+      yield bytes(600_000, 4);
+    };
+    const saving = store.save('sess/exp', { epoch: 2, step: 0, attempt: 1, data: chunks(), runId: 'r' }, 5);
+    await sentHalf;
+    assert.deepEqual(await store.list('sess/exp', { runId: 'r' }), [first], 'a half-sent checkpoint is not listed');
+    assert.equal((await store.latestVerified('sess/exp', [], { runId: 'r' })).checkpoint?.pointer.checkpointId, first.checkpointId);
+    release();
+    const second = await saving;
+    assert.equal(second.sha256, sha256(bytes(PART_BYTES, 2), bytes(1000, 3), bytes(600_000, 4)));
+    assert.deepEqual(await store.list('sess/exp', { runId: 'r' }), [second, first]);
+  });
+
+  void test('a write failure (the server down) leaves the previous checkpoint intact', async () => {
+    const store = await newStore({ retryForMs: 1500 });
+    const previous = await store.save('sess/exp', { epoch: 1, step: 0, attempt: 1, data: bytes(50_000, 1), runId: 'r' }, 2);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let started!: () => void;
+    const uploading = new Promise<void>((resolve) => (started = resolve));
+    const chunks = async function* () {
+      yield bytes(PART_BYTES, 2);
+      started();
+      await gate;
+      yield bytes(PART_BYTES, 3);
+    };
+    const saving = store.save('sess/exp', { epoch: 2, step: 0, attempt: 1, data: chunks(), runId: 'r' }, 2);
+    // The server dies in the middle of the upload and stays down past the store's retry budget.
+    await uploading;
+    await server.kill();
+    release();
+    try {
+      await assert.rejects(saving, /checkpoint write failed for sess\/exp at s3:\/\/.*\.ckpt: /);
+    } finally {
+      await server.restart();
+    }
+    assert.deepEqual(await store.list('sess/exp', { runId: 'r' }), [previous]);
+    assert.deepEqual((await store.latestVerified('sess/exp', [], { runId: 'r' })).checkpoint?.data, bytes(50_000, 1));
+    const next = await store.save('sess/exp', { epoch: 2, step: 0, attempt: 1, data: bytes(1000, 3), runId: 'r' }, 2);
+    assert.deepEqual(await store.list('sess/exp', { runId: 'r' }), [next, previous]);
+  });
+
   void test('a multipart checkpoint streams from chunks the producer reuses', async () => {
     const store = await newStore();
     // 2.5 parts, produced into one reused 1 MiB buffer: the store must copy what it keeps.

@@ -1,12 +1,12 @@
 /**
- * Tests of the local checkpoint store against real files in a temporary directory: durable saves,
- * streaming, pruning, verification and fallback, adoption of external files, key validation,
- * serialised concurrent saves, and real write failures (ENOSPC on a tiny tmpfs, EFBIG under a
- * file-size limit) leaving the previous checkpoint intact.
+ * Tests of the local checkpoint store against real files in a temporary directory: the shared
+ * contract suite (test/activities/checkpoint-store-contract.ts), then what only the local store
+ * has: its on-disk layout, the durable write, temp-file cleanup that spares live writers, new
+ * directories fsynced into their parents, adoption of external files, and real write failures
+ * (ENOSPC on a tiny tmpfs, EFBIG under a file-size limit) leaving the previous checkpoint intact.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -15,8 +15,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { LocalCheckpointStore, writeFileDurably } from '../../src/activities/checkpoint-store';
 import type { CheckpointPointer } from '../../src/shared/types';
+import { KEY, bytes, checkpointStoreContract, sha256 } from './checkpoint-store-contract';
 
-const KEY = 'sess-1/exp-a';
 const roots: string[] = [];
 
 after(async () => {
@@ -34,170 +34,162 @@ async function newStore(): Promise<{ root: string; store: LocalCheckpointStore }
   return { root, store: new LocalCheckpointStore(root) };
 }
 
-function sha256(...parts: Uint8Array[]): string {
-  const hash = createHash('sha256');
-  for (const part of parts) hash.update(part);
-  return hash.digest('hex');
-}
-
-function bytes(length: number, seed: number): Buffer {
-  const out = Buffer.allocUnsafe(length);
-  for (let i = 0; i < length; i++) out[i] = (i * 31 + seed * 7) & 0xff;
-  return out;
-}
-
 async function entries(dir: string): Promise<string[]> {
   return (await fs.readdir(dir)).sort();
 }
 
-void describe('LocalCheckpointStore', () => {
-  void test('save, list and read round-trip with a complete pointer', async () => {
-    const { store } = await newStore();
-    const data = bytes(100_000, 1);
-    const pointer = await store.save(KEY, { epoch: 2, step: 30, attempt: 1, data, metrics: { loss: 0.5, acc: 0.9, bad: Number.NaN } }, 3);
+async function currentManifestFile(dir: string): Promise<string> {
+  const names = (await entries(dir)).filter((name) => /^manifest-\d{12}\.json$/.test(name));
+  assert.ok(names.length > 0, `a manifest generation in ${dir}`);
+  return path.join(dir, names[names.length - 1]);
+}
 
-    assert.equal(pointer.sha256, sha256(data));
-    assert.equal(pointer.bytes, data.byteLength);
-    assert.equal(pointer.epoch, 2);
-    assert.equal(pointer.step, 30);
-    // NaN cannot travel as JSON, so it is dropped rather than becoming null.
-    assert.deepEqual(pointer.metrics, { loss: 0.5, acc: 0.9 });
-    assert.ok(pointer.uri.startsWith('file://'));
+/** Every file under `dir` (not in run places below it), minus manifests, by name. */
+async function storedFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await fs.readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    if (entry.isDirectory() && entry.name.startsWith('attempt-')) out.push(...(await storedFiles(path.join(dir, entry.name))));
+    else if (entry.isFile() && !/^manifest(-\d{12})?\.json$/.test(entry.name)) out.push(entry.name);
+  }
+  return out.sort();
+}
+
+checkpointStoreContract('local directory', async () => {
+  const { root, store } = await newStore();
+  return {
+    store,
+    another: () => new LocalCheckpointStore(root),
+    overwriteBlob: (pointer, data) => fs.writeFile(fileURLToPath(pointer.uri), data),
+    removeBlob: (pointer) => fs.rm(fileURLToPath(pointer.uri)),
+    stored: (key, runId) => storedFiles(path.join(root, ...key.split('/'), ...(runId ? [`run-${runId}`] : []))),
+    blobName: (pointer) => path.basename(fileURLToPath(pointer.uri)),
+    isEmpty: async () => (await fs.readdir(root)).length === 0,
+    inChild: { module: path.resolve(__dirname, '../../src/activities/checkpoint-store'), exportName: 'LocalCheckpointStore', args: [root] },
+  };
+});
+
+void describe('LocalCheckpointStore', () => {
+  void test('lays out a key as a directory, each run as a place below it, each manifest generation as a file', async () => {
+    const { root, store } = await newStore();
+    const pointer = await store.save(KEY, { epoch: 2, step: 30, attempt: 1, data: bytes(1000, 1) }, 3);
     const file = fileURLToPath(pointer.uri);
     assert.equal(path.dirname(file), store.dirFor(KEY));
+    assert.equal(store.dirFor(KEY), path.join(root, 'sess-1', 'exp-a'));
     assert.match(path.basename(file), /^ck-000002-00000030-a1-[0-9a-f]+\.ckpt$/);
     assert.equal(pointer.checkpointId, path.basename(file, '.ckpt'));
-    assert.equal(new Date(pointer.savedAt).toISOString(), pointer.savedAt);
+    const manifest = JSON.parse(await fs.readFile(path.join(store.dirFor(KEY), 'manifest-000000000001.json'), 'utf8'));
+    assert.deepEqual(manifest, { version: 1, key: KEY, fence: null, checkpoints: [pointer] });
 
-    assert.deepEqual(await store.list(KEY), [pointer]);
-    assert.deepEqual(await store.read(pointer), data);
-
-    const manifest = JSON.parse(await fs.readFile(path.join(store.dirFor(KEY), 'manifest.json'), 'utf8'));
-    assert.deepEqual(manifest, { version: 1, key: KEY, checkpoints: [pointer] });
-
-    const second = await store.save(KEY, { epoch: 3, step: 0, attempt: 1, data: bytes(10, 2) }, 3);
-    assert.deepEqual(second.metrics, {});
-    assert.deepEqual(await store.list(KEY), [second, pointer], 'newest first');
-    assert.deepEqual(await store.list('sess-1/never-saved'), []);
+    const runId = '0b1c2d3e-0000-4000-8000-000000000001';
+    const token = { invocation: 1, attempt: 2 };
+    await store.registerAttempt(KEY, runId, token);
+    const inRun = await store.save(KEY, { epoch: 0, step: 1, attempt: 2, data: bytes(10, 2), runId, fence: token }, 3);
+    const runDir = path.join(store.dirFor(KEY), `run-${runId}`);
+    assert.equal(store.dirFor(KEY, runId), runDir);
+    assert.equal(path.dirname(fileURLToPath(inRun.uri)), runDir);
+    assert.equal(inRun.runId, runId);
+    assert.equal(store.dirFor(KEY, runId, token), path.join(runDir, 'attempt-1-2'), 'external trainers write per attempt');
+    const runManifest = JSON.parse(await fs.readFile(await currentManifestFile(runDir), 'utf8'));
+    assert.deepEqual(runManifest, { version: 1, key: KEY, fence: token, checkpoints: [inRun] });
+    // Superseded generations are pruned behind the current one, keeping a few.
+    for (let step = 2; step < 20; step++) await store.save(KEY, { epoch: 0, step, attempt: 2, data: bytes(10, step), runId, fence: token }, 3);
+    const generations = (await entries(runDir)).filter((name) => name.startsWith('manifest-'));
+    assert.deepEqual(generations, Array.from({ length: 8 }, (_, i) => `manifest-${String(13 + i).padStart(12, '0')}.json`));
   });
 
-  void test('streams sync and async iterables without changing what is hashed', async () => {
+  void test('reads a manifest.json written before generations, and supersedes it on the next write', async () => {
     const { store } = await newStore();
-    // Mixed sizes: small chunks go through the staging buffer, large ones straight to disk.
-    const chunks = [bytes(1000, 1), bytes(300_000, 2), new Uint8Array(bytes(17, 3)), bytes(5 << 20, 4), bytes(1, 5)];
-    const expected = sha256(...chunks);
-    const whole = Buffer.concat(chunks);
-
-    const fromIterable = await store.save(KEY, { epoch: 0, step: 1, attempt: 1, data: chunks }, 10);
-    assert.equal(fromIterable.sha256, expected);
-    assert.equal(fromIterable.bytes, whole.byteLength);
-    assert.deepEqual(await store.read(fromIterable), whole);
-
-    async function* slowly(): AsyncIterable<Uint8Array> {
-      for (const chunk of chunks) {
-        await new Promise((resolve) => setImmediate(resolve));
-        yield chunk;
-      }
-    }
-    const fromAsync = await store.save(KEY, { epoch: 0, step: 2, attempt: 1, data: slowly() }, 10);
-    assert.equal(fromAsync.sha256, expected);
-    assert.deepEqual(await store.read(fromAsync), whole);
-
-    // A producer that refills one buffer for every chunk (a common serialiser pattern).
-    function* reusing(): Iterable<Uint8Array> {
-      const scratch = Buffer.alloc(400_000);
-      for (const chunk of chunks) {
-        scratch.fill(0);
-        chunk.forEach((b, i) => (scratch[i] = b));
-        yield scratch.subarray(0, chunk.byteLength);
-      }
-    }
-    const fromReused = await store.save(KEY, { epoch: 0, step: 3, attempt: 1, data: reusing() }, 10);
-    const reusedExpected = Buffer.concat(chunks.map((c) => (c.byteLength <= 400_000 ? c : Buffer.from(c.subarray(0, 400_000)))));
-    assert.equal(fromReused.sha256, sha256(reusedExpected));
-    assert.deepEqual(await store.read(fromReused), reusedExpected);
+    const dir = store.dirFor(KEY);
+    const blob = path.join(dir, 'ck-000001-00000000-a1-0000.ckpt');
+    await fs.writeFile(blob, bytes(500, 1));
+    const legacy: CheckpointPointer = {
+      checkpointId: 'ck-000001-00000000-a1-0000',
+      uri: pathToFileURL(blob).href,
+      epoch: 1,
+      step: 0,
+      sha256: sha256(bytes(500, 1)),
+      bytes: 500,
+      metrics: {},
+      savedAt: new Date().toISOString(),
+    };
+    await fs.writeFile(path.join(dir, 'manifest.json'), JSON.stringify({ version: 1, key: KEY, checkpoints: [legacy] }));
+    assert.deepEqual(await store.list(KEY), [legacy]);
+    assert.equal((await store.latestVerified(KEY)).checkpoint?.pointer.checkpointId, legacy.checkpointId);
+    const next = await store.save(KEY, { epoch: 2, step: 0, attempt: 1, data: bytes(10, 2) }, 5);
+    assert.deepEqual(await store.list(KEY), [next, legacy]);
+    assert.ok(!(await entries(dir)).includes('manifest.json'));
   });
 
-  void test('a failing producer leaves no temp file and no manifest entry', async () => {
-    const { store } = await newStore();
-    const first = await store.save(KEY, { epoch: 0, step: 1, attempt: 1, data: bytes(10, 1) }, 3);
-    function* failing(): Iterable<Uint8Array> {
-      yield bytes(1000, 2);
-      throw new Error('serialiser exploded');
-    }
-    await assert.rejects(store.save(KEY, { epoch: 0, step: 2, attempt: 1, data: failing() }, 3), /checkpoint write failed for sess-1\/exp-a at .*\.tmp-.*: serialiser exploded/);
-    assert.deepEqual(await store.list(KEY), [first]);
-    assert.deepEqual(await entries(store.dirFor(KEY)), [path.basename(fileURLToPath(first.uri)), 'manifest.json'].sort());
-  });
-
-  void test('writeFileDurably replaces a file atomically and reports its hash', async () => {
+  void test('writeFileDurably replaces a file atomically, or with `exclusive` refuses to', async () => {
     const root = await newRoot();
     const target = path.join(root, 'blob');
     await fs.writeFile(target, 'old');
     const data = bytes(3 << 20, 9);
     assert.deepEqual(await writeFileDurably(target, data), { sha256: sha256(data), bytes: data.byteLength });
     assert.deepEqual(await fs.readFile(target), data);
-    assert.deepEqual(await entries(root), ['blob']);
+    await assert.rejects(writeFileDurably(target, bytes(10, 1), { exclusive: true }), (err: Error & { code?: string }) => err.code === 'EEXIST');
+    assert.deepEqual(await fs.readFile(target), data);
+    await writeFileDurably(path.join(root, 'new'), bytes(10, 1), { exclusive: true });
+    assert.deepEqual(await entries(root), ['blob', 'new'], 'no temp file left');
   });
 
-  void test('prunes to the newest `keep` checkpoints', async () => {
-    const { store } = await newStore();
-    const saved: CheckpointPointer[] = [];
-    for (let epoch = 0; epoch < 4; epoch++) saved.push(await store.save(KEY, { epoch, step: 0, attempt: 1, data: bytes(1000, epoch) }, 2));
-    assert.deepEqual(await store.list(KEY), [saved[3], saved[2]]);
-    const expectedFiles = [saved[2], saved[3]].map((p) => path.basename(fileURLToPath(p.uri)));
-    assert.deepEqual(await entries(store.dirFor(KEY)), [...expectedFiles, 'manifest.json'].sort());
-  });
-
-  void test('removes temp files of crashed writes once they are stale', async () => {
+  void test("temp-file cleanup removes a dead writer's file and never a live writer's, however old", async () => {
     const { store } = await newStore();
     const dir = store.dirFor(KEY);
-    await fs.writeFile(path.join(dir, '.tmp-crashed'), 'x');
-    const old = new Date(Date.now() - 5 * 60_000);
-    await fs.utimes(path.join(dir, '.tmp-crashed'), old, old);
-    await fs.writeFile(path.join(dir, '.tmp-in-flight'), 'x');
-    await store.save(KEY, { epoch: 0, step: 0, attempt: 1, data: bytes(10, 1) }, 3);
-    const names = await entries(dir);
-    assert.ok(!names.includes('.tmp-crashed'));
-    assert.ok(names.includes('.tmp-in-flight'), 'a fresh temp file may belong to a live writer');
+    const host = os.hostname();
+    // A real live process (frozen writers look just like this one) and a real dead one.
+    const live = spawn('sleep', ['600'], { stdio: 'ignore' });
+    const dead = spawn('true', [], { stdio: 'ignore' });
+    await new Promise((resolve) => dead.once('exit', resolve));
+    try {
+      const old = new Date(Date.now() - 5 * 3_600_000);
+      const names = {
+        live: `.tmp-ck-a.ckpt.0000~${live.pid}@${host}`,
+        dead: `.tmp-ck-b.ckpt.0000~${dead.pid}@${host}`,
+        foreignOld: `.tmp-ck-c.ckpt.0000~1@another-host`,
+        foreignFresh: `.tmp-ck-d.ckpt.0000~1@another-host`,
+        unnamedOld: '.tmp-crashed-by-an-older-version',
+      };
+      for (const name of Object.values(names)) await fs.writeFile(path.join(dir, name), 'x');
+      for (const name of [names.live, names.dead, names.foreignOld, names.unnamedOld]) await fs.utimes(path.join(dir, name), old, old);
+      await store.save(KEY, { epoch: 0, step: 0, attempt: 1, data: bytes(10, 1) }, 3);
+      const left = await entries(dir);
+      assert.ok(left.includes(names.live), 'a live writer keeps its temp file');
+      assert.ok(!left.includes(names.dead), "a dead writer's temp file is removed");
+      assert.ok(!left.includes(names.foreignOld) && !left.includes(names.unnamedOld), 'an unverifiable owner is judged by age');
+      assert.ok(left.includes(names.foreignFresh), 'a fresh temp file of an unverifiable owner is kept');
+    } finally {
+      live.kill('SIGKILL');
+    }
   });
 
-  void test('latestVerified skips a truncated, a corrupted and a missing newest blob', async () => {
-    const { store } = await newStore();
-    const [p0, p1] = [
-      await store.save(KEY, { epoch: 0, step: 5, attempt: 1, data: bytes(5000, 0) }, 5),
-      await store.save(KEY, { epoch: 1, step: 0, attempt: 1, data: bytes(5000, 1) }, 5),
-    ];
-    const p2 = await store.save(KEY, { epoch: 1, step: 7, attempt: 2, data: bytes(5000, 2) }, 5);
-
-    const good = await store.latestVerified(KEY);
-    assert.equal(good.checkpoint?.pointer.checkpointId, p2.checkpointId);
-    assert.deepEqual(good.checkpoint?.data, bytes(5000, 2));
-    assert.deepEqual(good.warnings, []);
-
-    await fs.truncate(fileURLToPath(p2.uri), 100);
-    const truncated = await store.latestVerified(KEY);
-    assert.equal(truncated.checkpoint?.pointer.checkpointId, p1.checkpointId);
-    assert.deepEqual(truncated.checkpoint?.data, bytes(5000, 1));
-    assert.equal(truncated.warnings.length, 1);
-    assert.match(truncated.warnings[0], new RegExp(`^checkpoint ${p2.checkpointId} \\(epoch 1, step 7\\) skipped: size mismatch \\(expected 5000 bytes, found 100\\)$`));
-
-    // Same length, different content: only the hash can tell.
-    const flipped = bytes(5000, 1);
-    flipped[42] ^= 0xff;
-    await fs.writeFile(fileURLToPath(p1.uri), flipped);
-    const corrupted = await store.latestVerified(KEY);
-    assert.equal(corrupted.checkpoint?.pointer.checkpointId, p0.checkpointId);
-    assert.equal(corrupted.warnings.length, 2);
-    assert.match(corrupted.warnings[1], new RegExp(`^checkpoint ${p1.checkpointId} \\(epoch 1, step 0\\) skipped: sha256 mismatch \\(expected ${p1.sha256.slice(0, 12)}…, got [0-9a-f]{12}…\\)$`));
-    await assert.rejects(store.read(p1), /sha256 mismatch/);
-
-    await fs.rm(fileURLToPath(p0.uri));
-    const none = await store.latestVerified(KEY);
-    assert.equal(none.checkpoint, undefined);
-    assert.equal(none.warnings.length, 3);
-    assert.equal(none.warnings[2], `checkpoint ${p0.checkpointId} (epoch 0, step 5) skipped: file missing`);
-    await assert.rejects(store.read(p0), /file missing/);
+  void test('new directories are fsynced into their parents (seen by strace)', async () => {
+    const root = await newRoot();
+    const script = path.join(root, 'child.ts');
+    const storeModule = path.resolve(__dirname, '../../src/activities/checkpoint-store');
+    await fs.writeFile(
+      script,
+      `import { LocalCheckpointStore } from ${JSON.stringify(storeModule)};
+       new LocalCheckpointStore(${JSON.stringify(path.join(root, 'store'))}).dirFor('s/e', 'run-1');`,
+    );
+    // strace is the real observer of fsync(2): the test fails, not skips, where it is missing.
+    const { stderr } = await promisify(execFile)('strace', ['-f', '-e', 'trace=mkdir,mkdirat,openat,fsync', '-e', 'signal=none', process.execPath, '--import', 'tsx', script], {
+      cwd: path.resolve(__dirname, '../..'),
+      maxBuffer: 64 << 20,
+    });
+    const lines = stderr.split('\n');
+    const opened = new Map<string, string>();
+    const synced = new Set<string>();
+    for (const line of lines) {
+      const open = /openat\(AT_FDCWD, "([^"]+)", [^)]*\) = (\d+)/.exec(line);
+      if (open) opened.set(open[2], open[1]);
+      const sync = /fsync\((\d+)\) += 0/.exec(line);
+      if (sync && opened.has(sync[1])) synced.add(opened.get(sync[1]) as string);
+    }
+    for (const dir of ['store', 'store/s', 'store/s/e', 'store/s/e/run-run-1']) {
+      assert.ok(lines.some((l) => l.includes(`"${path.join(root, dir)}"`) && /mkdir/.test(l)), `${dir} created`);
+      assert.ok(synced.has(path.dirname(path.join(root, dir))), `the parent of ${dir} fsynced; synced: ${[...synced].join(', ')}`);
+    }
   });
 
   void test('latestVerified takes a newer verified extra candidate and skips one outside the directory', async () => {
@@ -244,35 +236,17 @@ void describe('LocalCheckpointStore', () => {
   void test('an unparseable manifest is reported, never silently replaced', async () => {
     const { store } = await newStore();
     const first = await store.save(KEY, { epoch: 1, step: 0, attempt: 1, data: bytes(100, 1) }, 5);
-    const manifestFile = path.join(store.dirFor(KEY), 'manifest.json');
+    const manifestFile = await currentManifestFile(store.dirFor(KEY));
     await fs.writeFile(manifestFile, '{"version": 1, "checkpoints": [');
 
     await assert.rejects(store.list(KEY), (err: Error) => err.message.includes(manifestFile) && /corrupt/.test(err.message));
-    await assert.rejects(store.save(KEY, { epoch: 2, step: 0, attempt: 1, data: bytes(100, 2) }, 5), /manifest\.json is corrupt/);
-    assert.deepEqual(await entries(store.dirFor(KEY)), [path.basename(fileURLToPath(first.uri)), 'manifest.json'].sort(), 'no orphan blob');
+    await assert.rejects(store.save(KEY, { epoch: 2, step: 0, attempt: 1, data: bytes(100, 2) }, 5), /manifest-000000000001\.json is corrupt/);
+    assert.deepEqual(await entries(store.dirFor(KEY)), [path.basename(fileURLToPath(first.uri)), path.basename(manifestFile)].sort(), 'no orphan blob');
 
     const fallback = await store.latestVerified(KEY, [first]);
     assert.equal(fallback.checkpoint?.pointer.checkpointId, first.checkpointId);
     assert.equal(fallback.warnings.length, 1);
-    assert.match(fallback.warnings[0], /manifest\.json is corrupt .*only the checkpoints reported by the caller are considered/);
-  });
-
-  void test('rejects malformed keys before touching the filesystem', async () => {
-    const { root, store } = await newStore();
-    const data = bytes(10, 1);
-    for (const key of ['../x/y', 'a/b/c', 'a\\b/c', '../x', 'a/..', 'a', '/a/b', 'a/', '', 'a/b\u0000']) {
-      await assert.rejects(store.save(key, { epoch: 0, step: 0, attempt: 1, data }, 1), (err: Error) => {
-        assert.match(err.message, /^checkpoint store key /);
-        assert.ok(err.message.includes(JSON.stringify(key)), err.message);
-        return true;
-      });
-      assert.throws(() => store.dirFor(key), /checkpoint store key/);
-      await assert.rejects(store.list(key), /checkpoint store key/);
-      await assert.rejects(store.latestVerified(key), /checkpoint store key/);
-    }
-    await assert.rejects(store.save('a/b', { epoch: 0, step: 0, attempt: 1, data }, 0), /checkpoints to keep: expected an integer >= 1/);
-    await assert.rejects(store.save('a/b', { epoch: -1, step: 0, attempt: 1, data }, 1), /checkpoint epoch: expected a non-negative integer/);
-    assert.deepEqual(await fs.readdir(root), []);
+    assert.match(fallback.warnings[0], /manifest-000000000001\.json is corrupt .*only the checkpoints reported by the caller are considered/);
   });
 
   void test('adopt records a file inside the directory and refuses anything else', async () => {
@@ -303,26 +277,22 @@ void describe('LocalCheckpointStore', () => {
     await assert.rejects(store.adopt(KEY, '../exp-b/../../outside.bin', meta, 3), /outside the checkpoint directory/);
     await assert.rejects(store.adopt(KEY, path.join(dir, 'nope.bin'), meta, 3), /nope\.bin for sess-1\/exp-a: file does not exist/);
     await assert.rejects(store.adopt(KEY, path.join(dir, 'subdir'), meta, 3), /not a regular file/);
-    await assert.rejects(store.adopt(KEY, 'manifest.json', meta, 3), /store's own files/);
+    await assert.rejects(store.adopt(KEY, path.basename(await currentManifestFile(dir)), meta, 3), /store's own files/);
     assert.equal((await store.list(KEY)).length, 2, 'refusals record nothing');
   });
 
-  void test('concurrent saves for one key all reach the manifest', async () => {
+  void test('adopt accepts files in an attempt directory of the run and refuses the store\'s own files there', async () => {
     const { store } = await newStore();
-    const saves = await Promise.all(
-      [0, 1, 2, 3, 4].map((step) => store.save(KEY, { epoch: 0, step, attempt: 1, data: bytes(50_000 + step, step) }, 100)),
-    );
-    const listed = await store.list(KEY);
-    assert.equal(listed.length, 5);
-    assert.deepEqual(new Set(listed.map((p) => p.checkpointId)), new Set(saves.map((p) => p.checkpointId)));
-    for (const pointer of saves) assert.deepEqual(await store.read(pointer), bytes(50_000 + pointer.step, pointer.step));
-
-    // With pruning in play, the kept entries and the files on disk still agree.
-    await Promise.all([5, 6, 7, 8, 9].map((step) => store.save(KEY, { epoch: 0, step, attempt: 1, data: bytes(10, step) }, 2)));
-    const kept = await store.list(KEY);
-    assert.deepEqual(kept.map((p) => p.step), [9, 8]);
-    const blobs = (await entries(store.dirFor(KEY))).filter((name) => name.endsWith('.ckpt'));
-    assert.deepEqual(blobs, kept.map((p) => path.basename(fileURLToPath(p.uri))).sort());
+    const runId = 'r-1';
+    const token = { invocation: 0, attempt: 1 };
+    await store.registerAttempt(KEY, runId, token);
+    const attemptDir = store.dirFor(KEY, runId, token);
+    await fs.writeFile(path.join(attemptDir, 'epoch-1.bin'), bytes(100, 1));
+    const adopted = await store.adopt(KEY, path.join(attemptDir, 'epoch-1.bin'), { epoch: 1, step: 0, attempt: 1, runId, fence: token }, 3);
+    assert.deepEqual(await store.read(adopted), bytes(100, 1));
+    assert.deepEqual(await store.list(KEY, { runId }), [adopted]);
+    const manifest = await currentManifestFile(store.dirFor(KEY, runId));
+    await assert.rejects(store.adopt(KEY, manifest, { epoch: 2, step: 0, attempt: 1, runId, fence: token }, 3), /store's own files/);
   });
 
   void test('ENOSPC on a full filesystem leaves the previous checkpoint intact', async () => {
@@ -350,7 +320,7 @@ void describe('LocalCheckpointStore', () => {
 
       assert.deepEqual(await store.list(KEY), [first]);
       assert.deepEqual(await store.read(first), bytes(20_000, 1));
-      assert.deepEqual(await entries(dir), [path.basename(fileURLToPath(first.uri)), 'manifest.json'].sort(), 'no temp file left');
+      assert.deepEqual(await entries(dir), [path.basename(fileURLToPath(first.uri)), 'manifest-000000000001.json'].sort(), 'no temp file left');
       // The space is reclaimed: a checkpoint that fits still saves.
       const third = await store.save(KEY, { epoch: 2, step: 0, attempt: 2, data: bytes(20_000, 3) }, 3);
       assert.deepEqual(await store.list(KEY), [third, first]);
@@ -363,9 +333,11 @@ void describe('LocalCheckpointStore', () => {
         (err: Error & { code?: string }) => err,
       );
       assert.equal(manifestFailure.code, 'ENOSPC');
-      assert.ok(manifestFailure.message.includes(path.join(dir, '.tmp-manifest.json-')), manifestFailure.message);
+      assert.ok(manifestFailure.message.includes(path.join(dir, '.tmp-manifest-000000000003.json.')), manifestFailure.message);
       assert.deepEqual(await store.list(KEY), [third, first]);
-      assert.deepEqual(await entries(dir), [first, third].map((p) => path.basename(fileURLToPath(p.uri))).concat('manifest.json').sort());
+      const files = await entries(dir);
+      assert.deepEqual(files.filter((name) => !name.startsWith('manifest-')), [first, third].map((p) => path.basename(fileURLToPath(p.uri))).sort());
+      assert.deepEqual(files.filter((name) => name.startsWith('manifest-')), ['manifest-000000000001.json', 'manifest-000000000002.json'], 'no temp file left');
     } finally {
       execFileSync('umount', ['-l', mountPoint]);
     }
@@ -404,6 +376,6 @@ void describe('LocalCheckpointStore', () => {
     const store = new LocalCheckpointStore(path.join(root, 'store'));
     assert.deepEqual(await store.list('s/e'), [first]);
     assert.deepEqual(await store.read(first), Buffer.alloc(8192, 1));
-    assert.deepEqual(await entries(store.dirFor('s/e')), [path.basename(fileURLToPath(first.uri)), 'manifest.json'].sort());
+    assert.deepEqual(await entries(store.dirFor('s/e')), [path.basename(fileURLToPath(first.uri)), 'manifest-000000000001.json'].sort());
   });
 });

@@ -272,6 +272,10 @@ class FakeContext implements TrainerContext<CommandParams> {
   setEpochs(n: number): void {
     this.epochs = n;
   }
+  touches = 0;
+  touch(): void {
+    this.touches++;
+  }
   async step(report: StepReport): Promise<void> {
     this.steps.push(report);
   }
@@ -490,7 +494,8 @@ describe('experiments on the dev server', () => {
       [4, 3, 2, 1].map((n) => [`ckpt-e000${n}-s000000`, n, 0]),
     );
     for (const pointer of manifest) {
-      assert.equal(path.dirname(fileURLToPath(pointer.uri)), fs.realpathSync(path.join(w.checkpointDir, 'cmd-ok', 'e')));
+      // The run's place, and in it the first attempt's own directory (invocation 0, attempt 1).
+      assert.equal(path.dirname(fileURLToPath(pointer.uri)), fs.realpathSync(path.join(w.checkpointDir, 'cmd-ok', 'e', `run-${pointer.runId}`, 'attempt-0-1')));
       assert.deepEqual(await store().read(pointer), fs.readFileSync(fileURLToPath(pointer.uri)), 'verifies against its recorded sha256');
       assert.deepEqual(Object.keys(pointer.metrics).sort(), ['accuracy', 'loss']);
     }

@@ -67,6 +67,9 @@ class FakeContext implements TrainerContext<MlpParams> {
   setEpochs(epochs: number): void {
     this.epochs = epochs;
   }
+  touch(): void {
+    // The mlp trainer reports liveness through step(); nothing to record.
+  }
 
   async step(report: StepReport): Promise<void> {
     this.steps.push(report);

@@ -1,18 +1,28 @@
 /**
- * The durable local write: temp file in the target's directory, fsync, rename, fsync of the
- * directory, hashing the very chunks written. Also the cleanup of temp files left by crashed
- * writes. Nothing here knows about manifests or keys.
+ * The durable local write: temp file in the target's directory, fsync, rename (or link, to publish
+ * without replacing), fsync of the directory, hashing the very chunks written. Also directories
+ * created durably, and the cleanup of temp files left by crashed writes (never a live writer's).
+ * Nothing here knows about manifests or keys.
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, statSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
+import { hostname } from 'node:os';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { CheckpointData } from '../trainer';
 import { DurableWriteError, errorCode, errorMessage, type DurableWriteOp } from './errors';
 
 export const TMP_PREFIX = '.tmp-';
-/** A temp file untouched for this long belongs to a crashed write (live writers keep its mtime fresh). */
-const STALE_TMP_MS = 60_000;
+/**
+ * A temp file whose owner cannot be checked (written on another host, or by an older version)
+ * counts as a crashed write's after this long untouched. One whose owner is a process on this
+ * host is removed only once that process is gone, however long it has been frozen.
+ */
+const FOREIGN_TMP_MS = 3_600_000;
+/** Temp names end in `~<pid>@<host>`, so cleanup can tell whether their writer still lives. */
+const OWNER = `~${process.pid}@${hostname()}`;
+const OWNER_PATTERN = /~(\d+)@([^/]*)$/;
 /**
  * Hashing runs on the main thread while writes, reads and fsyncs run in the libuv pool. Hashing in
  * slices and yielding between them lets an I/O completion start the next syscall (notably the
@@ -25,15 +35,24 @@ const STAGING_BYTES = 4 << 20;
 /** Unit of writes, and of the writeback started behind them (see FlushingWriter). */
 const WRITE_PIECE = 32 << 20;
 
+export interface DurableWriteOptions {
+  /**
+   * Publish with link(2) instead of rename(2): fails with a DurableWriteError of code EEXIST when
+   * `target` already exists, so exactly one of several writers racing for a name wins it.
+   * @default false (replace `target`)
+   */
+  readonly exclusive?: boolean;
+}
+
 /**
  * Writes `data` to `target` so that after it resolves the file survives a crash with exactly these
  * bytes, and before it resolves `target` is either absent or its previous content: temp file in the
- * same directory, fsync, rename, fsync of the directory. The temp file is removed on failure.
- * The sha256 is computed from the very chunks written, without copying large chunks.
+ * same directory, fsync, rename (or link), fsync of the directory. The temp file is removed on
+ * failure. The sha256 is computed from the very chunks written, without copying large chunks.
  */
-export async function writeFileDurably(target: string, data: CheckpointData): Promise<{ sha256: string; bytes: number }> {
+export async function writeFileDurably(target: string, data: CheckpointData, options: DurableWriteOptions = {}): Promise<{ sha256: string; bytes: number }> {
   const dir = path.dirname(target);
-  const tmp = path.join(dir, `${TMP_PREFIX}${path.basename(target)}-${randomBytes(4).toString('hex')}`);
+  const tmp = tempName(target);
   let fh: FileHandle | undefined;
   let renamed = false;
   try {
@@ -43,14 +62,20 @@ export async function writeFileDurably(target: string, data: CheckpointData): Pr
     const handle = fh;
     fh = undefined;
     await step('close', tmp, () => handle.close());
-    await step('rename', target, () => fs.rename(tmp, target));
-    renamed = true;
+    if (options.exclusive) {
+      await step('link', target, () => fs.link(tmp, target));
+      renamed = true;
+      await fs.rm(tmp, { force: true });
+    } else {
+      await step('rename', target, () => fs.rename(tmp, target));
+      renamed = true;
+    }
     await step('fsync directory', dir, () => fsyncDir(dir));
     return { sha256: hash.digest('hex'), bytes };
   } catch (err) {
     // close() waits for operations still pending on the handle, so the unlink can't race a write.
     if (fh) await fh.close().catch(() => undefined);
-    if (!renamed) await fs.rm(tmp, { force: true }).catch(() => undefined);
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
     if (err instanceof DurableWriteError) {
       throw renamed === err.renamed ? err : new DurableWriteError(err.op, err.path, err.causeMessage, { code: err.code, renamed, cause: err.cause });
     }
@@ -203,7 +228,51 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Deletes `.tmp-*` files left by writes that crashed; best effort, as they only cost space. */
+/** A temp file name next to `target`, naming this process as its writer. */
+export function tempName(target: string): string {
+  return path.join(path.dirname(target), `${TMP_PREFIX}${path.basename(target)}.${randomBytes(4).toString('hex')}${OWNER}`);
+}
+
+/**
+ * Creates `dir` and any missing parents, fsyncing each new directory into its parent, so a crash
+ * cannot lose the directory a durable file was written into.
+ */
+export function mkdirDurably(dir: string): void {
+  const missing: string[] = [];
+  for (let at = path.resolve(dir); ; at = path.dirname(at)) {
+    if (exists(at)) break;
+    missing.unshift(at);
+    if (path.dirname(at) === at) break;
+  }
+  if (missing.length === 0) return;
+  mkdirSync(dir, { recursive: true });
+  for (const created of missing) fsyncDirSync(path.dirname(created));
+}
+
+function exists(file: string): boolean {
+  try {
+    statSync(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function fsyncDirSync(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } catch (err) {
+    if (!['EINVAL', 'ENOTSUP', 'EISDIR', 'EPERM'].includes(errorCode(err) ?? '')) throw err;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Deletes `.tmp-*` files left by writes that crashed; best effort, as they only cost space. A file
+ * whose writer is a live process on this host is never touched (a frozen writer may resume).
+ */
 export async function removeStaleTemps(dir: string): Promise<void> {
   let names: string[];
   try {
@@ -217,9 +286,24 @@ export async function removeStaleTemps(dir: string): Promise<void> {
     const file = path.join(dir, name);
     try {
       const stats = await fs.lstat(file);
-      if (stats.isFile() && now - stats.mtimeMs > STALE_TMP_MS) await fs.rm(file, { force: true });
+      if (!stats.isFile()) continue;
+      const owner = OWNER_PATTERN.exec(name);
+      const local = owner !== null && owner[2] === hostname();
+      const stale = local ? !processAlive(Number(owner[1])) : now - stats.mtimeMs > FOREIGN_TMP_MS;
+      if (stale) await fs.rm(file, { force: true });
     } catch {
       // Another writer may have renamed or removed it meanwhile.
     }
+  }
+}
+
+/** Whether a process with this pid exists on this host (EPERM: it exists, owned by someone else). */
+export function processAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return errorCode(err) === 'EPERM';
   }
 }

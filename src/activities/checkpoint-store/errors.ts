@@ -3,7 +3,9 @@
  * naming the path and the code (ENOSPC, EACCES, ...).
  */
 
-export type DurableWriteOp = 'create directory' | 'open' | 'write' | 'read data' | 'fsync' | 'close' | 'rename' | 'fsync directory';
+import type { FenceToken } from './types';
+
+export type DurableWriteOp = 'create directory' | 'open' | 'write' | 'read data' | 'fsync' | 'close' | 'rename' | 'link' | 'fsync directory';
 
 /** A failed durable write: which step failed, on which path, with the system error's `code`. */
 export class DurableWriteError extends Error {
@@ -47,6 +49,32 @@ export class ManifestError extends Error {
     super(message);
     this.name = 'ManifestError';
   }
+}
+
+/**
+ * A write (or registration) from an attempt older than the newest one registered for the run.
+ * Nothing was changed. `type` is the ApplicationFailure type the runtime reports it under.
+ */
+export class StaleAttemptError extends Error {
+  readonly type = 'StaleAttempt';
+
+  constructor(
+    readonly key: string,
+    readonly runId: string | undefined,
+    readonly attempted: FenceToken,
+    readonly newest: FenceToken,
+    what: string,
+  ) {
+    super(
+      `${what} for ${key}${runId ? ` (run ${runId})` : ''} refused: attempt ${formatFence(attempted)} is stale, attempt ${formatFence(newest)} has started since; the newer attempt's checkpoints are untouched`,
+    );
+    this.name = 'StaleAttemptError';
+  }
+}
+
+/** `invocation 0 attempt 2`, as written in logs and errors. */
+export function formatFence(token: FenceToken): string {
+  return `invocation ${token.invocation} attempt ${token.attempt}`;
 }
 
 /** A store-level write failure naming the key, the path and the step that failed. */

@@ -1,34 +1,47 @@
 /**
- * The local-disk checkpoint store: a key's blobs, manifest and temp files live in
- * `<root>/<sessionId>/<experimentId>/`. Blobs are named
- * `ck-<epoch>-<step>-a<attempt>-<suffix>.ckpt`; `.tmp-*` files exist only while a write is in
- * flight or after a crash. The durable write, the manifest format and verification live in their
- * own modules; this class puts them together and serialises calls per key.
+ * The local-disk checkpoint store. A key's checkpoints live in `<root>/<sessionId>/<experimentId>/`;
+ * each experiment workflow run has its own place below it, `run-<runId>/`, holding its blobs
+ * (`ck-<epoch>-<step>-a<attempt>-<suffix>.ckpt`), its manifest generations and, while a write is in
+ * flight or after a crash, `.tmp-*` files. External trainers of a fenced attempt write into
+ * `attempt-<invocation>-<attempt>/` below the run's place, so a stale attempt never overwrites a
+ * newer one's files. Writes without a run id go to the key directory itself (the layout before
+ * runs had places), which reads across runs also cover.
+ *
+ * Safe against crashes at any point, and against concurrent writers in several processes: the
+ * manifest is committed by compare-and-swap (see manifest.ts), the fence is checked in the same
+ * step, and within one process calls for one place are also serialised.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { idProblem } from '../../shared/ids';
 import type { CheckpointPointer } from '../../shared/types';
-import { TMP_PREFIX, fsyncDir, removeStaleTemps, step, writeFileDurably } from './durable-write';
-import { CheckpointReadError, DurableWriteError, ManifestError, errorCode, errorMessage, withCode, writeFailure } from './errors';
-import { MANIFEST, encodeManifest, finiteMetrics, readManifest, withCheckpoint, type Manifest } from './manifest';
-import type { AdoptCheckpointInput, CheckpointStore, LatestVerifiedResult, SaveCheckpointInput } from './types';
+import { TMP_PREFIX, fsyncDir, mkdirDurably, removeStaleTemps, writeFileDurably } from './durable-write';
+import { CheckpointReadError, DurableWriteError, ManifestError, StaleAttemptError, errorCode, errorMessage, withCode, writeFailure } from './errors';
+import { compareFence, finiteMetrics, isManifestName, publish, readCurrent, withCheckpoint, type Manifest } from './manifest';
+import type { AdoptCheckpointInput, CheckpointStore, FenceToken, LatestVerifiedResult, SaveCheckpointInput } from './types';
 import { hashAndSyncFile, isInside, newestFirst, pointerProblem, readVerified, uriToPath } from './verify';
+
+const RUN_PREFIX = 'run-';
+/** Restarts of latestVerified after a candidate vanished because a concurrent writer pruned it. */
+const PRUNE_RACE_RETRIES = 20;
+/** Commit attempts before giving up on a place that other writers keep changing. */
+const COMMIT_TRIES = 1000;
 
 interface ParsedKey {
   readonly key: string;
+  /** The key's directory, which every run's place lies in. */
   readonly dir: string;
 }
 
-/**
- * Checkpoints on the local filesystem (or any mounted one). Safe against crashes at any point and
- * against concurrent calls for one key within this process; two processes saving the same key at
- * once can lose each other's manifest entries (the heartbeat pointer passed to latestVerified
- * covers that case).
- */
+/** One run's place (or the key's run-less place when `runId` is undefined). */
+interface Place extends ParsedKey {
+  readonly runId: string | undefined;
+  readonly placeDir: string;
+}
+
 export class LocalCheckpointStore implements CheckpointStore {
   private readonly root: string;
   private readonly tails = new Map<string, Promise<void>>();
@@ -37,31 +50,51 @@ export class LocalCheckpointStore implements CheckpointStore {
     this.root = path.resolve(rootDir);
   }
 
-  dirFor(key: string): string {
-    const { dir } = this.parseKey(key);
+  dirFor(key: string, runId?: string, fence?: FenceToken): string {
+    const place = this.place(key, runId);
+    const dir = fence ? path.join(place.placeDir, `attempt-${fence.invocation}-${fence.attempt}`) : place.placeDir;
     try {
-      mkdirSync(dir, { recursive: true });
+      mkdirDurably(dir);
     } catch (err) {
       throw withCode(`cannot create checkpoint directory ${dir} for ${key}: ${errorMessage(err)}`, err);
     }
     return dir;
   }
 
+  async registerAttempt(key: string, runId: string, token: FenceToken): Promise<void> {
+    checkFence(token);
+    if (runId === undefined) throw new Error('registerAttempt: expected a runId, received nothing');
+    const place = this.place(key, runId);
+    await this.serialized(place.placeDir, async () => {
+      this.ensurePlace(place);
+      await this.commit(place, (manifest) => {
+        if (manifest.fence && compareFence(token, manifest.fence) < 0) {
+          throw new StaleAttemptError(key, runId, token, manifest.fence, 'registering the attempt');
+        }
+        if (manifest.fence && compareFence(token, manifest.fence) === 0) return undefined;
+        return { next: { ...manifest, fence: token }, dropped: [] };
+      }, (current) => current.fence !== null && compareFence(current.fence, token) >= 0);
+    });
+  }
+
+  async currentFence(key: string, runId: string): Promise<FenceToken | null> {
+    const place = this.place(key, runId);
+    return (await readCurrent(key, place.placeDir)).manifest.fence;
+  }
+
   async save(key: string, input: SaveCheckpointInput, keep: number): Promise<CheckpointPointer> {
-    const parsed = this.parseKey(key);
+    const place = this.place(key, input.runId);
     checkPosition(input);
     checkKeep(keep);
+    if (input.fence) checkFence(input.fence);
     const metrics = finiteMetrics(input.metrics);
-    return this.serialized(parsed.key, async () => {
-      const { dir } = parsed;
-      await step('create directory', dir, () => fs.mkdir(dir, { recursive: true })).catch((err: unknown) => {
-        throw writeFailure(key, err);
-      });
-      await removeStaleTemps(dir);
-      // Read the manifest first: a corrupt one fails the save before it leaves an orphan blob.
-      const manifest = await this.readManifest(parsed);
+    return this.serialized(place.placeDir, async () => {
+      this.ensurePlace(place);
+      await removeStaleTemps(place.placeDir);
+      // Read the manifest first: a corrupt one, or a newer attempt, fails the save before it writes.
+      this.refuseIfStale(place, (await readCurrent(key, place.placeDir)).manifest, input.fence, 'checkpoint save');
       const name = `ck-${pad(input.epoch, 6)}-${pad(input.step, 8)}-a${input.attempt}-${randomBytes(4).toString('hex')}.ckpt`;
-      const file = path.join(dir, name);
+      const file = path.join(place.placeDir, name);
       let written: { sha256: string; bytes: number };
       try {
         written = await writeFileDurably(file, input.data);
@@ -71,34 +104,20 @@ export class LocalCheckpointStore implements CheckpointStore {
         if (err instanceof DurableWriteError && err.renamed) await fs.rm(file, { force: true }).catch(() => undefined);
         throw writeFailure(key, err);
       }
-      const pointer: CheckpointPointer = {
-        checkpointId: path.parse(name).name,
-        uri: pathToFileURL(file).href,
-        epoch: input.epoch,
-        step: input.step,
-        sha256: written.sha256,
-        bytes: written.bytes,
-        metrics,
-        savedAt: new Date().toISOString(),
-        ...(input.runId ? { runId: input.runId } : {}),
-      };
-      await this.record(parsed, manifest, pointer, keep, file);
+      const pointer = this.pointer(name, file, input, written, metrics);
+      await this.record(place, pointer, keep, input.fence, file, 'checkpoint save');
       return pointer;
     });
   }
 
-  async adopt(
-    key: string,
-    file: string,
-    input: AdoptCheckpointInput,
-    keep: number,
-  ): Promise<CheckpointPointer> {
-    const parsed = this.parseKey(key);
+  async adopt(key: string, file: string, input: AdoptCheckpointInput, keep: number): Promise<CheckpointPointer> {
+    const place = this.place(key, input.runId);
     checkPosition(input);
     checkKeep(keep);
+    if (input.fence) checkFence(input.fence);
     const metrics = finiteMetrics(input.metrics);
-    const dir = this.dirFor(key);
-    return this.serialized(parsed.key, async () => {
+    const dir = this.dirFor(key, input.runId);
+    return this.serialized(place.placeDir, async () => {
       // A relative path is taken relative to the checkpoint directory, where external trainers write.
       const given = path.resolve(dir, file);
       const fail = (what: string, err?: unknown) => withCode(`cannot adopt checkpoint ${given} for ${key}: ${what}`, err);
@@ -110,7 +129,7 @@ export class LocalCheckpointStore implements CheckpointStore {
       }
       const realDir = await fs.realpath(dir);
       if (!isInside(realDir, real)) throw fail(`it resolves to ${real}, outside the checkpoint directory ${realDir}`);
-      if (real === path.join(realDir, MANIFEST) || path.basename(real).startsWith(TMP_PREFIX)) {
+      if ((path.dirname(real) === realDir && isManifestName(path.basename(real))) || path.basename(real).startsWith(TMP_PREFIX)) {
         throw fail("it is one of the store's own files, not a checkpoint");
       }
       const stats = await fs.stat(real).catch((err: unknown) => {
@@ -118,7 +137,7 @@ export class LocalCheckpointStore implements CheckpointStore {
       });
       if (!stats.isFile()) throw fail('not a regular file');
       await removeStaleTemps(dir);
-      const manifest = await this.readManifest(parsed);
+      this.refuseIfStale(place, (await readCurrent(key, place.placeDir)).manifest, input.fence, `adopting ${given}`);
       let hashed: { sha256: string; bytes: number };
       try {
         hashed = await hashAndSyncFile(real, stats.size);
@@ -127,25 +146,19 @@ export class LocalCheckpointStore implements CheckpointStore {
       } catch (err) {
         throw fail(errorMessage(err), err);
       }
-      const pointer: CheckpointPointer = {
-        checkpointId: path.parse(real).name,
-        uri: pathToFileURL(real).href,
-        epoch: input.epoch,
-        step: input.step,
-        sha256: hashed.sha256,
-        bytes: hashed.bytes,
-        metrics,
-        savedAt: new Date().toISOString(),
-        ...(input.runId ? { runId: input.runId } : {}),
-      };
-      await this.record(parsed, manifest, pointer, keep, undefined);
+      const pointer = this.pointer(path.basename(real), real, input, hashed, metrics);
+      await this.record(place, pointer, keep, input.fence, undefined, `adopting ${given}`);
       return pointer;
     });
   }
 
-  async list(key: string): Promise<CheckpointPointer[]> {
-    const manifest = await this.readManifest(this.parseKey(key));
-    return [...manifest.checkpoints].reverse();
+  async list(key: string, options: { runId?: string } = {}): Promise<CheckpointPointer[]> {
+    const parsed = this.parseKey(key);
+    if (options.runId !== undefined) return [...(await readCurrent(key, this.place(key, options.runId).placeDir)).manifest.checkpoints].reverse();
+    const all: CheckpointPointer[] = [];
+    for (const place of this.places(parsed)) all.push(...[...(await readCurrent(key, place.placeDir)).manifest.checkpoints].reverse());
+    // Across runs by recording time; within a run the manifest's own order is kept (stable sort).
+    return all.sort((a, b) => (Date.parse(b.savedAt) || 0) - (Date.parse(a.savedAt) || 0));
   }
 
   async read(pointer: CheckpointPointer): Promise<Buffer> {
@@ -155,7 +168,7 @@ export class LocalCheckpointStore implements CheckpointStore {
   }
 
   /**
-   * When the manifest is unreadable, only `extra` candidates are tried (with a warning): the blobs
+   * When a manifest is unreadable, only `extra` candidates are tried (with a warning): the blobs
    * next to it have no recorded sha256 and so cannot be verified, and guessing at unverified bytes
    * is worse than starting over from a pointer we can check.
    */
@@ -165,17 +178,22 @@ export class LocalCheckpointStore implements CheckpointStore {
     options: { runId?: string } = {},
   ): Promise<LatestVerifiedResult> {
     const parsed = this.parseKey(key);
-    // Under the key's lock so a concurrent save can't prune the candidates while we try them.
-    return this.serialized(parsed.key, async () => {
+    const places = options.runId !== undefined ? [this.place(key, options.runId)] : this.places(parsed);
+    const realDir = await fs.realpath(parsed.dir).catch(() => parsed.dir);
+    for (let round = 0; ; round++) {
       const warnings: string[] = [];
+      const fromManifest = new Map<string, Place>();
       const candidates = new Map<string, CheckpointPointer>();
-      try {
-        for (const pointer of (await this.readManifest(parsed)).checkpoints) {
-          if (options.runId === undefined || pointer.runId === options.runId) candidates.set(pointer.checkpointId, pointer);
+      for (const place of places) {
+        try {
+          for (const pointer of (await readCurrent(key, place.placeDir)).manifest.checkpoints) {
+            candidates.set(pointer.checkpointId, pointer);
+            fromManifest.set(pointer.checkpointId, place);
+          }
+        } catch (err) {
+          if (!(err instanceof ManifestError)) throw err;
+          warnings.push(`${err.message}; only the checkpoints reported by the caller are considered`);
         }
-      } catch (err) {
-        if (!(err instanceof ManifestError)) throw err;
-        warnings.push(`${err.message}; only the checkpoints reported by the caller are considered`);
       }
       extra.forEach((value, index) => {
         if (value === null || value === undefined) return;
@@ -186,19 +204,121 @@ export class LocalCheckpointStore implements CheckpointStore {
         }
         if (!candidates.has(value.checkpointId)) candidates.set(value.checkpointId, value);
       });
-      const ordered = [...candidates.values()].sort(newestFirst);
-      const realDir = await fs.realpath(parsed.dir).catch(() => parsed.dir);
-      for (const pointer of ordered) {
+      let pruned = false;
+      for (const pointer of [...candidates.values()].sort(newestFirst)) {
         try {
           const data = await readVerified(pointer, [parsed.dir, realDir]);
           return { checkpoint: { pointer, data }, warnings };
         } catch (err) {
           if (!(err instanceof CheckpointReadError)) throw err;
+          const place = fromManifest.get(pointer.checkpointId);
+          if (err.reason === 'missing' && place && round < PRUNE_RACE_RETRIES && (await this.prunedSince(place, pointer))) {
+            // A concurrent writer pruned it after we read the manifest: choose again from the new one.
+            pruned = true;
+            break;
+          }
           warnings.push(`checkpoint ${pointer.checkpointId} (epoch ${pointer.epoch}, step ${pointer.step}) skipped: ${err.detail}`);
         }
       }
-      return { checkpoint: undefined, warnings };
-    });
+      if (!pruned) return { checkpoint: undefined, warnings };
+    }
+  }
+
+  private async prunedSince(place: Place, pointer: CheckpointPointer): Promise<boolean> {
+    try {
+      const { manifest } = await readCurrent(place.key, place.placeDir);
+      return !manifest.checkpoints.some((entry) => entry.checkpointId === pointer.checkpointId);
+    } catch {
+      return false;
+    }
+  }
+
+  private pointer(
+    fileName: string,
+    file: string,
+    input: { epoch: number; step: number; runId?: string },
+    hashed: { sha256: string; bytes: number },
+    metrics: CheckpointPointer['metrics'],
+  ): CheckpointPointer {
+    return {
+      checkpointId: path.parse(fileName).name,
+      uri: pathToFileURL(file).href,
+      epoch: input.epoch,
+      step: input.step,
+      sha256: hashed.sha256,
+      bytes: hashed.bytes,
+      metrics,
+      savedAt: new Date().toISOString(),
+      ...(input.runId ? { runId: input.runId } : {}),
+    };
+  }
+
+  private refuseIfStale(place: Place, manifest: Manifest, fence: FenceToken | undefined, what: string): void {
+    if (fence && manifest.fence && compareFence(fence, manifest.fence) < 0) throw new StaleAttemptError(place.key, place.runId, fence, manifest.fence, what);
+  }
+
+  /**
+   * Commits `pointer` to the place's manifest (fence checked in the same compare-and-swap), then
+   * deletes blobs that fell out of the newest `keep`: only after the manifest no longer names them,
+   * so a crash never leaves a manifest pointing at deleted files. `newBlob` is removed when the
+   * commit failed or was refused.
+   */
+  private async record(place: Place, pointer: CheckpointPointer, keep: number, fence: FenceToken | undefined, newBlob: string | undefined, what: string): Promise<void> {
+    let dropped: CheckpointPointer[];
+    let kept: CheckpointPointer[];
+    try {
+      const change = await this.commit(
+        place,
+        (manifest) => {
+          this.refuseIfStale(place, manifest, fence, what);
+          return withCheckpoint(manifest, pointer, keep);
+        },
+        (current) => current.checkpoints.some((entry) => entry.checkpointId === pointer.checkpointId),
+      );
+      dropped = change?.dropped ?? [];
+      kept = change?.next.checkpoints ?? [];
+    } catch (err) {
+      const replaced = err instanceof DurableWriteError && err.renamed;
+      if (newBlob && !replaced) await fs.rm(newBlob, { force: true }).catch(() => undefined);
+      if (err instanceof StaleAttemptError || err instanceof ManifestError) throw err;
+      throw writeFailure(place.key, err);
+    }
+    const keptFiles = new Set(kept.map((entry) => uriToPath(entry.uri)));
+    for (const entry of dropped) {
+      const file = uriToPath(entry.uri);
+      // Never delete outside the run's place, whatever an (edited) manifest says.
+      if (!file || keptFiles.has(file) || !isInside(place.placeDir, path.resolve(file))) continue;
+      // Best effort: the new checkpoint is already durable; a leftover blob only costs space.
+      await fs.rm(file, { force: true }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Read, change, publish the next generation; again from the top when another writer published
+   * first. `change` may throw (a refusal) or return undefined (nothing to do).
+   */
+  private async commit(
+    place: Place,
+    change: (manifest: Manifest) => { next: Manifest; dropped: CheckpointPointer[] } | undefined,
+    incorporated: (current: Manifest) => boolean,
+  ): Promise<{ next: Manifest; dropped: CheckpointPointer[] } | undefined> {
+    for (let tries = 1; ; tries++) {
+      const { generation, manifest } = await readCurrent(place.key, place.placeDir);
+      const changed = change(manifest);
+      if (!changed) return undefined;
+      if (await publish(place.key, place.placeDir, generation + 1, changed.next, incorporated)) return changed;
+      if (tries >= COMMIT_TRIES) throw new Error(`checkpoint manifest of ${place.key} in ${place.placeDir}: gave up after ${tries} conflicting commits by other writers`);
+      // Conflicting writers back off a little so one of them gets through.
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(50, tries)));
+    }
+  }
+
+  private ensurePlace(place: Place): void {
+    try {
+      mkdirDurably(place.placeDir);
+    } catch (err) {
+      throw writeFailure(place.key, new DurableWriteError('create directory', place.placeDir, errorMessage(err), { code: errorCode(err), renamed: false, cause: err }));
+    }
   }
 
   private parseKey(key: string): ParsedKey {
@@ -211,48 +331,41 @@ export class LocalCheckpointStore implements CheckpointStore {
     return { key, dir: path.join(this.root, parts[0], parts[1]) };
   }
 
-  /** Chains `run` after every earlier call for `key`, whatever their outcome. */
-  private serialized<T>(key: string, run: () => Promise<T>): Promise<T> {
-    const previous = this.tails.get(key) ?? Promise.resolve();
+  private place(key: string, runId: string | undefined): Place {
+    const parsed = this.parseKey(key);
+    if (runId === undefined) return { ...parsed, runId, placeDir: parsed.dir };
+    const problem = idProblem('runId', runId);
+    if (problem) throw new Error(`checkpoint store run of ${key}: ${problem}`);
+    return { ...parsed, runId, placeDir: path.join(parsed.dir, `${RUN_PREFIX}${runId}`) };
+  }
+
+  /** The run-less place and every run's place of a key. */
+  private places(parsed: ParsedKey): Place[] {
+    let names: string[] = [];
+    try {
+      names = readdirSync(parsed.dir, { withFileTypes: true })
+        .filter((entry) => entry.isDirectory() && entry.name.startsWith(RUN_PREFIX))
+        .map((entry) => entry.name.slice(RUN_PREFIX.length))
+        .filter((runId) => idProblem('runId', runId) === undefined);
+    } catch (err) {
+      if (errorCode(err) !== 'ENOENT') throw withCode(`checkpoint directory ${parsed.dir} is unreadable: ${errorMessage(err)}`, err);
+    }
+    return [this.place(parsed.key, undefined), ...names.map((runId) => this.place(parsed.key, runId))];
+  }
+
+  /** Chains `run` after every earlier call for `id`, whatever their outcome. */
+  private serialized<T>(id: string, run: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(id) ?? Promise.resolve();
     const result = previous.then(run);
     const tail = result.then(
       () => undefined,
       () => undefined,
     );
-    this.tails.set(key, tail);
+    this.tails.set(id, tail);
     void tail.then(() => {
-      if (this.tails.get(key) === tail) this.tails.delete(key);
+      if (this.tails.get(id) === tail) this.tails.delete(id);
     });
     return result;
-  }
-
-  private readManifest({ key, dir }: ParsedKey): Promise<Manifest> {
-    return readManifest(key, dir);
-  }
-
-  /**
-   * Appends `pointer`, rewrites the manifest durably, then deletes blobs that fell out of the
-   * newest `keep` — only after the manifest no longer names them, so a crash never leaves a
-   * manifest pointing at deleted files. `newBlob` is removed if the manifest could not be written.
-   */
-  private async record(parsed: ParsedKey, manifest: Manifest, pointer: CheckpointPointer, keep: number, newBlob: string | undefined): Promise<void> {
-    const { next, dropped } = withCheckpoint(manifest, pointer, keep);
-    const kept = next.checkpoints;
-    try {
-      await writeFileDurably(path.join(parsed.dir, MANIFEST), encodeManifest(next));
-    } catch (err) {
-      const replaced = err instanceof DurableWriteError && err.renamed;
-      if (newBlob && !replaced) await fs.rm(newBlob, { force: true }).catch(() => undefined);
-      throw writeFailure(parsed.key, err);
-    }
-    const keptFiles = new Set(kept.map((entry) => uriToPath(entry.uri)));
-    for (const entry of dropped) {
-      const file = uriToPath(entry.uri);
-      // Never delete outside the key directory, whatever an (edited) manifest says.
-      if (!file || keptFiles.has(file) || !isInside(parsed.dir, path.resolve(file))) continue;
-      // Best effort: the new checkpoint is already durable; a leftover blob only costs space.
-      await fs.rm(file, { force: true }).catch(() => undefined);
-    }
   }
 }
 
@@ -261,6 +374,15 @@ export function checkPosition(input: { epoch: number; step: number; attempt: num
     const n = input[field];
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
       throw new Error(`checkpoint ${field}: expected a non-negative integer, received ${String(n)}`);
+    }
+  }
+}
+
+export function checkFence(token: FenceToken): void {
+  for (const field of ['invocation', 'attempt'] as const) {
+    const n = token?.[field];
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
+      throw new Error(`fence token ${field}: expected a non-negative integer, received ${String(n)}`);
     }
   }
 }

@@ -1,33 +1,114 @@
 /**
- * The per-key manifest: `manifest.json` names a key's checkpoints, oldest first. This module
- * parses it (strictly: a corrupt manifest is reported, never silently replaced), computes the next
- * one after a checkpoint is recorded (pruning to `keep`), and encodes it.
+ * The manifest of one run's place: it names the run's checkpoints, oldest first, and holds the
+ * run's fence (the newest attempt registered). It is published in numbered generations,
+ * `manifest-<generation>.json`, each written once with link(2) so that two writers cannot both
+ * publish the same generation: that is the compare-and-swap the fence relies on. The current
+ * manifest is the highest generation; a few older ones are kept so a reader that listed the
+ * directory a moment ago still finds the file it picked. `manifest.json` (no generation) is what
+ * stores before generations wrote, and is read as generation 0.
+ *
+ * This module parses manifests strictly (a corrupt one is reported, never silently replaced),
+ * computes the next one (pruning to `keep`, raising the fence) and publishes it.
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { CheckpointPointer, Metrics } from '../../shared/types';
+import { writeFileDurably } from './durable-write';
 import { ManifestError, errorCode, errorMessage, isRecord } from './errors';
+import type { FenceToken } from './types';
 import { pointerProblem } from './verify';
 
-export const MANIFEST = 'manifest.json';
+/** The name before generations; read as generation 0, never written. */
+export const LEGACY_MANIFEST = 'manifest.json';
+const GENERATION = /^manifest-(\d{12})\.json$/;
+/** Older generations kept behind the current one for readers that listed the directory just before. */
+const KEEP_GENERATIONS = 8;
 
 export interface Manifest {
   readonly version: 1;
   readonly key: string;
+  /** Newest attempt registered for the run; writes from older ones are refused. */
+  readonly fence: FenceToken | null;
   readonly checkpoints: CheckpointPointer[];
 }
 
-/** Reads `<dir>/manifest.json`; an absent one is an empty manifest. */
-export async function readManifest(key: string, dir: string): Promise<Manifest> {
-  const file = path.join(dir, MANIFEST);
-  let text: string;
+export interface CurrentManifest {
+  readonly generation: number;
+  readonly manifest: Manifest;
+}
+
+export function manifestFile(dir: string, generation: number): string {
+  return path.join(dir, `manifest-${String(generation).padStart(12, '0')}.json`);
+}
+
+/** Whether `name` is one of the manifest's own files (never a checkpoint). */
+export function isManifestName(name: string): boolean {
+  return name === LEGACY_MANIFEST || GENERATION.test(name);
+}
+
+async function generations(dir: string): Promise<number[]> {
+  let names: string[];
   try {
-    text = await fs.readFile(file, 'utf8');
+    names = await fs.readdir(dir);
   } catch (err) {
-    if (errorCode(err) === 'ENOENT') return { version: 1, key, checkpoints: [] };
-    throw new ManifestError(file, `checkpoint manifest ${file} is unreadable: ${errorMessage(err)}`);
+    if (errorCode(err) === 'ENOENT') return [];
+    throw new ManifestError(dir, `checkpoint directory ${dir} is unreadable: ${errorMessage(err)}`);
   }
-  return parseManifest(key, file, text);
+  return names
+    .map((name) => GENERATION.exec(name))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => a - b);
+}
+
+/** The current manifest of a place; none yet is an empty generation 0. */
+export async function readCurrent(key: string, dir: string): Promise<CurrentManifest> {
+  for (let tries = 0; ; tries++) {
+    const newest = (await generations(dir)).at(-1);
+    const file = newest === undefined ? path.join(dir, LEGACY_MANIFEST) : manifestFile(dir, newest);
+    let text: string;
+    try {
+      text = await fs.readFile(file, 'utf8');
+    } catch (err) {
+      if (errorCode(err) !== 'ENOENT') throw new ManifestError(file, `checkpoint manifest ${file} is unreadable: ${errorMessage(err)}`);
+      if (newest === undefined) return { generation: 0, manifest: { version: 1, key, fence: null, checkpoints: [] } };
+      // Superseded and pruned between the listing and the read: list again.
+      if (tries < 100) continue;
+      throw new ManifestError(file, `checkpoint manifest ${file} keeps vanishing while being read (over 100 newer generations published meanwhile)`);
+    }
+    return { generation: newest ?? 0, manifest: parseManifest(key, file, text) };
+  }
+}
+
+/**
+ * Publishes `manifest` as `generation`. Resolves false when another writer published that
+ * generation first; the caller reads the current manifest again and retries.
+ *
+ * A writer that slept through KEEP_GENERATIONS commits can re-create a pruned generation below the
+ * current one. Readers never pick it (they take the highest), and it is withdrawn, unless the
+ * current manifest already carries this change (`incorporated`: others built on it in the moment
+ * between our link and our listing), in which case the publish counts.
+ */
+export async function publish(key: string, dir: string, generation: number, manifest: Manifest, incorporated: (current: Manifest) => boolean): Promise<boolean> {
+  const file = manifestFile(dir, generation);
+  try {
+    await writeFileDurably(file, encodeManifest(manifest), { exclusive: true });
+  } catch (err) {
+    if (errorCode(err) === 'EEXIST') return false;
+    throw err;
+  }
+  const newest = (await generations(dir)).at(-1) ?? generation;
+  if (newest > generation) {
+    if (incorporated((await readCurrent(key, dir)).manifest)) return true;
+    await fs.rm(file, { force: true });
+    return false;
+  }
+  for (const old of await generations(dir)) {
+    if (old > generation - KEEP_GENERATIONS) break;
+    await fs.rm(manifestFile(dir, old), { force: true }).catch(() => undefined);
+  }
+  if (generation === 1) await fs.rm(path.join(dir, LEGACY_MANIFEST), { force: true }).catch(() => undefined);
+  return true;
 }
 
 export function parseManifest(key: string, file: string, text: string): Manifest {
@@ -42,13 +123,27 @@ export function parseManifest(key: string, file: string, text: string): Manifest
   if (!isRecord(value)) throw corrupt('not a JSON object');
   if (value.version !== 1) throw corrupt(`unsupported version ${JSON.stringify(value.version)}`);
   if (!Array.isArray(value.checkpoints)) throw corrupt('"checkpoints" is not an array');
+  const fence = value.fence === undefined || value.fence === null ? null : fenceOf(value.fence);
+  if (fence === undefined) throw corrupt(`fence: expected null or {invocation, attempt} of non-negative integers, received ${JSON.stringify(value.fence)}`);
   const checkpoints = value.checkpoints.map((entry: unknown, index: number) => {
     const problem = pointerProblem(entry);
     if (problem) throw corrupt(`checkpoints[${index}]: ${problem}`);
     const pointer = entry as CheckpointPointer;
     return { ...pointer, metrics: finiteMetrics(pointer.metrics) };
   });
-  return { version: 1, key, checkpoints };
+  return { version: 1, key, fence, checkpoints };
+}
+
+function fenceOf(value: unknown): FenceToken | undefined {
+  if (!isRecord(value)) return undefined;
+  const { invocation, attempt } = value;
+  const ok = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+  return ok(invocation) && ok(attempt) ? { invocation, attempt } : undefined;
+}
+
+/** Lexicographic order of fence tokens: negative when `a` is older than `b`. */
+export function compareFence(a: FenceToken, b: FenceToken): number {
+  return a.invocation - b.invocation || a.attempt - b.attempt;
 }
 
 /**

@@ -23,15 +23,16 @@ import { createReadStream, mkdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DeleteObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import { idProblem } from '../../shared/ids';
 import type { CheckpointPointer } from '../../shared/types';
-import { CheckpointReadError, ManifestError, errorMessage, withCode } from './errors';
-import { checkKeep, checkPosition, pad } from './local';
-import { encodeManifest, finiteMetrics, parseManifest, withCheckpoint, type Manifest } from './manifest';
-import { BlobMismatchError, describeS3Error, downloadVerified, getSmall, isNotFound, putConditional, retrying, uploadHashed } from './s3-io';
-import type { AdoptCheckpointInput, CheckpointStore, LatestVerifiedResult, SaveCheckpointInput, VerifiedCheckpoint } from './types';
+import { CheckpointReadError, ManifestError, StaleAttemptError, errorMessage, withCode } from './errors';
+import { checkFence, checkKeep, checkPosition, pad } from './local';
+import { compareFence, encodeManifest, finiteMetrics, parseManifest, withCheckpoint, type Manifest } from './manifest';
+import type { S3ConnectionConfig } from './s3-config';
+import { BlobMismatchError, createS3Client, describeS3Error, downloadVerified, getSmall, isNotFound, putConditional, retrying, uploadHashed } from './s3-io';
+import type { AdoptCheckpointInput, CheckpointStore, FenceToken, LatestVerifiedResult, SaveCheckpointInput, VerifiedCheckpoint } from './types';
 import { isInside, newestFirst, pointerProblem } from './verify';
 
 const MANIFEST = 'manifest.json';
@@ -42,7 +43,12 @@ const COMMIT_TRIES = 200;
 const PRUNE_RACE_RETRIES = 20;
 
 export interface S3CheckpointStoreOptions {
-  readonly client: S3Client;
+  /** The client to use; else one is made from `connection` and `credentials`. */
+  readonly client?: S3Client;
+  /** Endpoint, region and addressing style, when no `client` is given. */
+  readonly connection?: S3ConnectionConfig;
+  /** Static credentials, when no `client` is given. @default the SDK's default credential chain */
+  readonly credentials?: { readonly accessKeyId: string; readonly secretAccessKey: string };
   readonly bucket: string;
   /** Key prefix without leading or trailing '/'; '' for the bucket's root. */
   readonly prefix: string;
@@ -89,7 +95,8 @@ export class S3CheckpointStore implements CheckpointStore {
   private readonly tails = new Map<string, Promise<void>>();
 
   constructor(options: S3CheckpointStoreOptions) {
-    this.client = options.client;
+    if (!options.client && !options.connection) throw new Error('S3CheckpointStore: expected a client or a connection, received neither');
+    this.client = options.client ?? createS3Client(options.connection!, options.credentials ? { credentials: { ...options.credentials } } : {});
     this.bucket = options.bucket;
     this.prefix = options.prefix.replace(/^\/+|\/+$/g, '');
     this.cacheDir = path.resolve(options.cacheDir);
@@ -102,9 +109,10 @@ export class S3CheckpointStore implements CheckpointStore {
     return `s3://${this.bucket}/${this.prefix}`;
   }
 
-  dirFor(key: string, runId?: string): string {
+  dirFor(key: string, runId?: string, fence?: FenceToken): string {
     const place = this.place(key, runId);
-    const dir = this.cachePath(place);
+    // A fenced attempt gets a directory of its own, so a stale attempt never overwrites a newer one's files.
+    const dir = fence ? path.join(this.cachePath(place), `attempt-${fence.invocation}-${fence.attempt}`) : this.cachePath(place);
     try {
       mkdirSync(dir, { recursive: true });
     } catch (err) {
@@ -113,14 +121,36 @@ export class S3CheckpointStore implements CheckpointStore {
     return dir;
   }
 
+  async registerAttempt(key: string, runId: string, token: FenceToken): Promise<void> {
+    checkFence(token);
+    if (runId === undefined) throw new Error('registerAttempt: expected a runId, received nothing');
+    const place = this.place(key, runId);
+    await this.serialized(place.objectPrefix, () =>
+      this.commit(
+        place,
+        (manifest) => {
+          if (manifest.fence && compareFence(token, manifest.fence) < 0) throw new StaleAttemptError(key, runId, token, manifest.fence, 'registering the attempt');
+          if (manifest.fence && compareFence(token, manifest.fence) === 0) return undefined;
+          return { next: { ...manifest, fence: token }, dropped: [] };
+        },
+        async (current) => current.fence !== null && compareFence(current.fence, token) >= 0,
+      ),
+    );
+  }
+
+  async currentFence(key: string, runId: string): Promise<FenceToken | null> {
+    return (await this.readManifest(this.place(key, runId))).manifest.fence;
+  }
+
   async save(key: string, input: SaveCheckpointInput, keep: number): Promise<CheckpointPointer> {
     const place = this.place(key, input.runId);
     checkPosition(input);
     checkKeep(keep);
+    if (input.fence) checkFence(input.fence);
     const metrics = finiteMetrics(input.metrics);
     return this.serialized(place.objectPrefix, async () => {
-      // Read the manifest first: a corrupt one fails the save before it uploads an orphan blob.
-      await this.readManifest(place);
+      // Read the manifest first: a corrupt one, or a newer attempt, fails the save before it uploads.
+      refuseIfStale(place, (await this.readManifest(place)).manifest, input.fence, 'checkpoint save');
       const name = `ck-${pad(input.epoch, 6)}-${pad(input.step, 8)}-a${input.attempt}-${randomBytes(4).toString('hex')}.ckpt`;
       const objectKey = place.objectPrefix + name;
       let written: { sha256: string; bytes: number };
@@ -135,7 +165,7 @@ export class S3CheckpointStore implements CheckpointStore {
         throw writeFailure(key, `s3://${this.bucket}/${objectKey}`, err);
       }
       const pointer = this.pointer(name, objectKey, input, written, metrics);
-      await this.record(place, pointer, keep, objectKey);
+      await this.record(place, pointer, keep, input.fence, objectKey, 'checkpoint save');
       return pointer;
     });
   }
@@ -144,6 +174,7 @@ export class S3CheckpointStore implements CheckpointStore {
     const place = this.place(key, input.runId);
     checkPosition(input);
     checkKeep(keep);
+    if (input.fence) checkFence(input.fence);
     const metrics = finiteMetrics(input.metrics);
     const dir = this.dirFor(key, input.runId);
     return this.serialized(place.objectPrefix, async () => {
@@ -161,7 +192,7 @@ export class S3CheckpointStore implements CheckpointStore {
         throw fail(errorMessage(err), err);
       });
       if (!stats.isFile()) throw fail('not a regular file');
-      await this.readManifest(place);
+      refuseIfStale(place, (await this.readManifest(place)).manifest, input.fence, `adopting ${given}`);
       // The trainer may write the same file name again later; the object name must stay unique.
       const base = path.basename(real).replace(/[^A-Za-z0-9._-]/g, '_');
       const name = `ck-${pad(input.epoch, 6)}-${pad(input.step, 8)}-a${input.attempt}-${randomBytes(4).toString('hex')}-${base}`;
@@ -177,7 +208,7 @@ export class S3CheckpointStore implements CheckpointStore {
       }
       if (written.bytes !== stats.size) throw fail(`the file changed while it was uploaded (${stats.size} bytes before, ${written.bytes} sent)`);
       const pointer = this.pointer(name, objectKey, input, written, metrics);
-      await this.record(place, pointer, keep, objectKey);
+      await this.record(place, pointer, keep, input.fence, objectKey, `adopting ${given}`);
       return pointer;
     });
   }
@@ -289,13 +320,21 @@ export class S3CheckpointStore implements CheckpointStore {
    * out of the newest `keep`, only after the manifest no longer names them. If the commit fails,
    * the new blob is deleted and the previous manifest is untouched.
    */
-  private async record(place: Place, pointer: CheckpointPointer, keep: number, newBlob: string): Promise<void> {
+  private async record(place: Place, pointer: CheckpointPointer, keep: number, fence: FenceToken | undefined, newBlob: string, what: string): Promise<void> {
     let dropped: CheckpointPointer[];
     try {
-      dropped = await this.commit(place, (manifest) => withCheckpoint(manifest, pointer, keep));
+      dropped = await this.commit(
+        place,
+        (manifest) => {
+          refuseIfStale(place, manifest, fence, what);
+          return withCheckpoint(manifest, pointer, keep);
+        },
+        // Others built on our manifest: it names our checkpoint, or already pruned it (and its blob).
+        async (current) => current.checkpoints.some((entry) => entry.checkpointId === pointer.checkpointId) || !(await this.exists(newBlob)),
+      );
     } catch (err) {
       await this.deleteQuietly(newBlob);
-      throw err instanceof ManifestError ? err : writeFailure(place.key, `s3://${this.bucket}/${place.objectPrefix}${MANIFEST}`, err);
+      throw err instanceof ManifestError || err instanceof StaleAttemptError ? err : writeFailure(place.key, `s3://${this.bucket}/${place.objectPrefix}${MANIFEST}`, err);
     }
     for (const entry of dropped) {
       const objectKey = this.objectKeyOf(entry.uri);
@@ -304,19 +343,30 @@ export class S3CheckpointStore implements CheckpointStore {
     }
   }
 
-  /** Reads, changes and conditionally rewrites the manifest until no other writer came between. */
-  private async commit(place: Place, change: (manifest: Manifest) => { next: Manifest; dropped: CheckpointPointer[] }): Promise<CheckpointPointer[]> {
+  /**
+   * Reads, changes and conditionally rewrites the manifest until no other writer came between.
+   * `change` may throw (a refusal, checked against the very manifest being replaced) or return
+   * undefined (nothing to do).
+   */
+  private async commit(
+    place: Place,
+    change: (manifest: Manifest) => { next: Manifest; dropped: CheckpointPointer[] } | undefined,
+    incorporated: (current: Manifest) => Promise<boolean>,
+  ): Promise<CheckpointPointer[]> {
     const manifestKey = place.objectPrefix + MANIFEST;
     for (let tries = 1; ; tries++) {
       const { manifest, etag } = await this.readManifest(place);
-      const { next, dropped } = change(manifest);
+      const changed = change(manifest);
+      if (!changed) return [];
+      const { next, dropped } = changed;
       const body = encodeManifest(next);
       const written = await this.retrying(`write s3://${this.bucket}/${manifestKey}`, () => putConditional(this.client, this.bucket, manifestKey, body, etag));
       if (written !== undefined) {
         // Read back: on a server whose condition check is not atomic, an overlapping writer may
-        // have replaced ours; then our change is re-applied on top of theirs.
-        const now = await this.retrying(`read s3://${this.bucket}/${manifestKey}`, () => getSmall(this.client, this.bucket, manifestKey));
-        if (now?.text === body.toString()) return dropped;
+        // have replaced ours. Then, unless the current manifest already carries our change (others
+        // built on ours), it is re-applied on top of theirs.
+        const now = await this.readManifest(place);
+        if (encodeManifest(now.manifest).equals(body) || (await incorporated(now.manifest))) return dropped;
       }
       if (tries >= COMMIT_TRIES) throw new Error(`manifest s3://${this.bucket}/${manifestKey} kept changing under ${COMMIT_TRIES} commit attempts`);
       await sleep(Math.random() * Math.min(500, 5 * tries));
@@ -332,7 +382,7 @@ export class S3CheckpointStore implements CheckpointStore {
     } catch (err) {
       throw new ManifestError(uri, `checkpoint manifest ${uri} is unreadable: ${errorMessage(err)}`);
     }
-    if (!got) return { manifest: { version: 1, key: place.key, checkpoints: [] }, etag: undefined };
+    if (!got) return { manifest: { version: 1, key: place.key, fence: null, checkpoints: [] }, etag: undefined };
     return { manifest: parseManifest(place.key, uri, got.text), etag: got.etag };
   }
 
@@ -359,8 +409,10 @@ export class S3CheckpointStore implements CheckpointStore {
     if (typeof key !== 'string') throw new Error(`checkpoint store key: ${expected}, received ${typeof key}`);
     const parts = key.split('/');
     if (parts.length !== 2) throw new Error(`checkpoint store key ${JSON.stringify(key)}: ${expected} (exactly one '/')`);
-    const problem = idProblem('sessionId', parts[0]) ?? idProblem('experimentId', parts[1]) ?? (runId === undefined ? undefined : runIdProblem(runId));
+    const problem = idProblem('sessionId', parts[0]) ?? idProblem('experimentId', parts[1]);
     if (problem) throw new Error(`checkpoint store key ${JSON.stringify(key)}: ${problem}`);
+    const runProblem = runId === undefined ? undefined : idProblem('runId', runId);
+    if (runProblem) throw new Error(`checkpoint store run of ${key}: ${runProblem}`);
     const base = `${this.prefix ? `${this.prefix}/` : ''}${parts[0]}/${parts[1]}/`;
     return { key, sessionId: parts[0], experimentId: parts[1], runId, objectPrefix: runId === undefined ? base : `${base}${RUN_PREFIX}${runId}/` };
   }
@@ -381,6 +433,16 @@ export class S3CheckpointStore implements CheckpointStore {
 
   private retrying<T>(what: string, run: () => Promise<T>): Promise<T> {
     return retrying(what, { retryForMs: this.retryForMs, onRetry: (err, attempt, delayMs) => this.logger?.warn({ err: describeS3Error(err), attempt, delayMs: Math.round(delayMs) }, `${what}: retrying`) }, run);
+  }
+
+  private async exists(objectKey: string): Promise<boolean> {
+    try {
+      await this.retrying(`head s3://${this.bucket}/${objectKey}`, () => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: objectKey })));
+      return true;
+    } catch (err) {
+      if (isNotFound((err as Error).cause ?? err)) return false;
+      throw err;
+    }
   }
 
   private async deleteQuietly(objectKey: string): Promise<void> {
@@ -404,10 +466,10 @@ export class S3CheckpointStore implements CheckpointStore {
   }
 }
 
-function writeFailure(key: string, where: string, err: unknown): Error {
-  return withCode(`checkpoint write failed for ${key} at ${where}: ${errorMessage(err)}`, err);
+function refuseIfStale(place: Place, manifest: Manifest, fence: FenceToken | undefined, what: string): void {
+  if (fence && manifest.fence && compareFence(fence, manifest.fence) < 0) throw new StaleAttemptError(place.key, place.runId, fence, manifest.fence, what);
 }
 
-function runIdProblem(runId: string): string | undefined {
-  return /^[A-Za-z0-9_-]{1,128}$/.test(runId) ? undefined : `runId: expected 1-128 letters, digits, '_' or '-', received ${JSON.stringify(runId)}`;
+function writeFailure(key: string, where: string, err: unknown): Error {
+  return withCode(`checkpoint write failed for ${key} at ${where}: ${errorMessage(err)}`, err);
 }

@@ -571,6 +571,7 @@ async function supervise(ctx: TrainerContext<CommandParams>, child: ChildProcess
   let queued = 0;
   let paused = false;
   const stdoutLines = new LineSplitter((line, truncated) => {
+    ctx.touch(); // any output is a sign of life for the runtime's watchdog
     queued++;
     if (queued >= QUEUE_HIGH_WATER && !paused) {
       paused = true;
@@ -587,6 +588,7 @@ async function supervise(ctx: TrainerContext<CommandParams>, child: ChildProcess
       });
   });
   const stderrLines = new LineSplitter((line) => {
+    ctx.touch();
     stderrTail.push(line.length > STDERR_TAIL_LINE_CHARS ? `${line.slice(0, STDERR_TAIL_LINE_CHARS)}…` : line);
     if (stderrTail.length > STDERR_TAIL_LINES) stderrTail.shift();
     log.warn({ stream: 'stderr', line }, 'trainer stderr');
