@@ -3,9 +3,12 @@
  * with separate, empty local directories, a real versitygw on 127.0.0.1 and the real dev server.
  * A worker is killed with SIGKILL mid-epoch and another resumes from the checkpoint it wrote to
  * S3; the S3 server is stopped (SIGSTOP) for a few seconds in the middle of training. Both end
- * with the uninterrupted run's modelSha256 and every listed checkpoint verifying.
+ * with the uninterrupted run's modelSha256 and every listed checkpoint verifying. And the CLI, on a
+ * machine with neither the checkpoint directory nor store credentials, gives hints for and resumes
+ * a cancelled experiment: the checkpoint facts come from a worker, through Temporal.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -13,7 +16,7 @@ import { S3CheckpointStore } from '../../src/activities/checkpoint-store';
 import { parseMlpParams, runMlpBare } from '../../src/activities/trainers/mlp';
 import { ExperimentsClient } from '../../src/client';
 import { storeKey } from '../../src/shared/ids';
-import { readJsonLines, spawnWorker, startHarness, uniqueQueue, waitFor, type ChildWorker, type Harness } from '../helpers/env';
+import { ROOT, readJsonLines, spawnWorker, startHarness, uniqueQueue, waitFor, type ChildWorker, type Harness } from '../helpers/env';
 import { startS3Server, type S3Server } from '../helpers/s3-server';
 
 let h: Harness;
@@ -56,7 +59,7 @@ function setup(name: string) {
     children.push(w);
     return { ...w, disk };
   };
-  return { store, client, machine };
+  return { store, client, machine, taskQueue };
 }
 
 test('two machines: kill -9 worker A mid-epoch, worker B with an empty disk resumes from the checkpoint A wrote to S3, bit-identical', async () => {
@@ -129,4 +132,58 @@ test('the S3 server stopped (SIGSTOP) for a few seconds during training: trainin
   assert.equal(e.attempt, 1);
   a.child.kill('SIGTERM');
   await a.exited;
+});
+
+/** The `experiments` CLI as run on a machine without the store: no checkpoint dir, no AWS credentials. */
+function cliWithoutStore(taskQueue: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = { ...process.env, TEMPORAL_ADDRESS: h.address, TEMPORAL_TASK_QUEUE: taskQueue, NO_COLOR: '1' };
+  for (const name of Object.keys(env)) if (name.startsWith('AWS_') || name.startsWith('EXPERIMENTS_')) delete env[name];
+  env.EXPERIMENTS_CHECKPOINT_DIR = path.join(h.tmp, 'no-such-disk', 'checkpoints');
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'experiments.js'), ...args], { cwd: h.tmp, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+}
+
+test('a client without the store: hints and resume of a cancelled experiment work, and the resumed run ends bit-identical', async () => {
+  const { store, client, machine, taskQueue } = setup('nodisk');
+  const w = machine('a');
+  await w.ready;
+  const longer = { ...params, epochs: 10 };
+  const handle = await client.startSession({
+    sessionId: 'nodisk',
+    policy: { heartbeatTimeout: '5s', retry: { initialInterval: '200ms' } },
+    experiments: [{ id: 'e', trainer: 'mlp', params: longer }],
+  });
+  const key = storeKey('nodisk', 'e');
+  await waitFor(async () => ((await store.list(key))[0]?.epoch ?? 0) >= 2, { what: 'two epochs of checkpoints in S3' });
+  const cancelled = await cliWithoutStore(taskQueue, ['cancel', 'nodisk:e', '--reason', 'moving machines']);
+  assert.equal(cancelled.code, 0, cancelled.stderr);
+  const summary = await client.waitForSession('nodisk');
+  assert.equal(summary.experiments[0].state, 'interrupted');
+  const newest = (await store.list(key))[0];
+
+  const hints = await cliWithoutStore(taskQueue, ['hints', 'nodisk:e', '--json']);
+  assert.equal(hints.code, 0, hints.stderr);
+  const parsed = JSON.parse(hints.stdout) as { latestCheckpoint: { id: string; epoch: number; uri: string } | null; resumeCommand: string; warnings: string[] };
+  assert.equal(parsed.latestCheckpoint?.id, newest.checkpointId, 'the checkpoint a worker verified in S3');
+  assert.equal(parsed.latestCheckpoint?.uri, newest.uri);
+  assert.deepEqual(parsed.warnings, []);
+  assert.equal(parsed.resumeCommand, 'experiments resume nodisk:e');
+
+  const resumed = await cliWithoutStore(taskQueue, ['resume', 'nodisk:e']);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  const m = /Resumed .* as (\S+):e \(session (\S+)\)/.exec(resumed.stdout);
+  assert.ok(m, resumed.stdout);
+  const after = await client.waitForSession(m[2]);
+  const e = after.experiments[0];
+  assert.equal(e.state, 'completed');
+  assert.equal(e.resumedFrom, newest.epoch);
+  assert.equal(e.result?.modelSha256, runMlpBare(parseMlpParams(longer)).modelSha256, 'bit-identical to an uninterrupted run');
+  assert.equal(fs.existsSync(path.join(h.tmp, 'no-such-disk')), false, 'the client never created or read a checkpoint directory');
+  await handle.result().catch(() => undefined);
+  w.child.kill('SIGTERM');
+  await w.exited;
 });
