@@ -8,13 +8,14 @@
  * because workflows fail to upsert attributes the server does not know.
  * The dev UI has no `disableWriteActions` setting, so cancel/signal/terminate work from the browser.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { TestWorkflowEnvironment, type DevServerConfig, type LocalTestWorkflowEnvironmentOptions } from '@temporalio/testing';
+import { spawnTiedToParent } from './orphan-guard';
 import { SEARCH_ATTRIBUTES } from './shared/search-attributes';
 import { projectRoot, resolveTemporalCli, sdkDownloadPath, serverExecutableFor, type ResolvedTemporalCli } from './temporal-cli';
 
@@ -141,7 +142,9 @@ export async function startDevServer(opts: DevServerOptions = {}): Promise<DevSe
     ...Object.entries(opts.dynamicConfig ?? {}).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${JSON.stringify(v)}`]),
   ];
   log(`starting ${exe} ${args.join(' ')}`);
-  const child = spawn(exe, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Tied to our life: even a kill -9 of this process takes the server (and its hold on the ports
+  // and the SQLite file) with it.
+  const child = spawnTiedToParent(exe, args);
 
   const output: string[] = [];
   let stopping = false;

@@ -34,6 +34,15 @@ async function newStore(): Promise<{ root: string; store: LocalCheckpointStore }
   return { root, store: new LocalCheckpointStore(root) };
 }
 
+const STORE_MODULE = path.resolve(__dirname, '../../src/activities/checkpoint-store');
+
+/** Writes a script for a child process that imports LocalCheckpointStore and runs `body`. */
+async function childScript(root: string, body: string): Promise<string> {
+  const script = path.join(root, 'child.ts');
+  await fs.writeFile(script, `import { LocalCheckpointStore } from ${JSON.stringify(STORE_MODULE)};\n${body}`);
+  return script;
+}
+
 async function entries(dir: string): Promise<string[]> {
   return (await fs.readdir(dir)).sort();
 }
@@ -64,7 +73,7 @@ checkpointStoreContract('local directory', async () => {
     stored: (key, runId) => storedFiles(path.join(root, ...key.split('/'), ...(runId ? [`run-${runId}`] : []))),
     blobName: (pointer) => path.basename(fileURLToPath(pointer.uri)),
     isEmpty: async () => (await fs.readdir(root)).length === 0,
-    inChild: { module: path.resolve(__dirname, '../../src/activities/checkpoint-store'), exportName: 'LocalCheckpointStore', args: [root] },
+    inChild: { module: STORE_MODULE, exportName: 'LocalCheckpointStore', args: [root] },
   };
 });
 
@@ -165,13 +174,7 @@ void describe('LocalCheckpointStore', () => {
 
   void test('new directories are fsynced into their parents (seen by strace)', async () => {
     const root = await newRoot();
-    const script = path.join(root, 'child.ts');
-    const storeModule = path.resolve(__dirname, '../../src/activities/checkpoint-store');
-    await fs.writeFile(
-      script,
-      `import { LocalCheckpointStore } from ${JSON.stringify(storeModule)};
-       new LocalCheckpointStore(${JSON.stringify(path.join(root, 'store'))}).dirFor('s/e', 'run-1');`,
-    );
+    const script = await childScript(root, `new LocalCheckpointStore(${JSON.stringify(path.join(root, 'store'))}).dirFor('s/e', 'run-1');`);
     // strace is the real observer of fsync(2): the test fails, not skips, where it is missing.
     const { stderr } = await promisify(execFile)('strace', ['-f', '-e', 'trace=mkdir,mkdirat,openat,fsync', '-e', 'signal=none', process.execPath, '--import', 'tsx', script], {
       cwd: path.resolve(__dirname, '../..'),
@@ -347,12 +350,9 @@ void describe('LocalCheckpointStore', () => {
     // RLIMIT_FSIZE is per process, so the store runs in a child under `ulimit -f` (Node ignores
     // SIGXFSZ, so the write fails with EFBIG instead of killing the child).
     const root = await newRoot();
-    const script = path.join(root, 'child.ts');
-    const storeModule = path.resolve(__dirname, '../../src/activities/checkpoint-store');
-    await fs.writeFile(
-      script,
-      `import { LocalCheckpointStore } from ${JSON.stringify(storeModule)};
-       (async () => {
+    const script = await childScript(
+      root,
+      `(async () => {
          const store = new LocalCheckpointStore(${JSON.stringify(path.join(root, 'store'))});
          const first = await store.save('s/e', { epoch: 0, step: 1, attempt: 1, data: Buffer.alloc(8192, 1) }, 3);
          let error: { message: string; code?: string } | undefined;

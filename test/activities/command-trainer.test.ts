@@ -32,6 +32,7 @@ import { ExperimentsClient } from '../../src/client';
 import { storeKey } from '../../src/shared/ids';
 import {
   logLines,
+  processGone,
   readJsonLines,
   ROOT,
   spawnWorker,
@@ -91,21 +92,6 @@ function pythonExecutable(): string {
   realPython ??= spawnSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).stdout.trim();
   assert.ok(realPython && path.isAbsolute(realPython), `python3 -c 'print(sys.executable)' said ${JSON.stringify(realPython)}`);
   return realPython;
-}
-
-/** Whether a process is gone. A zombie counts: after its parent was killed it may wait for a reaper. */
-function processGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return true;
-  }
 }
 
 function spec(id: string, params: Record<string, unknown>, extra: Record<string, unknown> = {}) {

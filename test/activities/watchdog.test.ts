@@ -5,10 +5,9 @@
  * then SIGKILL to its process group after the grace period, and attempt 2 completes.
  */
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { startWatchdog } from '../../src/activities/watchdog';
-import { logLines, ROOT, startHarness, startWorker, uniqueQueue, waitFor, type Harness, type RunningWorker } from '../helpers/env';
+import { logLines, processGone, ROOT, startHarness, startWorker, uniqueQueue, waitFor, type Harness, type RunningWorker } from '../helpers/env';
 
 describe('startWatchdog', () => {
   test('fires once after the timeout without a touch, never while touched or busy', async () => {
@@ -42,21 +41,6 @@ describe('startWatchdog', () => {
     }
   });
 });
-
-/** True once `pid` no longer exists (or is a zombie waiting to be reaped). */
-function processGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return true;
-  }
-}
 
 // Attempt 1 prints nothing and ignores SIGTERM, so only the grace period's SIGKILL stops it;
 // later attempts run the reference trainer.

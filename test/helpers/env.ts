@@ -176,3 +176,18 @@ export async function trainingActivitySchedules(h: Harness, workflowId: string) 
 export function durationSeconds(d: { seconds?: unknown; nanos?: number | null } | null | undefined): number {
   return Number(d?.seconds ?? 0) + (d?.nanos ?? 0) / 1e9;
 }
+
+/** Whether a process is gone. A zombie counts: after its parent was killed it may wait for a reaper. */
+export function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}

@@ -1,7 +1,7 @@
 /**
  * Worker failures with real processes and real signals: workers run as child processes
- * (`node src/worker.ts`) against the real dev server, and are killed with SIGKILL or SIGTERM.
- * Checkpoints are real files in a shared directory.
+ * (`node src/worker.ts`) against the real dev server, and are killed with SIGKILL or SIGTERM, or
+ * frozen with SIGSTOP and thawed with SIGCONT. Checkpoints are real files in a shared directory.
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -150,4 +150,65 @@ test('corrupt checkpoint: the newest blob is truncated, the retry resumes from t
   assert.match(String(warning.warning), new RegExp(newest.checkpointId));
   b.child.kill('SIGTERM');
   await b.exited;
+});
+
+// A freeze lands mid-epoch, and the run outlasts the takeover.
+const frozenParams = { ...params, epochs: 14, seed: 21 };
+
+test('a worker frozen past the heartbeat timeout and thawed after another resumed cannot write: its checkpoints are refused', async () => {
+  const name = 'frozen';
+  const { store, client, worker } = setup(name);
+  const a = worker('a');
+  await a.ready;
+  const handle = await client.startSession({
+    sessionId: name,
+    policy: { heartbeatTimeout: '3s', checkpointsToKeep: 50, retry: { initialInterval: '200ms' } },
+    experiments: [{ id: 'e', trainer: 'mlp', params: frozenParams }],
+  });
+  const key = storeKey(name, 'e');
+  await waitFor(async () => ((await store.list(key))[0]?.epoch ?? 0) >= 2, { what: 'two epochs of checkpoints' });
+  await new Promise((r) => setTimeout(r, 300)); // into the middle of the next epoch
+  a.child.kill('SIGSTOP');
+
+  const b = worker('b');
+  const resumed = await waitFor(() => readJsonLines(b.logFile).find((l) => l.msg === 'resuming training'), {
+    what: 'the second worker to resume after the heartbeat timeout',
+    timeoutMs: 120_000,
+  });
+  // Usually attempt 2; 3 when the server had handed attempt 2 to the frozen worker's open poll.
+  const newer = resumed.attempt as number;
+  assert.ok(newer >= 2, `resumed by attempt ${newer}`);
+  await waitFor(() => readJsonLines(b.logFile).some((l) => l.msg === 'checkpoint saved' && l.attempt === newer), { what: `a checkpoint of attempt ${newer}` });
+  a.child.kill('SIGCONT');
+
+  // The thawed attempt writes (an epoch checkpoint, or the interruption checkpoint once it learns
+  // it was timed out), and every write is refused with both tokens logged.
+  // (The thawed worker may also pick up an attempt the server handed to its open poll while it
+  // was frozen; that one's registration is refused too, which is not what this looks for.)
+  const refusal = await waitFor(
+    () =>
+      readJsonLines(a.logFile).find(
+        (l) => l.level >= 50 && l.attempt === 1 && typeof l.msg === 'string' && l.msg.startsWith('checkpoint save for frozen/e') && l.msg.includes('is stale'),
+      ),
+    { what: 'the thawed attempt 1 to log a refused checkpoint write' },
+  );
+  const newest = refusal.newest as { invocation: number; attempt: number };
+  assert.deepEqual(refusal.attempted, { invocation: 0, attempt: 1 });
+  assert.ok(newest.invocation === 0 && newest.attempt >= newer, `refused for attempt ${newest.attempt}`);
+  assert.match(String(refusal.msg), /^checkpoint save for frozen\/e \(run .*\) refused: attempt invocation 0 attempt 1 is stale, attempt invocation 0 attempt \d+ has started since/);
+  assert.ok(!readJsonLines(a.logFile).some((l) => l.msg === 'checkpoint saved' && (l.time as number) > (resumed.time as number)), 'no save of attempt 1 succeeded after the resume');
+
+  const summary = await handle.result();
+  const e = summary.experiments[0];
+  assert.equal(e.state, 'completed', e.reason ?? '');
+  assert.equal(e.result?.modelSha256, expectedSha(frozenParams), 'bit-identical to an uninterrupted run');
+  const run = (await store.list(key)).filter((p) => Date.parse(p.savedAt) > (resumed.time as number));
+  assert.ok(run.length > 0, 'attempt 2 checkpointed after the resume');
+  assert.deepEqual(
+    run.filter((p) => Number(/-a(\d+)-/.exec(p.checkpointId)?.[1]) < newer).map((p) => p.checkpointId),
+    [],
+    'the manifest holds no entry of an older attempt written after the resume',
+  );
+  for (const c of [a, b]) c.child.kill('SIGTERM');
+  await Promise.all([a.exited, b.exited]);
 });

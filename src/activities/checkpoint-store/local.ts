@@ -136,7 +136,7 @@ export class LocalCheckpointStore implements CheckpointStore {
         throw fail(errorMessage(err), err);
       });
       if (!stats.isFile()) throw fail('not a regular file');
-      await removeStaleTemps(dir);
+      await removeStaleTemps(path.dirname(real));
       this.refuseIfStale(place, (await readCurrent(key, place.placeDir)).manifest, input.fence, `adopting ${given}`);
       let hashed: { sha256: string; bytes: number };
       try {
