@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, PutObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { CheckpointData } from '../trainer';
+import { hashInSlices } from './durable-write';
 import { errorCode, errorMessage, isRecord } from './errors';
 import type { S3ConnectionConfig } from './s3-config';
 
@@ -18,6 +19,8 @@ import type { S3ConnectionConfig } from './s3-config';
 export const PART_BYTES = 16 << 20;
 /** Parts in flight at once (lib-storage buffers at most this many parts). */
 export const PARTS_IN_FLIGHT = 4;
+/** S3's limit for one PutObject; a larger buffer goes multipart. */
+const SINGLE_PUT_MAX = 5 * 2 ** 30;
 
 export function createS3Client(connection: S3ConnectionConfig, overrides: Partial<S3ClientConfig> = {}): S3Client {
   // The SDK is pinned, so its notice that *later* releases need Node 22 says nothing about this
@@ -140,14 +143,23 @@ export async function getSmall(client: S3Client, bucket: string, key: string): P
 }
 
 /**
- * Uploads `data` to `key`, multipart when it exceeds one part, hashing the exact bytes sent.
- * Streamed chunks are copied into part buffers as they arrive (a producer may reuse its buffer
- * after the next pull), so at most PARTS_IN_FLIGHT + 1 parts are in memory; a Uint8Array is sliced
- * without copying. The object appears only when the upload completes (S3 semantics); a failed
+ * Uploads `data` to `key`, hashing the exact bytes sent: a Uint8Array in one PutObject (up to
+ * 5 GiB), a stream multipart when it exceeds one part. Streamed chunks are copied into part
+ * buffers as they arrive (a producer may reuse its buffer after the next pull), so at most
+ * PARTS_IN_FLIGHT + 1 parts are in memory. The object appears only when the upload completes (S3 semantics); a failed
  * multipart upload is aborted by lib-storage.
  */
 export async function uploadHashed(client: S3Client, bucket: string, key: string, data: CheckpointData): Promise<{ sha256: string; bytes: number }> {
   const hash = createHash('sha256');
+  if (data instanceof Uint8Array && data.byteLength <= SINGLE_PUT_MAX) {
+    // The whole state is in memory already: one PUT of it (no part copies), hashed meanwhile.
+    const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    await Promise.all([
+      client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.byteLength, ContentType: 'application/octet-stream' })),
+      hashInSlices(hash, body),
+    ]);
+    return { sha256: hash.digest('hex'), bytes: body.byteLength };
+  }
   let bytes = 0;
   const counted = async function* (): AsyncGenerator<Buffer> {
     for await (const part of toParts(data)) {
