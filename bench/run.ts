@@ -15,6 +15,7 @@ import { checkpointWrite, CHECKPOINT_WRITE_DEFAULTS } from './figures/checkpoint
 import { crashRecovery, CRASH_DEFAULTS } from './figures/crash-recovery';
 import { interrupts, INTERRUPT_DEFAULTS } from './figures/interrupts';
 import { pipeline, PIPELINE_DEFAULTS } from './figures/pipeline';
+import { s3Checkpoints, S3_DEFAULTS } from './figures/s3';
 import { trainingOverhead, TRAINING_OVERHEAD_DEFAULTS } from './figures/training-overhead';
 import { BENCH_DIR, BenchEnv } from './lib/env';
 import { figure, machine, markdownTable, type Figure, type Results } from './lib/results';
@@ -40,6 +41,12 @@ const GROUPS: readonly Group[] = [
     names: ['checkpoint-write-64MB', 'checkpoint-write-256MB', 'checkpoint-rss-ratio'],
     server: false,
     run: (_env, quick, tmp) => checkpointWrite(tmp, quick ? { ...CHECKPOINT_WRITE_DEFAULTS, reps: 3 } : CHECKPOINT_WRITE_DEFAULTS),
+  },
+  {
+    key: 's3',
+    names: ['s3-checkpoint-write-64MB', 's3-roundtrip-rss-ratio'],
+    server: false,
+    run: (_env, quick, tmp) => s3Checkpoints(tmp, quick ? { ...S3_DEFAULTS, reps: 3 } : S3_DEFAULTS),
   },
   {
     key: 'crash',

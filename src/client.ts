@@ -6,6 +6,7 @@
  * schema, and params through the registered trainer's own `parseParams`. A bad spec throws
  * `InvalidInputError` naming the field, and no workflow is started.
  */
+import { randomUUID } from 'node:crypto';
 import { Client, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
 import { LocalCheckpointStore } from './activities/checkpoint-store';
@@ -22,9 +23,12 @@ import {
   cancelReasonSignal,
   rejectUpdate,
   type ApprovalState,
+  CHECKPOINT_FACTS_WORKFLOW,
   experimentStatusQuery,
   sessionStatusQuery,
   WORKFLOW_TYPES,
+  type CheckpointFacts,
+  type CheckpointFactsInput,
   type SessionInput,
   type SessionSnapshot,
   type SessionSummary,
@@ -60,7 +64,12 @@ export interface ExperimentsClientOptions {
    * @default unknown
    */
   readonly programs?: readonly ProgramDefinition[] | ProgramRegistry;
-  /** The checkpoint store, to verify checkpoints named in hints. @default $EXPERIMENTS_CHECKPOINT_DIR */
+  /**
+   * A checkpoint store handle for the caller's own use (`client.store`). The client itself never
+   * reads it: hints, resume and `run --resume` ask a worker through Temporal
+   * (`checkpointFacts`), so they work on a machine without the store or its credentials.
+   * @default the local store in $EXPERIMENTS_CHECKPOINT_DIR (opened lazily, never read by the client)
+   */
   readonly store?: CheckpointStore;
 }
 
@@ -253,9 +262,9 @@ export class ExperimentsClient {
     const parts = parseExperimentWorkflowId(experimentWorkflowId);
     if (!spec || !policy || !parts) throw new InvalidInputError([`${experimentWorkflowId}: this workflow has no recorded spec to resume`]);
     const source = storeKey(parts.sessionId, parts.experimentId);
-    const { checkpoint, warnings } = await this.store.latestVerified(source);
-    if (!checkpoint) throw new InvalidInputError([`${experimentWorkflowId}: no verified checkpoint to resume from${warnings.length ? ` (${warnings.join('; ')})` : ''}`]);
-    const next: ExperimentSpec = { ...spec, resumeFrom: { experiment: source, checkpointId: checkpoint.pointer.checkpointId } };
+    const { latest, warnings } = await this.checkpointFacts(parts);
+    if (!latest) throw new InvalidInputError([`${experimentWorkflowId}: no verified checkpoint to resume from${warnings.length ? ` (${warnings.join('; ')})` : ''}`]);
+    const next: ExperimentSpec = { ...spec, resumeFrom: { experiment: source, checkpointId: latest.checkpointId } };
     if (options.session) {
       const [id] = await this.addExperiments(options.session, [{ ...next, id: `${spec.id}-resumed` }]);
       return { sessionId: options.session, experimentId: id, workflowId: `${options.session}:${id}` };
@@ -349,18 +358,31 @@ export class ExperimentsClient {
     }
   }
 
+  /**
+   * Facts about an experiment's checkpoints, read and verified by a worker of the task queue
+   * (a one-activity workflow), so the caller needs neither the store nor its credentials. Fails
+   * when no worker picks it up within `timeoutMs`.
+   */
+  async checkpointFacts(input: CheckpointFactsInput, options: { timeoutMs?: number } = {}): Promise<CheckpointFacts> {
+    return this.client.workflow.execute<(i: CheckpointFactsInput) => Promise<CheckpointFacts>>(CHECKPOINT_FACTS_WORKFLOW, {
+      taskQueue: this.taskQueue,
+      workflowId: `checkpoint-facts-${input.sessionId}-${input.experimentId}-${randomUUID()}`,
+      args: [{ sessionId: input.sessionId, experimentId: input.experimentId, ...(input.checkpointId ? { checkpointId: input.checkpointId } : {}) }],
+      workflowExecutionTimeout: options.timeoutMs ?? 60_000,
+    });
+  }
+
   private async verifiedHints(status: ExperimentStatus): Promise<ResumeHints> {
     const parts = parseExperimentWorkflowId(status.workflowId);
-    const key = parts ? storeKey(parts.sessionId, parts.experimentId) : undefined;
     let pointer = null;
     const warnings: string[] = [];
-    if (key && status.latestCheckpoint) {
+    if (parts && status.latestCheckpoint) {
       try {
-        pointer = (await this.store.list(key)).find((p) => p.checkpointId === status.latestCheckpoint?.id) ?? null;
-        if (!pointer) warnings.push(`checkpoint ${status.latestCheckpoint.id} is missing from the store's manifest`);
-        else await this.store.read(pointer);
+        const facts = await this.checkpointFacts({ ...parts, checkpointId: status.latestCheckpoint.id });
+        pointer = facts.named;
+        if (!pointer) warnings.push(...facts.warnings.filter((w) => w.includes(status.latestCheckpoint!.id)));
       } catch (err) {
-        warnings.push(`checkpoint ${status.latestCheckpoint.id} does not verify: ${(err as Error).message}`);
+        warnings.push(`checkpoint ${status.latestCheckpoint.id} could not be checked by a worker: ${(err as Error).message}`);
       }
     }
     const hints = hintsFromStatus(status, pointer);

@@ -10,6 +10,8 @@ export const ENV_VARS = {
   taskQueue: 'TEMPORAL_TASK_QUEUE',
   checkpointDir: 'EXPERIMENTS_CHECKPOINT_DIR',
   programs: 'EXPERIMENTS_PROGRAMS',
+  checkpointUrl: 'EXPERIMENTS_CHECKPOINT_URL',
+  checkpointCacheDir: 'EXPERIMENTS_CHECKPOINT_CACHE_DIR',
   logLevel: 'LOG_LEVEL',
 } as const;
 
@@ -26,6 +28,10 @@ export interface RuntimeConfig {
   readonly checkpointDir: string;
   /** A programs file (JSON or YAML) the `command` trainer's programs come from; undefined when unset. */
   readonly programsFile: string | undefined;
+  /** `s3://bucket/prefix` (or a directory); when set it replaces `checkpointDir`. */
+  readonly checkpointUrl: string | undefined;
+  /** Local cache of a remote store. @default <project>/.data/checkpoint-cache */
+  readonly checkpointCacheDir: string;
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
@@ -35,5 +41,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConf
     taskQueue: env[ENV_VARS.taskQueue] || DEFAULT_TASK_QUEUE,
     checkpointDir: path.resolve(env[ENV_VARS.checkpointDir] || path.join(PROJECT_ROOT, '.data', 'checkpoints')),
     programsFile: env[ENV_VARS.programs] || undefined,
+    checkpointUrl: env[ENV_VARS.checkpointUrl] || undefined,
+    checkpointCacheDir: path.resolve(env[ENV_VARS.checkpointCacheDir] || path.join(PROJECT_ROOT, '.data', 'checkpoint-cache')),
   };
 }

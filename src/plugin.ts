@@ -20,7 +20,7 @@
 import type { DataConverter } from '@temporalio/common';
 import { SimplePlugin } from '@temporalio/plugin';
 import { createActivities } from './activities';
-import { LocalCheckpointStore } from './activities/checkpoint-store';
+import { openCheckpointStore } from './activities/checkpoint-store';
 import type { CheckpointStore } from './activities/checkpoint-store';
 import type { AnyTrainer } from './activities/trainer';
 import { builtInTrainers } from './activities/trainers';
@@ -32,10 +32,24 @@ import { createLogger, installRuntimeLogger, runtimeLogger, type Logger } from '
 export interface ExperimentPluginOptions {
   /**
    * Directory for checkpoint blobs and manifests; a shared mount when workers run on several
-   * machines. Ignored when `store` is given.
+   * machines. Ignored when `store` or `checkpointUrl` is given.
    * @default $EXPERIMENTS_CHECKPOINT_DIR, else `<project>/.data/checkpoints`
    */
   readonly checkpointDir?: string;
+  /**
+   * Where checkpoints go, as a URL: `s3://bucket/prefix` selects the S3 store (connection from
+   * AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and
+   * EXPERIMENTS_S3_FORCE_PATH_STYLE, path-style by default when an endpoint is set); a directory
+   * or `file:///dir` the local store. Replaces `checkpointDir`; ignored when `store` is given.
+   * @default $EXPERIMENTS_CHECKPOINT_URL, else the local store in `checkpointDir`
+   */
+  readonly checkpointUrl?: string;
+  /**
+   * Local cache of a remote store: `command` trainers write their files here and read resumed
+   * checkpoints from here. Each worker may have its own, empty one.
+   * @default $EXPERIMENTS_CHECKPOINT_CACHE_DIR, else `<project>/.data/checkpoint-cache`
+   */
+  readonly checkpointCacheDir?: string;
   /** A checkpoint store of your own; replaces the local-directory store. */
   readonly store?: CheckpointStore;
   /**
@@ -102,7 +116,15 @@ export class ExperimentPlugin extends SimplePlugin {
     for (const t of [...(options.builtInTrainers === false ? [] : builtInTrainers(programs)), ...(options.trainers ?? [])]) {
       trainers.set(t.name, t);
     }
-    const store = options.store ?? new LocalCheckpointStore(options.checkpointDir ?? configFromEnv().checkpointDir);
+    const env = configFromEnv();
+    const store =
+      options.store ??
+      openCheckpointStore({
+        checkpointUrl: options.checkpointUrl ?? (options.checkpointDir === undefined ? env.checkpointUrl : undefined),
+        checkpointDir: options.checkpointDir ?? env.checkpointDir,
+        cacheDir: options.checkpointCacheDir ?? env.checkpointCacheDir,
+        logger,
+      });
     const codec = resolveCodec(options.encryption);
     super({
       name: PLUGIN_NAME,

@@ -1,7 +1,7 @@
 /**
  * Worker wiring: a Temporal Worker with the ExperimentPlugin, configured from options or the
  * environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE,
- * EXPERIMENTS_CHECKPOINT_DIR, EXPERIMENTS_PROGRAMS, LOG_LEVEL). Thin on purpose: behaviour lives in the plugin.
+ * EXPERIMENTS_CHECKPOINT_DIR, EXPERIMENTS_CHECKPOINT_URL, EXPERIMENTS_PROGRAMS, LOG_LEVEL). Thin on purpose: behaviour lives in the plugin.
  *
  * On SIGTERM or SIGINT the SDK's Runtime shuts the worker down: every running training is
  * interrupted at once with reason `worker-shutdown`, checkpoints at its next step boundary and
@@ -55,7 +55,7 @@ export async function createExperimentWorker(options: ExperimentWorkerOptions = 
   // `programs` given here replaces $EXPERIMENTS_PROGRAMS; neither means the command trainer runs nothing.
   const programs = options.programs ?? (env.programsFile ? ProgramRegistry.fromFile(env.programsFile) : undefined);
   const plugin =
-    options.plugin ?? new ExperimentPlugin({ checkpointDir: env.checkpointDir, heartbeatIntervalMs: throttleMs, ...options, programs, logger });
+    options.plugin ?? new ExperimentPlugin({ heartbeatIntervalMs: throttleMs, ...options, programs, logger });
   const connection =
     options.connection ?? (await NativeConnection.connect({ address: options.address ?? env.address ?? DEFAULT_ADDRESS } satisfies NativeConnectionOptions));
   const taskQueue = options.taskQueue ?? env.taskQueue;

@@ -5,7 +5,7 @@
 import { Context } from '@temporalio/activity';
 import type { CheckpointPointer } from '../shared/types';
 import { storeKey } from '../shared/ids';
-import type { TrainInput } from '../shared/definitions';
+import type { CheckpointFacts, CheckpointFactsInput, TrainInput } from '../shared/definitions';
 import { runTraining, type TrainingDeps } from './training';
 
 export type { TrainingDeps } from './training';
@@ -23,6 +23,30 @@ export function createActivities(deps: TrainingDeps) {
       const { checkpoint, warnings } = await deps.store.latestVerified(storeKey(input.sessionId, input.experimentId), [], { runId });
       for (const warning of warnings) deps.logger.warn({ ...input, warning }, 'skipping a checkpoint that does not verify');
       return checkpoint?.pointer ?? null;
+    },
+    /**
+     * Checkpoint facts for clients that cannot reach the store (hints, resume, `run --resume`),
+     * read and verified here, on a worker that can.
+     */
+    async describeCheckpoints(input: CheckpointFactsInput): Promise<CheckpointFacts> {
+      const key = storeKey(input.sessionId, input.experimentId);
+      const listed = await deps.store.list(key);
+      const { checkpoint, warnings } = await deps.store.latestVerified(key);
+      let named: CheckpointPointer | null = null;
+      if (input.checkpointId !== undefined) {
+        const pointer = listed.find((p) => p.checkpointId === input.checkpointId);
+        if (!pointer) warnings.push(`checkpoint ${input.checkpointId} is missing from the store's manifest`);
+        else if (pointer.checkpointId === checkpoint?.pointer.checkpointId) named = pointer;
+        else {
+          try {
+            await deps.store.read(pointer);
+            named = pointer;
+          } catch (err) {
+            warnings.push(`checkpoint ${input.checkpointId} does not verify: ${(err as Error).message}`);
+          }
+        }
+      }
+      return { count: listed.length, latest: checkpoint?.pointer ?? null, named, warnings };
     },
   };
 }

@@ -20,6 +20,8 @@ export type CheckpointData = Uint8Array | Iterable<Uint8Array> | AsyncIterable<U
 export interface ResumeState {
   readonly pointer: CheckpointPointer;
   readonly data: Buffer;
+  /** A local file with the same bytes, when the store is remote (written on the first call). */
+  readonly localFile?: () => Promise<string>;
 }
 
 export interface StepReport {

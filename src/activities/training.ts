@@ -164,6 +164,9 @@ async function train(
   // Store calls of this attempt: a refusal as stale stops the trainer (the server has already
   // timed this attempt out, or a newer one would not exist) and decides how the attempt ends.
   const fenced = async <T>(write: Promise<T>): Promise<T> => {
+    // A remote store's write can outlast the heartbeat timeout (a large upload, a server pausing):
+    // keep heartbeating the previous pointer meanwhile, so the server does not time the attempt out.
+    const keepAlive = setInterval(AsyncResource.bind(beat), beatEveryMs);
     try {
       return await watchdog.busy(write);
     } catch (err) {
@@ -171,6 +174,8 @@ async function train(
       stale ??= staleFailure(err, log);
       interrupt('timed-out');
       throw stale;
+    } finally {
+      clearInterval(keepAlive);
     }
   };
   const watchdog = startWatchdog(

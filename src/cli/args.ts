@@ -32,6 +32,9 @@ const ENV_HELP = `Environment:
   TEMPORAL_NAMESPACE          namespace (default "default")
   TEMPORAL_TASK_QUEUE         task queue of the workers (default "experiments")
   EXPERIMENTS_CHECKPOINT_DIR  checkpoint directory (default <project>/.data/checkpoints)
+  EXPERIMENTS_CHECKPOINT_URL  s3://bucket/prefix: checkpoints in S3 (with AWS_ENDPOINT_URL, AWS_REGION,
+                              AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, EXPERIMENTS_S3_FORCE_PATH_STYLE)
+  EXPERIMENTS_CHECKPOINT_CACHE_DIR  local cache of the S3 store (default <project>/.data/checkpoint-cache)
   EXPERIMENTS_PROGRAMS        programs file of the command trainer (workers run these; the CLI checks specs against it)
   LOG_LEVEL                   pino level of worker logs (default info)
   EXPERIMENTS_CODEC_KEYS      encrypt payloads: id:base64key,... (first is current; see README)
@@ -121,6 +124,8 @@ policy's approvers, or an unsigned or badly signed approval by an approver with 
     options: {
       'task-queue': { type: 'string', value: 'NAME', help: 'task queue (default $TEMPORAL_TASK_QUEUE or "experiments")' },
       'checkpoint-dir': { type: 'string', value: 'DIR', help: 'checkpoint directory (default $EXPERIMENTS_CHECKPOINT_DIR)' },
+      'checkpoint-url': { type: 'string', value: 'URL', help: 's3://bucket/prefix or a directory (default $EXPERIMENTS_CHECKPOINT_URL); replaces --checkpoint-dir' },
+      'checkpoint-cache-dir': { type: 'string', value: 'DIR', help: 'local cache of an S3 store (default $EXPERIMENTS_CHECKPOINT_CACHE_DIR)' },
       'max-concurrent-activities': { type: 'string', value: 'N', help: 'trainings run at once by this worker (default 4)' },
       programs: { type: 'string', value: 'FILE', help: 'programs the command trainer may run here, JSON or YAML (default $EXPERIMENTS_PROGRAMS; none: it runs nothing)' },
     },

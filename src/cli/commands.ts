@@ -6,6 +6,7 @@
  */
 import * as path from 'node:path';
 import { ProgramRegistry } from '../activities/trainers/command';
+import { parseCheckpointUrl, s3ConnectionFromEnv } from '../activities/checkpoint-store/s3-config';
 import { isPortFree, startDevServer } from '../dev-server';
 import { configFromEnv, ENV_VARS } from '../config';
 import { createLogger, installRuntimeLogger } from '../logging';
@@ -173,6 +174,11 @@ export async function workerCommand(parsed: ParsedArgs): Promise<number> {
   const config = configFromEnv();
   const taskQueue = stringOption(parsed, 'task-queue') ?? config.taskQueue;
   const checkpointDir = path.resolve(stringOption(parsed, 'checkpoint-dir') ?? config.checkpointDir);
+  const checkpointUrl = stringOption(parsed, 'checkpoint-url') ?? (parsed.options['checkpoint-dir'] === undefined ? config.checkpointUrl : undefined);
+  const checkpointCacheDir = path.resolve(stringOption(parsed, 'checkpoint-cache-dir') ?? config.checkpointCacheDir);
+  // Checked before connecting, so a typo is one line and exit 2, not a failure at the first save.
+  const where = checkpointStoreProblem(checkpointUrl);
+  if (where) throw new UsageError(where);
   const maxConcurrentActivities = intOption(parsed, 'max-concurrent-activities', 1, 1000);
   // Read before connecting, so a bad programs file is exit 2 naming the field, with nothing started.
   const programs = programsOf(config, stringOption(parsed, 'programs') ?? config.programsFile) ?? new ProgramRegistry([]);
@@ -182,9 +188,10 @@ export async function workerCommand(parsed: ParsedArgs): Promise<number> {
   // The worker is a service: its logs are its output (stdout, pretty on a terminal).
   const logger = createLogger();
   installRuntimeLogger(logger);
-  logger.info({ address, namespace: config.namespace, taskQueue, checkpointDir, programs: programs.names() }, 'connecting');
+  const store = checkpointUrl ? { checkpointUrl, checkpointCacheDir } : { checkpointDir };
+  logger.info({ address, namespace: config.namespace, taskQueue, ...store, programs: programs.names() }, 'connecting');
   if (programs.size === 0) logger.info('no programs registered: the command trainer runs nothing here (see --programs FILE)');
-  await runExperimentWorker({ address, namespace: config.namespace, taskQueue, checkpointDir, maxConcurrentActivities, logger, programs });
+  await runExperimentWorker({ address, namespace: config.namespace, taskQueue, ...store, maxConcurrentActivities, logger, programs });
   return EXIT.ok;
 }
 
@@ -220,4 +227,15 @@ export async function serverCommand(parsed: ParsedArgs): Promise<number> {
   await server.stop();
   say('Stopped.');
   return EXIT.ok;
+}
+
+/** Why the checkpoint URL or the S3 settings it needs cannot work, or undefined. */
+function checkpointStoreProblem(url: string | undefined): string | undefined {
+  if (url === undefined) return undefined;
+  try {
+    if (parseCheckpointUrl(url).kind === 's3') s3ConnectionFromEnv();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
 }

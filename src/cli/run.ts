@@ -110,8 +110,10 @@ export async function runCommand(parsed: ParsedArgs): Promise<number> {
     target = embeddedMode ? await embeddedTarget(config, say, () => interrupts.count > 0) : await remoteTarget(config);
     if (interrupts.count > 0) throw new ExitCode(EXIT.interrupted);
     await ensureNotRunning(target, sessionId);
-    const experiments = await withEarlierCheckpoints(target.experiments, pipeline, config, resume, say);
-    if (!target.embedded) await warnIfNoWorkers(target, config, say);
+    // Earlier checkpoints are looked up by a worker, so only when one is polling.
+    const workers = target.embedded || (await warnIfNoWorkers(target, config, say));
+    const experiments = workers ? await withEarlierCheckpoints(target.experiments, pipeline, config, resume, say) : pipeline.experiments;
+    if (!workers && resume) say('Note: --resume needs a worker to look up earlier checkpoints; this run starts from scratch.');
 
     const started = Date.now();
     await target.experiments.startSession({ sessionId, policy: pipeline.policy, experiments, preApproved });
@@ -189,6 +191,9 @@ async function ensureNotRunning(target: Target, sessionId: string): Promise<bool
  * checkpoints from an earlier run continue from the newest one (`resumeFrom`); without it, say
  * that they exist and how to continue them.
  */
+/** How long `run` waits for a worker to say whether earlier checkpoints exist. */
+const EARLIER_CHECKPOINTS_TIMEOUT_MS = 20_000;
+
 async function withEarlierCheckpoints(
   client: ExperimentsClient,
   pipeline: Pipeline,
@@ -198,15 +203,18 @@ async function withEarlierCheckpoints(
 ): Promise<ExperimentSpec[]> {
   const sessionId = pipeline.session as string;
   const earlier = new Set<string>();
-  for (const spec of pipeline.experiments) {
-    try {
-      if ((await client.store.list(storeKey(sessionId, spec.id))).length > 0) earlier.add(spec.id);
-    } catch {
-      // An unreadable manifest is the training activity's problem to report.
-    }
-  }
+  await Promise.all(
+    pipeline.experiments.map(async (spec) => {
+      try {
+        // Asked of a worker through Temporal: this machine may have neither the store nor its credentials.
+        if ((await client.checkpointFacts({ sessionId, experimentId: spec.id }, { timeoutMs: EARLIER_CHECKPOINTS_TIMEOUT_MS })).count > 0) earlier.add(spec.id);
+      } catch {
+        // No worker answered in time, or the manifest is unreadable: the training activity reports it.
+      }
+    }),
+  );
   if (earlier.size === 0) return pipeline.experiments;
-  const dir = displayPath(path.join(config.checkpointDir, sessionId));
+  const dir = config.checkpointUrl ?? displayPath(path.join(config.checkpointDir, sessionId));
   if (!resume) {
     say(`Note: ${earlier.size} experiment(s) of session ${sessionId} have checkpoints from an earlier run in ${dir}; this run starts from scratch (add --resume to continue from them).`);
     return pipeline.experiments;
@@ -218,7 +226,7 @@ async function withEarlierCheckpoints(
 }
 
 /** With a remote server, a session without workers just sits there; say so up front. */
-async function warnIfNoWorkers(target: Target, config: RuntimeConfig, say: (line: string) => void): Promise<void> {
+async function warnIfNoWorkers(target: Target, config: RuntimeConfig, say: (line: string) => void): Promise<boolean> {
   try {
     const res = await target.experiments.client.workflowService.describeTaskQueue({
       namespace: target.namespace,
@@ -227,10 +235,12 @@ async function warnIfNoWorkers(target: Target, config: RuntimeConfig, say: (line
     });
     if ((res.pollers ?? []).length === 0) {
       say(`Warning: no worker is polling task queue ${JSON.stringify(config.taskQueue)} on ${target.address}; start one with \`experiments worker\` (the session waits until then).`);
+      return false;
     }
   } catch {
     // Only advice; the run does not depend on it.
   }
+  return true;
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

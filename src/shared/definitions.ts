@@ -9,6 +9,7 @@ import type {
   ApprovalRecord,
   ApproveInput,
   RejectInput,
+  CheckpointPointer,
   ExperimentSpec,
   ExperimentState,
   ExperimentStatus,
@@ -152,3 +153,28 @@ export const addExperimentsUpdate = defineUpdate<{ added: string[] }, [Experimen
 
 /** Workflow type names, for clients that start workflows by name. */
 export const WORKFLOW_TYPES = { session: 'sessionWorkflow', experiment: 'experimentWorkflow' } as const;
+
+/**
+ * What a client asks a worker about an experiment's checkpoints, so that hints and resume work
+ * from a machine without the store: `checkpointFactsWorkflow` runs `describeCheckpoints` on a
+ * worker of the task queue, which reads and verifies them where they are.
+ */
+export interface CheckpointFactsInput {
+  readonly sessionId: string;
+  readonly experimentId: string;
+  /** A checkpoint to look up by id and verify (the one named in hints). */
+  readonly checkpointId?: string;
+}
+
+export interface CheckpointFacts {
+  /** Checkpoints in the store's manifests across all runs of the experiment. */
+  readonly count: number;
+  /** The newest checkpoint that verifies, across all runs, or null. */
+  readonly latest: CheckpointPointer | null;
+  /** The checkpoint named by `checkpointId`, when it is listed and verifies; else null. */
+  readonly named: CheckpointPointer | null;
+  /** Why candidates were skipped, or why the named checkpoint is unusable. */
+  readonly warnings: string[];
+}
+
+export const CHECKPOINT_FACTS_WORKFLOW = 'checkpointFactsWorkflow';

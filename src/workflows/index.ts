@@ -7,5 +7,6 @@
  * `patched('<change-id>')` (later `deprecatePatch`), and the recorded histories in
  * test/fixtures/histories must keep replaying. Never re-record a fixture to make a change pass.
  */
+export { checkpointFactsWorkflow } from './checkpoint-facts';
 export { experimentWorkflow } from './experiment';
 export { sessionWorkflow } from './session/workflow';

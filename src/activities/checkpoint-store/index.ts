@@ -1,4 +1,4 @@
-/** The checkpoint store: the interface other modules code against, and the local-disk store. */
+/** The checkpoint store: the interface other modules code against, the local-disk store and the S3 store. */
 export type {
   AdoptCheckpointInput,
   CheckpointStore,
@@ -12,3 +12,7 @@ export { LocalCheckpointStore } from './local';
 export { writeFileDurably } from './durable-write';
 export { CheckpointReadError, DurableWriteError, ManifestError, StaleAttemptError, formatFence } from './errors';
 export { compareFence } from './manifest';
+export { S3CheckpointStore, type S3CheckpointStoreOptions } from './s3';
+export { CHECKPOINT_URL_ENV, FORCE_PATH_STYLE_ENV, parseCheckpointUrl, s3ConnectionFromEnv } from './s3-config';
+export { createS3Client } from './s3-io';
+export { openCheckpointStore, type OpenStoreOptions } from './open';

@@ -369,7 +369,7 @@ export class LocalCheckpointStore implements CheckpointStore {
   }
 }
 
-function checkPosition(input: { epoch: number; step: number; attempt: number }): void {
+export function checkPosition(input: { epoch: number; step: number; attempt: number }): void {
   for (const field of ['epoch', 'step', 'attempt'] as const) {
     const n = input[field];
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
@@ -378,7 +378,7 @@ function checkPosition(input: { epoch: number; step: number; attempt: number }):
   }
 }
 
-function checkFence(token: FenceToken): void {
+export function checkFence(token: FenceToken): void {
   for (const field of ['invocation', 'attempt'] as const) {
     const n = token?.[field];
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
@@ -387,10 +387,10 @@ function checkFence(token: FenceToken): void {
   }
 }
 
-function checkKeep(keep: number): void {
+export function checkKeep(keep: number): void {
   if (!Number.isSafeInteger(keep) || keep < 1) throw new Error(`checkpoints to keep: expected an integer >= 1, received ${String(keep)}`);
 }
 
-function pad(n: number, width: number): string {
+export function pad(n: number, width: number): string {
   return String(n).padStart(width, '0');
 }

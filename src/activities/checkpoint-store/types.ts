@@ -56,6 +56,11 @@ export interface AdoptCheckpointInput extends WriterIdentity {
 export interface VerifiedCheckpoint {
   readonly pointer: CheckpointPointer;
   readonly data: Buffer;
+  /**
+   * A local file with these verified bytes, for programs that read a path. A remote store writes
+   * it into its cache on the first call; without it the pointer's `file://` URI is the file.
+   */
+  readonly localFile?: () => Promise<string>;
 }
 
 export interface LatestVerifiedResult {

@@ -98,7 +98,9 @@ async function train(ctx: TrainerContext<CommandParams>): Promise<TrainerResultI
     ctx.log.info({ reason: ctx.interruptReason }, 'interrupted before the trainer process started');
     return undefined;
   }
-  const run = { experimentId: ctx.experimentId, sessionId: ctx.sessionId, attempt: ctx.attempt, params: ctx.params.params, checkpointDir: ctx.checkpointDir, resume: ctx.resume };
+  // A remote store's checkpoint is copied into its local cache for the child to read.
+  const resumeFile = await ctx.resume?.localFile?.();
+  const run = { experimentId: ctx.experimentId, sessionId: ctx.sessionId, attempt: ctx.attempt, params: ctx.params.params, checkpointDir: ctx.checkpointDir, resume: ctx.resume, resumeFile };
   const env = childEnvironment(program, run, process.env);
   const { child, pid } = await startChild(program, env, ctx.attempt);
   ctx.log.info({ pid, program: program.name, argv: program.argv, cwd: program.cwd, resumeFrom: env.EXPERIMENT_RESUME_FROM || null }, 'trainer process started');

@@ -75,6 +75,8 @@ export interface RunInfo {
   readonly params: Readonly<Record<string, unknown>>;
   readonly checkpointDir: string;
   readonly resume: ResumeState | undefined;
+  /** The resume checkpoint as a local file (a remote store's copy in its cache), when it has one. */
+  readonly resumeFile?: string;
 }
 
 export function childEnvironment(program: Program, run: RunInfo, worker: NodeJS.ProcessEnv): Record<string, string> {
@@ -90,7 +92,7 @@ export function childEnvironment(program: Program, run: RunInfo, worker: NodeJS.
     // The file may be in another experiment's directory (a new run with resumeFrom); the child
     // only reads it (section 3).
     try {
-      resumeFrom = fileURLToPath(resume.uri);
+      resumeFrom = run.resumeFile ?? fileURLToPath(resume.uri);
     } catch {
       throw spawnFailure(run.attempt, `cannot start the trainer: resume checkpoint ${resume.checkpointId} is at ${resume.uri}, not a file:// URL the program could read`);
     }
