@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startWatchdog } from '../../src/activities/watchdog';
+import { PYTHON } from './command/helpers';
 import { logLines, processGone, ROOT, startHarness, startWorker, uniqueQueue, waitFor, type Harness, type RunningWorker } from '../helpers/env';
 
 describe('startWatchdog', () => {
@@ -57,7 +58,12 @@ describe('a hung command trainer on the dev server', () => {
   let w: RunningWorker;
   before(async () => {
     h = await startHarness();
-    w = await startWorker(h, { taskQueue: uniqueQueue('watchdog') });
+    // Registered as a worker operator would: the silent script, and the reference trainer.
+    const programs = [
+      { name: 'silent-first', argv: [PYTHON, '-c', SILENT_ON_FIRST_ATTEMPT], cwd: ROOT, epochsParam: 'epochs', gracePeriod: '1s' },
+      { name: 'reference', argv: [PYTHON, 'examples/python/train.py'], cwd: ROOT, epochsParam: 'epochs' },
+    ];
+    w = await startWorker(h, { taskQueue: uniqueQueue('watchdog'), programs });
   });
   after(async () => {
     await w?.stop();
@@ -67,9 +73,9 @@ describe('a hung command trainer on the dev server', () => {
   test('a child silent for the heartbeat timeout is killed on its worker within 2x the timeout, and attempt 2 completes', async () => {
     const heartbeatTimeoutMs = 3000;
     const params = { epochs: 2, seed: 4 };
-    const command = (argv: string[]) => ({ id: 'e', trainer: 'command', params: { command: argv, cwd: ROOT, params, epochs: 2, gracePeriod: '1s' } });
+    const command = (program: string) => ({ id: 'e', trainer: 'command', params: { program, params } });
     const policy = { heartbeatTimeout: `${heartbeatTimeoutMs}ms`, retry: { initialInterval: '200ms' } };
-    const handle = await w.client.startSession({ sessionId: 'hung', policy, experiments: [command(['python3', '-c', SILENT_ON_FIRST_ATTEMPT])] });
+    const handle = await w.client.startSession({ sessionId: 'hung', policy, experiments: [command('silent-first')] });
 
     const started = await waitFor(() => logLines.find((l) => l.msg === 'trainer process started' && l.workflowId === 'hung:e' && l.attempt === 1), {
       what: 'attempt 1 to start its child',
@@ -95,7 +101,7 @@ describe('a hung command trainer on the dev server', () => {
     assert.equal(e.attempt, 2);
 
     // The same params run once without hanging: attempt 2 started fresh and ends identical.
-    const plain = await w.client.startSession({ sessionId: 'hung-reference', experiments: [command(['python3', 'examples/python/train.py'])] });
+    const plain = await w.client.startSession({ sessionId: 'hung-reference', experiments: [command('reference')] });
     const reference = (await plain.result()).experiments[0];
     assert.equal(reference.state, 'completed');
     assert.equal(e.result?.modelSha256, reference.result?.modelSha256);
