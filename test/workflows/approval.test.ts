@@ -100,8 +100,15 @@ test('approval-once: bounded runs, long-running waits, one approval releases all
   assert.equal(audit.length, 1, 'exactly one approval record');
   assert.equal(approval?.by, 'alice');
   assert.equal(approval?.note, 'budget ok');
-  assert.equal(approval?.source, 'signal');
+  // The client approves through the approveSession update (the Web UI's path is the signal).
+  assert.equal(approval?.source, 'update');
+  assert.equal(approval?.outcome, 'approved');
   assert.ok(approval && !Number.isNaN(Date.parse(approval.at)));
+  assert.deepEqual(
+    approval?.estimates?.map((e) => e.experimentId).sort(),
+    ['long-estimate', 'long-flag'],
+    'the record names the experiments it released (long-late was added after the approval)',
+  );
   assert.equal(summary.approval.by, 'alice');
 });
 
