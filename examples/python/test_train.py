@@ -28,7 +28,7 @@ EXIT_NONRETRYABLE = 3
 class Child:
     """train.py as a child process, with its stdout parsed into protocol messages as they arrive."""
 
-    def __init__(self, ckpt_dir, params=None, attempt=1, resume=None, params_text=None, env=None):
+    def __init__(self, ckpt_dir, params=None, attempt=1, resume=None, params_text=None, env=None, argv=None):
         child_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/tmp"),
@@ -45,7 +45,7 @@ class Child:
         child_env.update(env or {})
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, TRAIN],
+            argv or [sys.executable, TRAIN],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
