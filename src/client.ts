@@ -11,6 +11,7 @@ import { LocalCheckpointStore } from './activities/checkpoint-store';
 import type { CheckpointStore } from './activities/checkpoint-store-types';
 import type { AnyTrainer } from './activities/trainer';
 import { builtInTrainers } from './activities/trainers';
+import { ProgramRegistry, type ProgramDefinition } from './activities/trainers/command';
 import { configFromEnv } from './config';
 import {
   addExperimentsUpdate,
@@ -44,6 +45,15 @@ export interface ExperimentsClientOptions {
   readonly taskQueue?: string;
   /** Trainers known to the workers, for validating specs before anything starts. @default the built-ins */
   readonly trainers?: ReadonlyMap<string, AnyTrainer> | readonly AnyTrainer[];
+  /**
+   * The programs the workers run (the same list or file they were given), so that a `command`
+   * spec naming another program, or params its schema rejects, fail here before anything
+   * starts. Workers do not publish their programs through Temporal, so without this a client
+   * checks only the shape of `command` specs and the worker rejects an unknown program when the
+   * attempt starts (non-retryable). Ignored when `trainers` is given.
+   * @default unknown
+   */
+  readonly programs?: readonly ProgramDefinition[] | ProgramRegistry;
   /** The checkpoint store, to verify checkpoints named in hints. @default $EXPERIMENTS_CHECKPOINT_DIR */
   readonly store?: CheckpointStore;
 }
@@ -75,7 +85,8 @@ export class ExperimentsClient {
     const env = configFromEnv();
     this.client = options.client;
     this.taskQueue = options.taskQueue ?? env.taskQueue;
-    const trainers = options.trainers ?? builtInTrainers();
+    const programs = options.programs === undefined || options.programs instanceof ProgramRegistry ? options.programs : new ProgramRegistry(options.programs);
+    const trainers = options.trainers ?? builtInTrainers(programs);
     this.trainers = trainers instanceof Map ? trainers : new Map((trainers as readonly AnyTrainer[]).map((t) => [t.name, t]));
     this.store = options.store ?? new LocalCheckpointStore(env.checkpointDir);
   }

@@ -9,6 +9,7 @@ export const ENV_VARS = {
   namespace: 'TEMPORAL_NAMESPACE',
   taskQueue: 'TEMPORAL_TASK_QUEUE',
   checkpointDir: 'EXPERIMENTS_CHECKPOINT_DIR',
+  programs: 'EXPERIMENTS_PROGRAMS',
   logLevel: 'LOG_LEVEL',
 } as const;
 
@@ -23,6 +24,8 @@ export interface RuntimeConfig {
   readonly namespace: string;
   readonly taskQueue: string;
   readonly checkpointDir: string;
+  /** A programs file (JSON or YAML) the `command` trainer's programs come from; undefined when unset. */
+  readonly programsFile: string | undefined;
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
@@ -31,5 +34,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConf
     namespace: env[ENV_VARS.namespace] || DEFAULT_NAMESPACE,
     taskQueue: env[ENV_VARS.taskQueue] || DEFAULT_TASK_QUEUE,
     checkpointDir: path.resolve(env[ENV_VARS.checkpointDir] || path.join(PROJECT_ROOT, '.data', 'checkpoints')),
+    programsFile: env[ENV_VARS.programs] || undefined,
   };
 }

@@ -9,6 +9,8 @@
  *   and pass it as `new ExperimentPlugin({ workflowsPath: require.resolve('./all-workflows') })`.
  * - `activities`: **appended** to yours (the training activity with the trainers and the
  *   checkpoint store injected, and the checkpoint lookup used when recording outcomes).
+ * - `programs`: this plugin's own option (Worker.create has nothing like it): the complete set
+ *   of programs the `command` trainer may run on this worker.
  * - logging: installs the pino logger as the Temporal Runtime logger (once per process, before
  *   the first connection), so SDK, workflow and activity logs come out through pino.
  */
@@ -18,6 +20,7 @@ import { LocalCheckpointStore } from './activities/checkpoint-store';
 import type { CheckpointStore } from './activities/checkpoint-store-types';
 import type { AnyTrainer } from './activities/trainer';
 import { builtInTrainers } from './activities/trainers';
+import { ProgramRegistry, type ProgramDefinition } from './activities/trainers/command';
 import { configFromEnv } from './config';
 import { createLogger, installRuntimeLogger, runtimeLogger, type Logger } from './logging';
 
@@ -35,6 +38,17 @@ export interface ExperimentPluginOptions {
    * trainer with a built-in's name replaces it.
    */
   readonly trainers?: readonly AnyTrainer[];
+  /**
+   * The programs the built-in `command` trainer may run on this worker, by name: the complete
+   * list (there are no built-in programs to add to; a name given twice is an error). A spec
+   * names one (`params.program`) and gives only its params; it can never choose an executable,
+   * arguments, a working directory or environment variables. Relative `cwd`s are taken from the
+   * working directory when the plugin is built. A `ProgramRegistry` (e.g.
+   * `ProgramRegistry.fromFile('programs.yaml')`, what `experiments worker --programs` uses) is
+   * used as it is.
+   * @default none: the `command` trainer runs nothing and rejects every spec, naming the program
+   */
+  readonly programs?: readonly ProgramDefinition[] | ProgramRegistry;
   /** Register the built-in trainers. @default true */
   readonly builtInTrainers?: boolean;
   /** The pino logger for everything. @default the installed Runtime logger, else `createLogger()` */
@@ -55,6 +69,8 @@ export const WORKFLOWS_PATH = require.resolve('./workflows');
 
 export class ExperimentPlugin extends SimplePlugin {
   readonly trainers: ReadonlyMap<string, AnyTrainer>;
+  /** The programs the `command` trainer runs here. */
+  readonly programs: ProgramRegistry;
   readonly store: CheckpointStore;
   readonly logger: Logger;
 
@@ -67,8 +83,9 @@ export class ExperimentPlugin extends SimplePlugin {
         logger.warn({ err: (err as Error).message }, 'pino is not the Temporal Runtime logger: create the plugin before any connection or worker');
       }
     }
+    const programs = options.programs instanceof ProgramRegistry ? options.programs : new ProgramRegistry(options.programs ?? []);
     const trainers = new Map<string, AnyTrainer>();
-    for (const t of [...(options.builtInTrainers === false ? [] : builtInTrainers()), ...(options.trainers ?? [])]) {
+    for (const t of [...(options.builtInTrainers === false ? [] : builtInTrainers(programs)), ...(options.trainers ?? [])]) {
       trainers.set(t.name, t);
     }
     const store = options.store ?? new LocalCheckpointStore(options.checkpointDir ?? configFromEnv().checkpointDir);
@@ -78,6 +95,7 @@ export class ExperimentPlugin extends SimplePlugin {
       activities: createActivities({ store, trainers, logger, heartbeatIntervalMs: options.heartbeatIntervalMs }),
     });
     this.trainers = trainers;
+    this.programs = programs;
     this.store = store;
     this.logger = logger;
   }

@@ -1,7 +1,7 @@
 /**
  * Worker wiring: a Temporal Worker with the ExperimentPlugin, configured from options or the
  * environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE,
- * EXPERIMENTS_CHECKPOINT_DIR, LOG_LEVEL). Thin on purpose: behaviour lives in the plugin.
+ * EXPERIMENTS_CHECKPOINT_DIR, EXPERIMENTS_PROGRAMS, LOG_LEVEL). Thin on purpose: behaviour lives in the plugin.
  *
  * On SIGTERM or SIGINT the SDK's Runtime shuts the worker down: every running training is
  * interrupted at once with reason `worker-shutdown`, checkpoints at its next step boundary and
@@ -9,6 +9,7 @@
  * `shutdownGraceTime` bounds how long that may take before the worker gives up waiting.
  */
 import { NativeConnection, Worker, type NativeConnectionOptions } from '@temporalio/worker';
+import { ProgramRegistry } from './activities/trainers/command';
 import { configFromEnv, DEFAULT_ADDRESS } from './config';
 import { createLogger, runtimeLogger, type Logger } from './logging';
 import { parseDuration } from './shared/duration';
@@ -51,8 +52,10 @@ export async function createExperimentWorker(options: ExperimentWorkerOptions = 
   // Heartbeats the runtime sends no faster than the throttle gain nothing; sent slower, they
   // make the throttle pointless. So a throttle given here sets the runtime's interval too.
   const throttleMs = typeof options.heartbeatThrottle === 'string' ? parseDuration(options.heartbeatThrottle) : options.heartbeatThrottle;
+  // `programs` given here replaces $EXPERIMENTS_PROGRAMS; neither means the command trainer runs nothing.
+  const programs = options.programs ?? (env.programsFile ? ProgramRegistry.fromFile(env.programsFile) : undefined);
   const plugin =
-    options.plugin ?? new ExperimentPlugin({ checkpointDir: env.checkpointDir, heartbeatIntervalMs: throttleMs, ...options, logger });
+    options.plugin ?? new ExperimentPlugin({ checkpointDir: env.checkpointDir, heartbeatIntervalMs: throttleMs, ...options, programs, logger });
   const connection =
     options.connection ?? (await NativeConnection.connect({ address: options.address ?? env.address ?? DEFAULT_ADDRESS } satisfies NativeConnectionOptions));
   const taskQueue = options.taskQueue ?? env.taskQueue;

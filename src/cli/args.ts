@@ -32,6 +32,7 @@ const ENV_HELP = `Environment:
   TEMPORAL_NAMESPACE          namespace (default "default")
   TEMPORAL_TASK_QUEUE         task queue of the workers (default "experiments")
   EXPERIMENTS_CHECKPOINT_DIR  checkpoint directory (default <project>/.data/checkpoints)
+  EXPERIMENTS_PROGRAMS        programs file of the command trainer (workers run these; the CLI checks specs against it)
   LOG_LEVEL                   pino level of worker logs (default info)`;
 
 export const COMMANDS: readonly CommandSpec[] = [
@@ -100,6 +101,7 @@ watching.`,
       'task-queue': { type: 'string', value: 'NAME', help: 'task queue (default $TEMPORAL_TASK_QUEUE or "experiments")' },
       'checkpoint-dir': { type: 'string', value: 'DIR', help: 'checkpoint directory (default $EXPERIMENTS_CHECKPOINT_DIR)' },
       'max-concurrent-activities': { type: 'string', value: 'N', help: 'trainings run at once by this worker (default 4)' },
+      programs: { type: 'string', value: 'FILE', help: 'programs the command trainer may run here, JSON or YAML (default $EXPERIMENTS_PROGRAMS; none: it runs nothing)' },
     },
   },
   {

@@ -5,6 +5,7 @@
  * run a service in the foreground until SIGINT or SIGTERM.
  */
 import * as path from 'node:path';
+import { ProgramRegistry } from '../activities/trainers/command';
 import { isPortFree, startDevServer } from '../dev-server';
 import { configFromEnv, ENV_VARS } from '../config';
 import { createLogger, installRuntimeLogger } from '../logging';
@@ -14,7 +15,7 @@ import { approveInputSchema, parseOrThrow } from '../shared/schema';
 import type { ResumeHints } from '../shared/types';
 import { runExperimentWorker } from '../worker';
 import { intOption, stringOption, type ParsedArgs } from './args';
-import { connect, ensureReachable, offlineValidator, uiBaseFor, workflowUrl, type Connected } from './connect';
+import { connect, ensureReachable, offlineValidator, programsOf, uiBaseFor, workflowUrl, type Connected } from './connect';
 import { fileLogger } from './embedded';
 import { EXIT, UsageError } from './errors';
 import { displayPath, experimentText, hintsText, sessionText } from './output';
@@ -195,14 +196,17 @@ export async function workerCommand(parsed: ParsedArgs): Promise<number> {
   const taskQueue = stringOption(parsed, 'task-queue') ?? config.taskQueue;
   const checkpointDir = path.resolve(stringOption(parsed, 'checkpoint-dir') ?? config.checkpointDir);
   const maxConcurrentActivities = intOption(parsed, 'max-concurrent-activities', 1, 1000);
+  // Read before connecting, so a bad programs file is exit 2 naming the field, with nothing started.
+  const programs = programsOf(config, stringOption(parsed, 'programs') ?? config.programsFile) ?? new ProgramRegistry([]);
   const address = config.address ?? 'localhost:7233';
   // Probe first, so a missing server is exit 3 naming the address rather than a native stack.
   await ensureReachable(address);
   // The worker is a service: its logs are its output (stdout, pretty on a terminal).
   const logger = createLogger();
   installRuntimeLogger(logger);
-  logger.info({ address, namespace: config.namespace, taskQueue, checkpointDir }, 'connecting');
-  await runExperimentWorker({ address, namespace: config.namespace, taskQueue, checkpointDir, maxConcurrentActivities, logger });
+  logger.info({ address, namespace: config.namespace, taskQueue, checkpointDir, programs: programs.names() }, 'connecting');
+  if (programs.size === 0) logger.info('no programs registered: the command trainer runs nothing here (see --programs FILE)');
+  await runExperimentWorker({ address, namespace: config.namespace, taskQueue, checkpointDir, maxConcurrentActivities, logger, programs });
   return EXIT.ok;
 }
 

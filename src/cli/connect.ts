@@ -6,6 +6,7 @@
  */
 import * as net from 'node:net';
 import { Client, Connection } from '@temporalio/client';
+import { ProgramRegistry } from '../activities/trainers/command';
 import { ExperimentsClient } from '../client';
 import { configFromEnv, DEFAULT_ADDRESS, ENV_VARS, type RuntimeConfig } from '../config';
 import { UnreachableError, UsageError } from './errors';
@@ -97,7 +98,7 @@ export async function connect(options: { address?: string; config?: RuntimeConfi
     throw unreachable(address, (err as Error).message.split('\n')[0]);
   }
   const client = new Client({ connection, namespace: config.namespace });
-  const experiments = new ExperimentsClient({ client, taskQueue: config.taskQueue });
+  const experiments = new ExperimentsClient({ client, taskQueue: config.taskQueue, programs: programsOf(config) });
   return {
     address,
     namespace: config.namespace,
@@ -113,7 +114,20 @@ export async function connect(options: { address?: string; config?: RuntimeConfi
  * used, so pipeline files can be checked before any server exists.
  */
 export function offlineValidator(config: RuntimeConfig = configFromEnv()): ExperimentsClient {
-  return new ExperimentsClient({ client: new Client({ connection: Connection.lazy({ address: config.address ?? DEFAULT_ADDRESS }) }), taskQueue: config.taskQueue });
+  return new ExperimentsClient({
+    client: new Client({ connection: Connection.lazy({ address: config.address ?? DEFAULT_ADDRESS }) }),
+    taskQueue: config.taskQueue,
+    programs: programsOf(config),
+  });
+}
+
+/**
+ * The programs file named by `--programs` or EXPERIMENTS_PROGRAMS, loaded; undefined when neither
+ * is set. A worker runs exactly these; the CLI uses them to reject an unknown program before
+ * anything starts (workers do not publish theirs). A bad file is InvalidInputError (exit 2).
+ */
+export function programsOf(config: RuntimeConfig, file = config.programsFile): ProgramRegistry | undefined {
+  return file === undefined ? undefined : ProgramRegistry.fromFile(file);
 }
 
 /**

@@ -27,6 +27,7 @@ import { createLogger, installRuntimeLogger, type Logger } from '../logging';
 import { ExperimentPlugin } from '../plugin';
 import { projectRoot } from '../temporal-cli';
 import { createExperimentWorker } from '../worker';
+import { programsOf } from './connect';
 
 export const DEFAULT_PORTS = { grpc: 7233, ui: 8233 } as const;
 
@@ -124,7 +125,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<Embedded>
     });
     say(`Local Temporal server ready in ${((Date.now() - t0) / 1000).toFixed(1)}s; starting an in-process worker.`);
     check();
-    const plugin = new ExperimentPlugin({ logger, checkpointDir: config.checkpointDir });
+    const plugin = new ExperimentPlugin({ logger, checkpointDir: config.checkpointDir, programs: programsOf(config) });
     nativeConnection = await NativeConnection.connect({ address: server.address });
     const created = await createExperimentWorker({ connection: nativeConnection, plugin, namespace: config.namespace, taskQueue: config.taskQueue, logger });
     worker = created.worker;

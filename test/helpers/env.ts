@@ -108,11 +108,20 @@ export interface ChildWorker {
   ready: Promise<void>;
 }
 
-/** A worker in a child process (`node --import tsx src/worker.ts`), for real signals. */
-export function spawnWorker(h: Harness, opts: { taskQueue: string; checkpointDir: string; name: string; extraEnv?: Record<string, string> }): ChildWorker {
+/**
+ * A worker in a child process, for real signals: `node --import tsx src/worker.ts`, or with
+ * `programsFile` the CLI, `experiments worker --programs FILE`.
+ */
+export function spawnWorker(
+  h: Harness,
+  opts: { taskQueue: string; checkpointDir: string; name: string; extraEnv?: Record<string, string>; programsFile?: string },
+): ChildWorker {
   const logFile = path.join(h.tmp, `${opts.name}.log`);
   const out = fs.openSync(logFile, 'a');
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src', 'worker.ts')], {
+  const argv = opts.programsFile
+    ? [path.join(ROOT, 'bin', 'experiments.js'), 'worker', '--programs', opts.programsFile]
+    : ['--import', 'tsx', path.join(ROOT, 'src', 'worker.ts')];
+  const child = spawn(process.execPath, argv, {
     cwd: ROOT,
     env: {
       ...process.env,

@@ -1,8 +1,13 @@
 /** The trainers every worker has unless told otherwise. */
 import type { AnyTrainer } from '../trainer';
-import { commandTrainer } from './command';
+import { createCommandTrainer, type ProgramRegistry } from './command';
 import { mlpTrainer } from './mlp';
 
-export function builtInTrainers(): AnyTrainer[] {
-  return [mlpTrainer, commandTrainer];
+/**
+ * `mlp`, and `command` over `programs`: the programs this worker runs (an empty registry runs
+ * nothing). `undefined` is for clients that do not know the workers' programs: `command` specs
+ * are then checked for shape only.
+ */
+export function builtInTrainers(programs: ProgramRegistry | undefined): AnyTrainer[] {
+  return [mlpTrainer, createCommandTrainer(programs)];
 }
