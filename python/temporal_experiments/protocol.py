@@ -31,6 +31,7 @@ class _Flag:
 
     requested = False  # read at step boundaries
     reason: str | None = None  # "SIGTERM", "SIGINT", "stdin-eof" or "stdout-broken"
+    signum = 0  # the signal that asked, 0 if none
     parent_gone = False  # stdin reached EOF or stdout is broken: nobody reads our lines any more
     stdout_broken = False
 
@@ -53,6 +54,8 @@ def request_interrupt(reason: str) -> None:
 
 def _on_stop_signal(signum, _frame) -> None:
     # Only set flags here. The training loop acts on them at the next step boundary.
+    if not FLAG.requested:
+        FLAG.signum = signum
     request_interrupt("SIGTERM" if signum == signal.SIGTERM else "SIGINT")
 
 

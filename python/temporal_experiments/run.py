@@ -288,8 +288,8 @@ class Run:
         if self._durable != at:
             log(f"warning: stopping at epoch {at[0]} step {at[1]}, which is not checkpointed; those steps will be redone")
         emit({"type": "interrupted", "epoch": at[0], "step": at[1]})
-        why = FLAG.reason or "request"
-        log(f"interrupted ({why}) at epoch {at[0]} step {at[1]}; exiting 0")
+        why = f"signal {FLAG.signum}" if FLAG.signum else {"stdin-eof": "stdin reaching EOF (plugin gone)", "stdout-broken": "a broken stdout (plugin gone)"}.get(FLAG.reason or "", "request")
+        log(f"interrupted by {why} at epoch {at[0]} step {at[1]}; exiting 0")
         return 0
 
     def log(self, text: str) -> None:
