@@ -128,7 +128,7 @@ def train(run: te.Run) -> int:
         state = capture(model, opt, sched, sampler, epoch=epoch, step=step, extra={"loss_sum": loss_sum})
         run.checkpoint(state, epoch, step, metrics)
 
-    started, steps = time.monotonic(), 0
+    started, cpu_started, steps = time.monotonic(), time.process_time(), 0
     val_loss, val_acc, train_loss = None, None, None
     for epoch in range(epoch0, p.epochs):
         sampler.set_epoch(epoch)
@@ -161,11 +161,11 @@ def train(run: te.Run) -> int:
     if val_acc is None:  # resumed from the final checkpoint: nothing left to train
         val_loss, val_acc = evaluate(model, val_x, val_y)
         train_loss = run.resume_metrics.get("loss", val_loss)
-    elapsed = time.monotonic() - started
+    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_started
     sha = state_sha256(model)
     metrics = {"loss": train_loss, "valLoss": val_loss, "accuracy": val_acc, "attemptSteps": steps, "attemptTrainSeconds": elapsed}
     run.result(metrics, model_sha256=sha)
-    run.log(f"done: validation accuracy {val_acc!r}, {steps} steps in {elapsed:.2f}s, model sha256 {sha}")
+    run.log(f"done: validation accuracy {val_acc!r}, {steps} steps in {elapsed!r}s (CPU {cpu!r}s), model sha256 {sha}")
     return 0
 
 
