@@ -70,6 +70,8 @@ SCHEMA = {
     "step_delay": (0.0, number(0, 3600)),
 }
 UNFINGERPRINTED = ("epochs", "checkpoint_every", "step_delay")
+# A step takes about a millisecond: a progress line per step would cost the plugin more than it tells.
+PROGRESS_INTERVAL = 0.05
 
 
 def fingerprint(p) -> dict:
@@ -170,4 +172,4 @@ def train(run: te.Run) -> int:
 
 
 if __name__ == "__main__":
-    te.main(train, schema=SCHEMA, producer="train_torch.py", format="torch", fingerprint=fingerprint)
+    te.main(train, schema=SCHEMA, producer="train_torch.py", format="torch", fingerprint=fingerprint, progress_interval=PROGRESS_INTERVAL)

@@ -164,6 +164,13 @@ def _fsync_dir(directory: str) -> None:
         os.close(dir_fd)
 
 
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def write_file_atomically(directory: str, name: str, data: bytes) -> str:
     """Protocol section 5: temp file in the same directory, flush + fsync, rename over the final
     name, fsync the directory. Returns the final path. On failure the temp file is removed."""
@@ -178,10 +185,7 @@ def write_file_atomically(directory: str, name: str, data: bytes) -> str:
         os.replace(tmp, final)
         _fsync_dir(directory)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink_quietly(tmp)
         raise
     return final
 
@@ -190,18 +194,12 @@ def replace_symlink(directory: str, name: str, target: str) -> None:
     """Points `directory/name` at `target` (relative), atomically: a temp link renamed over it."""
     tmp = os.path.join(directory, f".tmp-{name}-{os.getpid()}")
     try:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _unlink_quietly(tmp)
         os.symlink(target, tmp)
         os.replace(tmp, os.path.join(directory, name))
         _fsync_dir(directory)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink_quietly(tmp)
         raise
 
 

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import sys
+import time
 from typing import Callable, Iterable, Mapping, Optional, Tuple, Union
 
 from . import formats
@@ -110,6 +111,9 @@ class Run:
         self.last_checkpoint: Optional[str] = self.resume_from
         self._durable: Optional[Tuple[int, int]] = None
         self._result_sent = False
+        #: Seconds between two progress lines at least (0: every call prints one).
+        self.progress_interval = 0.0
+        self._last_progress: Optional[float] = None
         os.makedirs(self.checkpoint_dir, exist_ok=True)
         if self.resume_from:
             self._load_resume(env)
@@ -202,7 +206,13 @@ class Run:
     # ---- protocol lines ----
 
     def progress(self, epoch: int, step: int, epochs: Optional[int] = None, **metrics) -> None:
-        """A `progress` line: `step` steps of zero-based `epoch` are done."""
+        """A `progress` line: `step` steps of zero-based `epoch` are done. With `progress_interval`
+        (see `start`), calls closer together than that are dropped, except the first."""
+        if self.progress_interval > 0:
+            now = time.monotonic()
+            if self._last_progress is not None and now - self._last_progress < self.progress_interval:
+                return
+            self._last_progress = now
         message = {"type": "progress", "epoch": _position("epoch", epoch), "step": _position("step", step)}
         if epochs is not None:
             message["epochs"] = epochs
@@ -303,6 +313,7 @@ def start(
     format: str = "auto",  # noqa: A002 - the natural name for callers
     fingerprint: FingerprintSpec = None,
     env: Optional[Mapping] = None,
+    progress_interval: float = 0.0,
 ) -> Run:
     """Installs the SIGTERM/SIGINT handlers and the stdin watcher (once), reads the environment,
     validates params against `schema` (when given) and loads the resume checkpoint (when told to).
@@ -311,6 +322,8 @@ def start(
     loaded with weights_only=True) or "auto" (torch when importable, else json). @default "auto"
     fingerprint: the params that shape the trajectory (names, a dict, or a function of the params);
     a resume checkpoint written with other values is refused as Fatal. @default None (no check)
+    progress_interval: seconds; progress lines closer together are dropped (heartbeats need a few
+    per second at most, and a fast loop saves the plugin a line per step). @default 0 (every call)
     """
     producer = producer or os.path.basename(sys.argv[0] or "trainer") or "trainer"
     set_log_prefix(producer)
@@ -322,7 +335,9 @@ def start(
     if format not in ("auto", "json", "torch"):
         raise ValueError(f"format: expected \"auto\", \"json\" or \"torch\", received {format!r}")
     fmt = ("torch" if formats.torch_available() else "json") if format == "auto" else format
-    return Run(os.environ if env is None else env, schema, producer, fmt, fingerprint)
+    run = Run(os.environ if env is None else env, schema, producer, fmt, fingerprint)
+    run.progress_interval = progress_interval
+    return run
 
 
 def main(train: Callable[[Run], Optional[int]], **start_kwargs) -> None:

@@ -148,6 +148,18 @@ class LinesTest(LibraryTestCase):
         )
 
 
+class ProgressIntervalTest(LibraryTestCase):
+    def test_progress_lines_closer_than_the_interval_are_dropped(self):
+        run = self.new_run()
+        run.progress_interval = 3600.0
+        for step in range(1, 6):
+            run.progress(0, step)
+        self.assertEqual([m["step"] for m in self.stdout.messages], [1], "only the first within the interval")
+        run.progress_interval = 0.0
+        run.progress(0, 6)
+        self.assertEqual([m["step"] for m in self.stdout.messages], [1, 6])
+
+
 # A child process: start() installs the handlers and the stdin watcher, then the loop polls the flag.
 FLAG_CHILD = """
 import json, sys, time
