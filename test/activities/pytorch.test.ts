@@ -101,7 +101,7 @@ function resumedAt(lines: readonly Record<string, unknown>[]): [number, number] 
   return m ? [Number(m[1]), Number(m[2])] : undefined;
 }
 
-test('uninterrupted under the plugin: validation accuracy >= 0.90 in the result and the results table, the direct run\'s sha256, mid-epoch checkpoints', { timeout: LONG }, async () => {
+test('uninterrupted under the plugin: validation accuracy >= 0.90 in the result and the results table, the direct run\'s sha256, mid-epoch checkpoints', { timeout: LONG }, async (t) => {
   const params = { epochs: 3 };
   const summary = await (await w.client.startSession({ sessionId: 'torch-ok', policy: { checkpointsToKeep: 50 }, experiments: [spec('e', params)] })).result();
   const e = summary.experiments[0];
@@ -116,9 +116,10 @@ test('uninterrupted under the plugin: validation accuracy >= 0.90 in the result 
   const positions = (await new LocalCheckpointStore(w.checkpointDir).list(storeKey('torch-ok', 'e'))).map((c) => [c.epoch, c.step]);
   assert.ok(positions.some(([, step]) => step > 0), 'mid-epoch checkpoints are adopted');
   assert.deepEqual(positions[0], [3, 0], 'the newest is the end of the last epoch');
+  t.diagnostic(`validation accuracy ${e.result?.accuracy}, modelSha256 ${e.result?.modelSha256} (direct run: the same)`);
 });
 
-test('kill -9 of the worker at a random step mid-epoch: a new worker resumes mid-epoch from the newest checkpoint and ends with the uninterrupted sha256', { timeout: LONG }, async () => {
+test('kill -9 of the worker at a random step mid-epoch: a new worker resumes mid-epoch from the newest checkpoint and ends with the uninterrupted sha256', { timeout: LONG }, async (t) => {
   const { client, worker } = childSetup('torch-kill');
   const a = worker('a');
   await a.ready;
@@ -150,11 +151,12 @@ test('kill -9 of the worker at a random step mid-epoch: a new worker resumes mid
   assert.deepEqual(resumedAt(bLog), [atKill.epoch, atKill.step], 'train_torch.py resumed mid-epoch, at that checkpoint\'s batch');
   assert.equal(e.result?.modelSha256, uninterrupted(slow).modelSha256, 'bit-identical to an uninterrupted run');
   assert.ok((e.result?.accuracy ?? 0) >= 0.9);
+  t.diagnostic(`killed after the checkpoint at epoch ${atKill.epoch} step ${atKill.step}; resumed there; modelSha256 ${e.result?.modelSha256} = uninterrupted`);
   b.child.kill('SIGTERM');
   await b.exited;
 });
 
-test('SIGTERM of its worker hands the run to another worker at once, which resumes from the interruption point', { timeout: LONG }, async () => {
+test('SIGTERM of its worker hands the run to another worker at once, which resumes from the interruption point', { timeout: LONG }, async (t) => {
   const { client, worker } = childSetup('torch-term');
   const a = worker('a');
   await a.ready;
@@ -190,11 +192,12 @@ test('SIGTERM of its worker hands the run to another worker at once, which resum
   assert.deepEqual(resumedAt(bLog), [epoch, step], 'resumed from the interruption point');
   assert.ok((started?.time as number) - sentAt < 90_000, `resumed ${(started?.time as number) - sentAt} ms after SIGTERM, not after the 3 min heartbeat timeout`);
   assert.equal(e.result?.modelSha256, uninterrupted(slow).modelSha256);
+  t.diagnostic(`SIGTERM at epoch ${epoch} step ${step}; resumed ${(started?.time as number) - sentAt} ms later; modelSha256 ${e.result?.modelSha256} = uninterrupted`);
   b.child.kill('SIGTERM');
   await b.exited;
 });
 
-test('cancel: the flag is set, the run checkpoints at the next step boundary and ends interrupted; resume finishes it with the uninterrupted sha256', { timeout: LONG }, async () => {
+test('cancel: the flag is set, the run checkpoints at the next step boundary and ends interrupted; resume finishes it with the uninterrupted sha256', { timeout: LONG }, async (t) => {
   const session = await w.client.startSession({ sessionId: 'torch-cancel', experiments: [spec('e', slow)] });
   const workflowId = 'torch-cancel:e';
   const key = storeKey('torch-cancel', 'e');
@@ -222,4 +225,5 @@ test('cancel: the flag is set, the run checkpoints at the next step boundary and
   const started = logLines.find((l) => l.workflowId === resumed.workflowId && l.msg === 'trainer process started');
   assert.equal(started?.resumeFrom, fileURLToPath(newest.uri));
   assert.equal(e.result?.modelSha256, uninterrupted(slow).modelSha256);
+  t.diagnostic(`cancelled at epoch ${epoch} step ${step}; resumed as ${resumed.workflowId}; modelSha256 ${e.result?.modelSha256} = uninterrupted`);
 });
