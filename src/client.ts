@@ -26,7 +26,7 @@ import {
 } from './shared/definitions';
 import { hintsFromStatus } from './shared/hints';
 import { idProblem, parseExperimentWorkflowId, storeKey } from './shared/ids';
-import { resolvePolicy, type ResolvedPolicy } from './shared/policy';
+import { crossSessionResumeProblem, resolvePolicy, type ResolvedPolicy } from './shared/policy';
 import {
   InvalidInputError,
   approveInputSchema,
@@ -111,6 +111,15 @@ export class ExperimentsClient {
     return specs;
   }
 
+  /** Throws InvalidInputError when a spec's resumeFrom reaches a session the policy does not allow. */
+  checkResumeSources(specs: readonly ExperimentSpec[], sessionId: string, policy: ResolvedPolicy, prefix = 'experiments'): void {
+    const problems = specs.flatMap((spec, i) => {
+      const problem = crossSessionResumeProblem(spec, sessionId, policy.allowCrossSessionResume);
+      return problem ? [`${prefix}[${i}].${problem}`] : [];
+    });
+    if (problems.length > 0) throw new InvalidInputError(problems);
+  }
+
   validatePolicy(raw: unknown): ResolvedPolicy {
     return resolvePolicy(parseOrThrow(sessionPolicySchema, raw ?? {}, 'policy'));
   }
@@ -121,6 +130,7 @@ export class ExperimentsClient {
     if (problem) throw new InvalidInputError([problem]);
     const policy = this.validatePolicy(options.policy);
     const experiments = this.validateExperiments(options.experiments);
+    this.checkResumeSources(experiments, options.sessionId, policy);
     const preApproved = options.preApproved ? parseOrThrow(approveInputSchema, options.preApproved, 'preApproved') : undefined;
     const input: SessionInput = {
       sessionId: options.sessionId,
@@ -146,6 +156,7 @@ export class ExperimentsClient {
   async addExperiments(sessionId: string, raw: readonly unknown[]): Promise<string[]> {
     const snapshot = await this.sessionSnapshot(sessionId);
     const specs = this.validateExperiments(raw, snapshot.experiments.map((e) => e.id));
+    this.checkResumeSources(specs, sessionId, snapshot.policy);
     const { added } = await this.sessionHandle(sessionId).executeUpdate(addExperimentsUpdate, { args: [specs] });
     return added;
   }
@@ -220,10 +231,14 @@ export class ExperimentsClient {
     }
     const sessionId = await this.freeSessionId(`${parts.sessionId}-resume`);
     this.validateExperiments([next]);
+    // The new session exists to resume this one: its policy allows exactly that source session more.
+    const allowed = policy.allowCrossSessionResume;
+    const resumePolicy: ResolvedPolicy =
+      allowed === true ? policy : { ...policy, allowCrossSessionResume: [...new Set([...(Array.isArray(allowed) ? allowed : []), parts.sessionId])] };
     await this.client.workflow.start<typeof sessionWorkflow>(WORKFLOW_TYPES.session, {
       workflowId: sessionId,
       taskQueue: this.taskQueue,
-      args: [{ sessionId, policy, experiments: [next], preApproved: options.preApproved }],
+      args: [{ sessionId, policy: resumePolicy, experiments: [next], preApproved: options.preApproved }],
     });
     return { sessionId, experimentId: spec.id, workflowId: `${sessionId}:${spec.id}` };
   }

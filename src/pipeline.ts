@@ -252,7 +252,7 @@ export function sweepSize(sweep: Pick<Sweep, 'grid'>): number {
  */
 function idPart(key: string, value: GridValue): string {
   const text = typeof value === 'number' ? String(value) : String(value);
-  return `${key}${text}`.replace(/[^A-Za-z0-9._-]/g, '_').replace(/\.{2,}/g, '.');
+  return `${key.slice(key.lastIndexOf('.') + 1)}${text}`.replace(/[^A-Za-z0-9._-]/g, '_').replace(/\.{2,}/g, '.');
 }
 
 /** One experiment of a sweep, with the grid indices it came from (for error paths). */
@@ -261,11 +261,21 @@ export interface SweepPoint {
   readonly indices: Readonly<Record<string, number>>;
 }
 
+/** `params` with `value` at a dotted `key` (`params.lr`), copying each object on the way. */
+function withValue(params: Record<string, unknown>, key: string, value: GridValue): Record<string, unknown> {
+  const [head, ...rest] = key.split('.');
+  if (rest.length === 0) return { ...params, [head]: value };
+  const inner = params[head];
+  const base = typeof inner === 'object' && inner !== null && !Array.isArray(inner) ? (inner as Record<string, unknown>) : {};
+  return { ...params, [head]: withValue(base, rest.join('.'), value) };
+}
+
 /**
  * The cartesian product of a sweep's grid, first grid key varying slowest:
  * `{ idPrefix: 'mlp', grid: { lr: [0.1, 0.01], hidden: [16, 32] } }` gives `mlp-lr0.1-hidden16`,
  * `mlp-lr0.1-hidden32`, `mlp-lr0.01-hidden16`, `mlp-lr0.01-hidden32`. Grid values override
- * the sweep's base `params`.
+ * the sweep's base `params`; a dotted key (`params.lr`) sets a nested one, and its id part uses
+ * the last segment (`lr0.1`).
  */
 export function expandSweep(sweep: Sweep): SweepPoint[] {
   const keys = Object.keys(sweep.grid);
@@ -280,7 +290,7 @@ export function expandSweep(sweep: Sweep): SweepPoint[] {
     }
     const key = keys[k];
     sweep.grid[key].forEach((value, j) => {
-      walk(k + 1, { ...params, [key]: value }, [...parts, idPart(key, value)], { ...indices, [key]: j });
+      walk(k + 1, withValue(params, key, value), [...parts, idPart(key, value)], { ...indices, [key]: j });
     });
   };
   walk(0, { ...(sweep.params ?? {}) }, [], {});
@@ -382,8 +392,11 @@ export function parsePipeline(raw: unknown, validator: SpecValidator, options: P
  */
 function sweepProblemPath(at: string, point: SweepPoint, line: string): string {
   const rest = line.replace(/^@\[0\]\.?/, '');
-  const param = /^params\.([A-Za-z0-9_]+)(.*)$/s.exec(rest);
-  if (param && param[1] in point.indices) return `${at}.grid.${param[1]}[${point.indices[param[1]]}]${param[2]}`;
+  // The longest grid key the problem's path starts with (`params.params.lr` for grid key `params.lr`).
+  const key = Object.keys(point.indices)
+    .sort((x, y) => y.length - x.length)
+    .find((k) => rest === `params.${k}` || rest.startsWith(`params.${k}.`) || rest.startsWith(`params.${k}:`) || rest.startsWith(`params.${k}[`));
+  if (key !== undefined) return `${at}.grid.${key}[${point.indices[key]}]${rest.slice(`params.${key}`.length)}`;
   if (rest.startsWith('trainer') || rest.startsWith('estimatedDuration') || rest.startsWith('longRunning') || rest.startsWith('params')) return `${at}.${rest}`;
   if (rest.startsWith('id')) return `${at}.idPrefix${rest.slice(2)}`;
   return `${at}: ${rest}`;

@@ -54,6 +54,15 @@ function publishedPorts(svc: Service): { published: string; target: string }[] {
   });
 }
 
+/** The host address of every published port; a port with none listens on every interface ('0.0.0.0'). */
+function bindAddresses(svc: Service): string[] {
+  return (svc.ports ?? []).map((p) => {
+    if (typeof p !== 'string') return (p as { host_ip?: string }).host_ip ?? '0.0.0.0';
+    const parts = p.split(':');
+    return parts.length >= 3 ? parts.slice(0, -2).join(':') : '0.0.0.0';
+  });
+}
+
 function volumeMounts(svc: Service): { source: string; target: string }[] {
   return (svc.volumes ?? []).map((v) => {
     if (typeof v !== 'string') return { source: v.source ?? '', target: v.target };
@@ -81,6 +90,7 @@ void test('temporal runs the server on PostgreSQL', () => {
   assert.equal(e.POSTGRES_SEEDS, 'postgresql');
   assert.ok(e.POSTGRES_USER && e.POSTGRES_PWD, 'postgres credentials set');
   assert.ok(publishedPorts(temporal).some((p) => p.target === '7233'), 'gRPC port 7233 published for host clients');
+  assert.deepEqual(bindAddresses(temporal), ['127.0.0.1'], 'gRPC is reachable from this machine only (no authorization in front of it)');
 
   const pg = service('postgresql');
   assert.match(pg.image ?? '', /^postgres:\d/);
@@ -96,6 +106,7 @@ void test('temporal-ui points at temporal:7233 and publishes 8080', () => {
     publishedPorts(ui).some((p) => p.published === '8080' && p.target === '8080'),
     `port 8080 published; got ${JSON.stringify(ui.ports)}`,
   );
+  assert.deepEqual(bindAddresses(ui), ['127.0.0.1'], 'the UI (no login) is reachable from this machine only');
 });
 
 void test('worker is built from this repo and configured through the env vars src/config.ts reads', () => {
@@ -106,7 +117,7 @@ void test('worker is built from this repo and configured through the env vars sr
 
   const e = env(worker);
   assert.equal(ENV_VARS.address, 'TEMPORAL_ADDRESS');
-  for (const key of ['address', 'namespace', 'taskQueue', 'checkpointDir'] as const) {
+  for (const key of ['address', 'namespace', 'taskQueue', 'checkpointDir', 'programs'] as const) {
     assert.ok(e[ENV_VARS[key]], `worker sets ${ENV_VARS[key]} (ENV_VARS.${key})`);
   }
   assert.equal(e[ENV_VARS.address], 'temporal:7233');

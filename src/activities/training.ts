@@ -18,6 +18,7 @@ import { logContext } from '../logging';
 import type { TrainInput } from '../shared/definitions';
 import { formatDuration } from '../shared/duration';
 import { storeKey } from '../shared/ids';
+import { crossSessionResumeProblem } from '../shared/policy';
 import type { CheckpointPointer, HeartbeatDetails, InterruptReason, Metrics, TrainingOutcome } from '../shared/types';
 import type { CheckpointStore, VerifiedCheckpoint } from './checkpoint-store-types';
 import type { AnyTrainer, Trainer, TrainerContext } from './trainer';
@@ -277,6 +278,9 @@ async function findResumePoint(
   heartbeat: HeartbeatDetails | undefined,
   log: Logger,
 ): Promise<VerifiedCheckpoint | undefined> {
+  // The client checks this too; a starter that bypasses it meets the same rule here, before any read.
+  const problem = crossSessionResumeProblem(input.spec, input.sessionId, input.allowCrossSessionResume);
+  if (problem) throw ApplicationFailure.nonRetryable(`experiment ${input.spec.id}: ${problem}`, 'CrossSessionResume');
   const own = await store.latestVerified(key, [heartbeat?.latest], { runId });
   for (const warning of own.warnings) log.warn({ warning }, 'skipping a checkpoint that does not verify');
   if (own.checkpoint) return own.checkpoint;

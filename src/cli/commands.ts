@@ -19,6 +19,7 @@ import { connect, ensureReachable, offlineValidator, programsOf, uiBaseFor, work
 import { fileLogger } from './embedded';
 import { EXIT, UsageError } from './errors';
 import { displayPath, experimentText, hintsText, sessionText } from './output';
+import { safe } from './terminal';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -136,7 +137,7 @@ export async function approveCommand(parsed: ParsedArgs): Promise<number> {
     const waiting = snap.experiments.filter((e) => e.state === 'awaiting-approval').map((e) => e.id);
     say(
       snap.approval.approved
-        ? `Session ${sessionId} was already approved by ${snap.approval.by}; your approval is added to the audit.`
+        ? `Session ${sessionId} was already approved by ${safe(snap.approval.by)}; your approval is added to the audit.`
         : `Approved session ${sessionId} as ${input.by}${waiting.length ? `; ${waiting.join(', ')} may start now` : ''}.`,
     );
     return EXIT.ok;

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { COMMANDS, commandHelp, findCommand, mainHelp, parseArgs, type ParsedArgs } from './args';
 import { classify, EXIT, UsageError } from './errors';
+import { safe } from './terminal';
 
 type Handler = (parsed: ParsedArgs) => Promise<number>;
 
@@ -87,7 +88,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     return await load()(parsed);
   } catch (err) {
     const c = classify(err, { address: process.env.TEMPORAL_ADDRESS });
-    if (c.message) process.stderr.write(`experiments: ${c.message}\n`);
+    // A server's or a child's message may carry control sequences: one safe line.
+    if (c.message) process.stderr.write(`experiments: ${safe(c.message)}\n`);
     if (c.unexpected && process.env.EXPERIMENTS_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
     return c.code;
   }

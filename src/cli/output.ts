@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import type { SessionSnapshot } from '../shared/definitions';
 import type { ExperimentStatus, ResumeHints } from '../shared/types';
+import { safe, safeText } from './terminal';
 
 const useColor = (stream: NodeJS.WriteStream = process.stdout) => stream.isTTY === true && !process.env.NO_COLOR;
 
@@ -85,7 +86,7 @@ export function experimentsTable(experiments: readonly ExperimentStatus[], strea
 
 /** Why experiments did not complete, one line each (empty when all completed). */
 export function reasonsBlock(experiments: readonly ExperimentStatus[]): string[] {
-  return experiments.filter((e) => e.state !== 'completed' && e.reason).map((e) => `  ${e.id}: ${e.state}: ${e.reason}`);
+  return experiments.filter((e) => e.state !== 'completed' && e.reason).map((e) => `  ${e.id}: ${e.state}: ${safeText(e.reason ?? '')}`);
 }
 
 /** The directories holding the experiments' checkpoints, from their file:// URIs. */
@@ -107,7 +108,7 @@ export function sessionText(snap: SessionSnapshot, stream?: NodeJS.WriteStream):
   const st = styles(stream);
   const a = snap.approval;
   const approval = a.approved
-    ? `approved by ${a.by} at ${a.at}${a.note ? ` (“${a.note}”)` : ''}`
+    ? `approved by ${safe(a.by)} at ${safe(a.at)}${a.note ? ` (“${safe(a.note)}”)` : ''}`
     : a.required
       ? st.yellow(`required, not given — \`experiments approve ${snap.id} --by NAME\``)
       : 'not required';
@@ -123,7 +124,7 @@ export function sessionText(snap: SessionSnapshot, stream?: NodeJS.WriteStream):
   const reasons = reasonsBlock(snap.experiments);
   if (reasons.length > 0) lines.push('', 'not completed:', ...reasons);
   if (snap.audit.length > 0) {
-    lines.push('', 'approval audit:', ...snap.audit.map((r) => `  ${r.at}  ${r.source}  by ${r.by}${r.note ? `  “${r.note}”` : ''}`));
+    lines.push('', 'approval audit:', ...snap.audit.map((r) => `  ${safe(r.at)}  ${safe(r.source)}  by ${safe(r.by)}${r.note ? `  “${safe(r.note)}”` : ''}`));
   }
   return lines.join('\n');
 }
@@ -140,12 +141,12 @@ export function experimentText(e: ExperimentStatus, stream?: NodeJS.WriteStream)
     ['epochs', fmtEpochs(e)],
     ['resumed from', e.resumedFrom === null ? '-' : `epoch ${e.resumedFrom}`],
     ['latest checkpoint', ck ? `${ck.id} (epoch ${ck.epoch}, sha256 ${ck.sha256.slice(0, 12)}…)` : '-'],
-    ['checkpoint uri', ck?.uri ?? '-'],
+    ['checkpoint uri', ck ? safe(ck.uri) : '-'],
     ['final loss', fmtNumber(e.result?.finalLoss)],
     ['accuracy', fmtPercent(e.result?.accuracy)],
     ['model sha256', e.result?.modelSha256 ?? '-'],
   ];
-  if (e.reason) rows.push(['reason', e.reason]);
+  if (e.reason) rows.push(['reason', safeText(e.reason)]);
   const width = Math.max(...rows.map(([k]) => k.length)) + 2;
   return rows.map(([k, v]) => `${k.padEnd(width)}${v}`).join('\n');
 }
@@ -155,8 +156,8 @@ export function hintsText(h: ResumeHints): string {
   const lines = [
     `${h.id}: ${ck ? `checkpoint ${ck.id} at epoch ${ck.epoch}${h.epochsRemaining !== null ? `, ${h.epochsRemaining} epoch(s) remaining` : ''}` : 'no checkpoint'}`,
   ];
-  if (ck) lines.push(`  uri: ${ck.uri}`, `  sha256: ${ck.sha256}`);
+  if (ck) lines.push(`  uri: ${safe(ck.uri)}`, `  sha256: ${ck.sha256}`);
   lines.push(`  resume: ${h.resumeCommand ?? '(completed; nothing to resume)'}`);
-  for (const w of h.warnings) lines.push(`  warning: ${w}`);
+  for (const w of h.warnings) lines.push(`  warning: ${safeText(w)}`);
   return lines.join('\n');
 }

@@ -10,6 +10,7 @@ import type { ExperimentsClient } from '../client';
 import type { SessionSnapshot } from '../shared/definitions';
 import type { ExperimentStatus } from '../shared/types';
 import { colorState, fmtNumber, fmtPercent, fmtElapsed, styles } from './output';
+import { safe, safeText } from './terminal';
 
 export interface LiveExperiment extends ExperimentStatus {
   /** Loss of the latest step (from the heartbeat), or the final loss once completed. */
@@ -60,7 +61,7 @@ function counts(snap: LiveSnapshot): string {
 function endLine(e: LiveExperiment): string {
   const parts: string[] = [e.state];
   if (e.state === 'completed') parts.push(`loss ${fmtNumber(e.result?.finalLoss ?? e.loss)}`, `accuracy ${fmtPercent(e.result?.accuracy)}`);
-  else if (e.reason) parts.push(`(${e.reason})`);
+  else if (e.reason) parts.push(`(${safeText(e.reason)})`);
   if (e.attempt > 1) parts.push(`after ${e.attempt} attempts`);
   if (e.resumedFrom !== null) parts.push(`resumed from epoch ${e.resumedFrom}`);
   return parts.join('  ');
@@ -79,7 +80,7 @@ export class LogView implements ProgressView {
   }
 
   note(line: string): void {
-    this.line(line);
+    this.line(safeText(line));
   }
 
   update(snap: LiveSnapshot): void {
@@ -88,7 +89,7 @@ export class LogView implements ProgressView {
       this.line(`session ${snap.id}: ${snap.state} (${counts(snap)})`);
     }
     if (snap.approval.required && this.approved !== snap.approval.approved) {
-      if (snap.approval.approved) this.line(`session ${snap.id}: approved by ${snap.approval.by}${snap.approval.note ? ` (“${snap.approval.note}”)` : ''}`);
+      if (snap.approval.approved) this.line(`session ${snap.id}: approved by ${safe(snap.approval.by)}${snap.approval.note ? ` (“${safe(snap.approval.note)}”)` : ''}`);
       this.approved = snap.approval.approved;
     }
     for (const e of snap.experiments) {
@@ -205,8 +206,10 @@ export class BarsView implements ProgressView {
   }
 
   note(line: string): void {
-    if (this.stopped) this.out.write(`${line}\n`);
-    else this.log(line);
+    // Notes quote server and child messages; our own styles are added by the view, not in notes.
+    const text = safeText(line);
+    if (this.stopped) this.out.write(`${text}\n`);
+    else this.log(text);
   }
 
   update(snap: LiveSnapshot): void {
@@ -214,7 +217,7 @@ export class BarsView implements ProgressView {
     const title = `${this.st.bold(`Session ${snap.id}`)}  ${colorState(snap.state, this.out)}  ${counts(snap)}  ${this.st.dim(fmtElapsed(Date.now() - this.started))}`;
     this.header.update(0, { kind: 'text', text: title });
     if (snap.approval.required && this.approved === false && snap.approval.approved) {
-      this.log(`${this.st.green('✓')} session approved by ${snap.approval.by}${snap.approval.note ? ` (“${snap.approval.note}”)` : ''}`);
+      this.log(`${this.st.green('✓')} session approved by ${safe(snap.approval.by)}${snap.approval.note ? ` (“${safe(snap.approval.note)}”)` : ''}`);
     }
     if (snap.approval.required) this.approved = snap.approval.approved;
     for (const e of snap.experiments) {

@@ -25,6 +25,7 @@ import { connect, offlineValidator, uiBaseFor, workflowUrl } from './connect';
 import { startEmbedded, StartAborted, type Embedded } from './embedded';
 import { EXIT, ExitCode, UsageError } from './errors';
 import { checkpointDirs, displayPath, experimentsTable, fmtElapsed, reasonsBlock, styles } from './output';
+import { safe } from './terminal';
 import { awaitingApproval, BarsView, LogView, readLive, type LiveSnapshot, type ProgressView } from './progress';
 
 const POLL_MS = 500;
@@ -376,7 +377,7 @@ function printResults(summary: SessionSummary, elapsedMs: number, say: (line: st
   if (dirs.length > 0) say(`Checkpoints: ${dirs.map(displayPath).join(', ')}`);
   if (summary.approval.required) {
     const a = summary.approval;
-    say(`Approval: ${a.approved ? `by ${a.by} at ${a.at}${a.note ? ` (“${a.note}”)` : ''}` : 'not given'}`);
+    say(`Approval: ${a.approved ? `by ${safe(a.by)} at ${safe(a.at)}${a.note ? ` (“${safe(a.note)}”)` : ''}` : 'not given'}`);
   }
   const line = `Session ${summary.id} ${summary.state}: ${completed}/${total} experiments completed in ${fmtElapsed(elapsedMs)}`;
   say(completed === total && total > 0 ? st.green(line) : st.red(line));

@@ -68,6 +68,8 @@ export interface TrainInput {
   readonly timeoutMode: TimeoutMode;
   readonly checkpointsToKeep: number;
   readonly heartbeatTimeoutMs: number;
+  /** The policy's allowCrossSessionResume; absent when the policy does not set it (the default, false). */
+  readonly allowCrossSessionResume?: boolean | readonly string[];
 }
 
 export interface SessionSnapshot {

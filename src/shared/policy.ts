@@ -37,6 +37,8 @@ export interface ResolvedPolicy {
     readonly maximumIntervalMs: number;
     readonly maximumAttempts: number;
   };
+  /** Present only when the policy set it, so resolved policies recorded before it existed are unchanged. */
+  readonly allowCrossSessionResume?: boolean | readonly string[];
 }
 
 /** Applies defaults; throws an error naming the field for a malformed duration. */
@@ -56,7 +58,21 @@ export function resolvePolicy(policy: SessionPolicy = {}): ResolvedPolicy {
       maximumIntervalMs: requireDuration('policy.retry.maximumInterval', retry.maximumInterval),
       maximumAttempts: retry.maximumAttempts,
     },
+    ...(policy.allowCrossSessionResume !== undefined ? { allowCrossSessionResume: policy.allowCrossSessionResume } : {}),
   };
+}
+
+/**
+ * Why `spec.resumeFrom` may not be used in `sessionId` under `allowed` (the policy's
+ * allowCrossSessionResume), or undefined when it may: a session's own experiments always, others
+ * only when allowed. Pure, for the client, the workflow side and the training activity alike.
+ */
+export function crossSessionResumeProblem(spec: ExperimentSpec, sessionId: string, allowed: boolean | readonly string[] | undefined): string | undefined {
+  const source = spec.resumeFrom?.experiment;
+  if (source === undefined) return undefined;
+  const sourceSession = source.slice(0, source.indexOf('/'));
+  if (sourceSession === sessionId || allowed === true || (Array.isArray(allowed) && allowed.includes(sourceSession))) return undefined;
+  return `resumeFrom.experiment: expected an experiment of session ${JSON.stringify(sessionId)}, received ${JSON.stringify(source)} (another session's checkpoints are reachable only when the session's policy allows it: allowCrossSessionResume)`;
 }
 
 /** Long-running: flagged explicitly, or estimated to outlast the session's threshold. */

@@ -42,6 +42,7 @@ export const sessionPolicySchema = z.strictObject({
   checkpointsToKeep: count(1).max(1000).optional(),
   onFailure: z.enum(['continue', 'stop']).optional(),
   retry: retryPolicySchema.optional(),
+  allowCrossSessionResume: z.union([z.boolean(), z.array(id).max(1000)]).optional(),
 });
 
 const params = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
@@ -90,7 +91,8 @@ export const sweepSchema = z.strictObject({
   idPrefix: id,
   trainer: z.string().min(1).max(128),
   params: params.optional(),
-  grid: z.record(z.string().regex(/^[A-Za-z0-9_]+$/), z.array(z.union([z.number(), z.string(), z.boolean()])).min(1).max(100)),
+  // A dotted key reaches into nested params: `params.lr` for a command program's own params.
+  grid: z.record(z.string().regex(/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/), z.array(z.union([z.number(), z.string(), z.boolean()])).min(1).max(100)),
   estimatedDuration: duration.optional(),
   longRunning: z.boolean().optional(),
 });

@@ -40,6 +40,14 @@ export interface SessionPolicy {
   readonly onFailure?: 'continue' | 'stop';
   /** Retry policy of the training activity. */
   readonly retry?: ExperimentRetryPolicy;
+  /**
+   * Whether an experiment's `resumeFrom` may name another session's experiment: `true` for any
+   * session, or the session ids allowed. The session's own experiments are always allowed.
+   * Anyone who can add experiments to a session (`submit`) is held to what its starter chose,
+   * and the worker enforces it too, so a raw start cannot bypass the client.
+   * @default false (the session's own experiments only)
+   */
+  readonly allowCrossSessionResume?: boolean | readonly string[];
 }
 
 /** Where a new run starts from: another experiment's newest verified checkpoint, or one checkpoint. */

@@ -96,6 +96,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       timeoutMode,
       checkpointsToKeep: policy.checkpointsToKeep,
       heartbeatTimeoutMs: policy.heartbeatTimeoutMs,
+      // Only when set: for every policy recorded before the field existed the input is unchanged.
+      ...(policy.allowCrossSessionResume !== undefined ? { allowCrossSessionResume: policy.allowCrossSessionResume } : {}),
     });
     outcome = trained;
     status = withOutcome(status, trained);

@@ -50,6 +50,15 @@ describe('experiments on the dev server', () => {
     await h?.teardown();
   });
 
+  /** Attempts of the training activity that started, from the experiment's history. */
+  const startedAttempts = async (workflowId: string) => {
+    const events = (await h.env.client.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
+    const training = new Set(events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'trainExperiment').map((e) => String(e.eventId)));
+    return events
+      .filter((e) => e.activityTaskStartedEventAttributes && training.has(String(e.activityTaskStartedEventAttributes.scheduledEventId)))
+      .map((e) => e.activityTaskStartedEventAttributes?.attempt);
+  };
+
   test('with no programs registered nothing runs: the client rejects the spec, and a raw start fails naming the field without spawning', async () => {
     const taskQueue = uniqueQueue('command-none');
     const bare = await startWorker(h, { taskQueue });
@@ -79,7 +88,10 @@ describe('experiments on the dev server', () => {
       for (const field of ['command', 'env', 'cwd', 'executable']) {
         assert.match(String(reasons[field][2]), new RegExp(`params\\.${field}: expected no ${field} in a spec`), field);
       }
-      for (const [id, [state, attempt]] of Object.entries(reasons)) assert.deepEqual([state, attempt], ['failed', 1], `${id}: failed at once, not retried`);
+      for (const [id, [state]] of Object.entries(reasons)) {
+        assert.equal(state, 'failed', id);
+        assert.deepEqual(await startedAttempts(`cmd-none-raw:${id}`), [1], `${id}: failed at once, not retried`);
+      }
       const failure = (await h.env.client.workflow.getHandle('cmd-none-raw:named').fetchHistory()).events?.find((e) => e.activityTaskFailedEventAttributes)
         ?.activityTaskFailedEventAttributes?.failure;
       assert.deepEqual([failure?.applicationFailureInfo?.type, failure?.applicationFailureInfo?.nonRetryable], ['InvalidParams', true]);
@@ -100,7 +112,8 @@ describe('experiments on the dev server', () => {
       args: [{ sessionId: 'cmd-unknown-raw', policy: resolvePolicy({}), experiments: [spec('e', {}, 'bash')] }],
     });
     const [e] = ((await handle.result()) as SessionSummary).experiments;
-    assert.deepEqual([e.state, e.attempt], ['failed', 1]);
+    assert.equal(e.state, 'failed');
+    assert.deepEqual(await startedAttempts('cmd-unknown-raw:e'), [1], 'not retried');
     assert.match(e.reason ?? '', /params\.program: expected one of the programs registered on this worker \(crash-7, .*\), received "bash"/);
   });
 

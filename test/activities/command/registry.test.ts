@@ -4,12 +4,17 @@
  * schemas. A bad field is always named, with what was expected and what was received.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { Client, Connection } from '@temporalio/client';
 import { createCommandTrainer, loadProgramsFile, ProgramRegistry } from '../../../src/activities/trainers/command';
+import { ExperimentsClient } from '../../../src/client';
+import { loadPipeline, parsePipeline } from '../../../src/pipeline';
 import { InvalidInputError } from '../../../src/shared/schema';
+import { ROOT } from '../../helpers/env';
 import { PYTHON, testRegistry, TRAIN } from './helpers';
 
 const trainer = createCommandTrainer(testRegistry());
@@ -122,3 +127,41 @@ describe('the registry', () => {
     assert.throws(() => loadProgramsFile(json), { message: /programs\.json: \(root\): expected object, received \[\]$/ });
   });
 });
+
+describe('the examples', () => {
+  // A client that knows the programs, as the CLI is with EXPERIMENTS_PROGRAMS; its connection is never used.
+  const validator = new ExperimentsClient({
+    client: new Client({ connection: Connection.lazy({ address: 'localhost:7233' }) }),
+    programs: ProgramRegistry.fromFile(path.join(ROOT, 'examples', 'python', 'programs.yaml')),
+  });
+
+  test('examples/softmax.yaml sweeps the program\'s own params through a dotted grid key', () => {
+    const p = loadPipeline(path.join(ROOT, 'examples', 'softmax.yaml'), validator);
+    assert.deepEqual(
+      p.experiments.map((e) => [e.id, e.params]),
+      [0.1, 0.5].map((lr) => [`softmax-lr${lr}`, { program: 'softmax', params: { epochs: 5, seed: 1, lr } }]),
+    );
+  });
+
+  test('a grid value the program\'s schema rejects is named by its place in the grid', () => {
+    const raw = { session: 's', sweeps: [{ idPrefix: 'x', trainer: 'command', params: { program: 'softmax' }, grid: { 'params.lr': [0.1, -1] } }] };
+    assert.throws(() => parsePipeline(raw, validator), { message: /^sweeps\[0\]\.grid\.params\.lr\[1\]: Too small: expected number to be >0, received -1$/ });
+    const unknown = { session: 's', experiments: [{ id: 'x', trainer: 'command', params: { program: 'torch' } }] };
+    assert.throws(() => parsePipeline(unknown, validator), { message: /^experiments\[0\]\.params\.program: expected one of the programs registered on this worker \(softmax\), received "torch"$/ });
+  });
+});
+
+test('`experiments worker --programs FILE` with a bad file exits 2 with one line naming the field, before connecting', () => {
+  const file = path.join(tmp, 'bad-programs.yaml');
+  fs.writeFileSync(file, 'programs:\n  - name: softmax\n    argv: python3 train.py\n');
+  // An address where nothing listens: the file must be rejected before any connection is tried.
+  const run = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'experiments.js'), 'worker', '--programs', file], {
+    cwd: tmp,
+    env: { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:1' },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.equal(run.status, 2, run.stderr);
+  assert.equal(run.stderr, `experiments: ${file}: programs[0].argv: expected array, received "python3 train.py"\n`);
+});
+
