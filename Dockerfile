@@ -19,6 +19,7 @@ COPY tsconfig.json ./
 COPY bin ./bin
 COPY src ./src
 COPY examples ./examples
+COPY python ./python
 
 # The checkpoint dir exists in the image, owned by `node`, so a fresh named volume mounted there
 # inherits that ownership and the unprivileged worker can write to it.

@@ -15,6 +15,7 @@ import { checkpointWrite, CHECKPOINT_WRITE_DEFAULTS } from './figures/checkpoint
 import { crashRecovery, CRASH_DEFAULTS } from './figures/crash-recovery';
 import { interrupts, INTERRUPT_DEFAULTS } from './figures/interrupts';
 import { pipeline, PIPELINE_DEFAULTS } from './figures/pipeline';
+import { pytorch, PYTORCH_DEFAULTS } from './figures/pytorch';
 import { s3Checkpoints, S3_DEFAULTS } from './figures/s3';
 import { trainingOverhead, TRAINING_OVERHEAD_DEFAULTS } from './figures/training-overhead';
 import { BENCH_DIR, BenchEnv } from './lib/env';
@@ -63,6 +64,11 @@ const GROUPS: readonly Group[] = [
     key: 'pipeline',
     names: ['pipeline-throughput-ratio'],
     run: (env, quick) => pipeline(env, quick ? { ...PIPELINE_DEFAULTS, experiments: 60, reps: 1, childReps: 1 } : PIPELINE_DEFAULTS),
+  },
+  {
+    key: 'pytorch',
+    names: ['pytorch-overhead'],
+    run: (env, quick) => pytorch(env, quick ? { ...PYTORCH_DEFAULTS, reps: 2, denseReps: 1 } : PYTORCH_DEFAULTS),
   },
 ];
 
@@ -172,6 +178,7 @@ async function main(): Promise<void> {
       crash: CRASH_DEFAULTS,
       interrupts: INTERRUPT_DEFAULTS,
       pipeline: PIPELINE_DEFAULTS,
+      pytorch: PYTORCH_DEFAULTS,
     },
     figures,
   };

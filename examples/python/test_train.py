@@ -28,7 +28,7 @@ EXIT_NONRETRYABLE = 3
 class Child:
     """train.py as a child process, with its stdout parsed into protocol messages as they arrive."""
 
-    def __init__(self, ckpt_dir, params=None, attempt=1, resume=None, params_text=None, env=None):
+    def __init__(self, ckpt_dir, params=None, attempt=1, resume=None, params_text=None, env=None, argv=None):
         child_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/tmp"),
@@ -45,7 +45,7 @@ class Child:
         child_env.update(env or {})
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, TRAIN],
+            argv or [sys.executable, TRAIN],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -384,24 +384,6 @@ class InterruptionTest(TrainerTestCase):
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            proc.stderr.close()
-
-    def test_stdin_watcher_hard_exits_when_the_loop_does_not_stop(self):
-        code = f"import sys, time; sys.path.insert(0, {HERE!r}); import train; train.watch_stdin(); time.sleep(30)"
-        proc = subprocess.Popen([sys.executable, "-B", "-c", code], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            time.sleep(0.3)
-            closed = time.monotonic()
-            proc.stdin.close()
-            proc.wait(timeout=10)
-            err = proc.stderr.read()
-            self.assertEqual(proc.returncode, 1)
-            self.assertIn(b"did not stop", err)
-            self.assertLess(time.monotonic() - closed, 5)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
                 proc.wait()
             proc.stderr.close()
 

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Reference trainer for the temporal-experiments `command` trainer protocol.
+"""Reference trainer for the temporal-experiments `command` trainer protocol, standard library only.
 
 The protocol (environment, stdout JSON lines, checkpoint files, signals, exit codes) is specified in
-docs/trainer-protocol.md; this script follows it exactly and is what the plugin's tests run.
+docs/trainer-protocol.md and implemented by the trainer library in python/temporal_experiments/;
+this script is a model on top of it, and what the plugin's tests run.
 
 It trains softmax (multinomial logistic) regression on a seeded synthetic data set with mini-batch
-SGD with momentum, in plain Python floats and the standard library only. Every attempt that resumes
-from one of its checkpoints ends with the same bits as an uninterrupted run: the data set is
-regenerated from `seed`, the shuffle of epoch e is derived from (seed, e), and a checkpoint holds
-the weights, the optimizer state and the position (epoch, step) with floats that round-trip exactly.
+SGD with momentum, in plain Python floats. Every attempt that resumes from one of its checkpoints
+ends with the same bits as an uninterrupted run: the data set is regenerated from `seed`, the
+shuffle of epoch e is derived from (seed, e), and a checkpoint (JSON, byte-identical for identical
+state) holds the weights, the optimizer state and the position with floats that round-trip exactly.
 
 Run it by hand:
 
@@ -36,312 +37,44 @@ Params (EXPERIMENT_PARAMS, a JSON object; every key is optional):
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import random
-import select
 import signal
-import stat
 import struct
 import sys
-import threading
-import time
 
-EXIT_NONRETRYABLE = 3
-EXIT_CRASH = 1
-# After stdin reaches EOF (the plugin is gone), the main loop gets this long to save and exit.
-ORPHAN_GRACE_SECONDS = 2.0
-# A step_delay sleep is cut into slices this long so an interruption is noticed promptly.
-SLEEP_SLICE_SECONDS = 0.05
+try:
+    import temporal_experiments as te
+except ImportError:  # run from a checkout: the library lives in python/ at the repository root
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+    import temporal_experiments as te
+from temporal_experiments.params import MAX_SAFE_INTEGER, Params, boolean, integer, number, string
+from temporal_experiments.protocol import emit, write_stdout
 
-CHECKPOINT_FORMAT = "temporal-experiments/train.py"
-CHECKPOINT_VERSION = 1
-
-
-class Fatal(Exception):
-    """A non-retryable error: reported with a `fatal` line and exit code 3."""
-
-
-# --------------------------------------------------------------------------------------------
-# Protocol helpers. These are independent of the model; copy them into your own trainer.
-# --------------------------------------------------------------------------------------------
-
-
-class _Interruption:
-    requested = False  # set by the SIGTERM/SIGINT handler or the stdin watcher; read at step boundaries
-    signum = 0  # the signal that asked, 0 if none
-    parent_gone = False  # stdin reached EOF or stdout is broken: nobody reads our lines any more
-
-
-INTERRUPT = _Interruption()
-_stdout_broken = False
-
-
-def _on_stop_signal(signum, _frame):
-    # Only set flags here: no I/O, no locks. The training loop acts on them at the next step boundary.
-    INTERRUPT.signum = signum
-    INTERRUPT.requested = True
-
-
-def install_signal_handlers() -> None:
-    signal.signal(signal.SIGTERM, _on_stop_signal)
-    signal.signal(signal.SIGINT, _on_stop_signal)
-
-
-def watch_stdin() -> bool:
-    """Treats EOF on stdin as "the plugin died": interrupt, and hard-exit if the loop does not stop.
-
-    Only when stdin is a pipe or socket (what the plugin provides); a terminal or /dev/null is left
-    alone so the script can be run by hand.
-    """
-    try:
-        mode = os.fstat(0).st_mode
-    except OSError:
-        return False
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
-        return False
-
-    def run() -> None:
-        # os.read on the raw fd, not sys.stdin: a daemon thread blocked inside a buffered reader can
-        # abort the interpreter at shutdown.
-        try:
-            while True:
-                try:
-                    chunk = os.read(0, 65536)
-                except BlockingIOError:
-                    select.select([0], [], [])
-                    continue
-                if not chunk:
-                    break  # EOF: the write end is closed, i.e. the plugin process is gone
-        except OSError:
-            pass
-        INTERRUPT.parent_gone = True
-        INTERRUPT.requested = True
-        time.sleep(ORPHAN_GRACE_SECONDS)
-        # Still alive: the main loop is stuck somewhere. Do not outlive the plugin.
-        try:
-            os.write(2, b"train.py: stdin closed and the training loop did not stop; exiting\n")
-        except OSError:
-            pass
-        os._exit(EXIT_CRASH)
-
-    threading.Thread(target=run, name="stdin-watch", daemon=True).start()
-    return True
-
-
-def _silence_fd(fd: int) -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, fd)
-        os.close(devnull)
-    except OSError:
-        pass
-
-
-def emit(message: dict) -> None:
-    """Writes one protocol line to stdout and flushes it. A broken pipe means the plugin is gone."""
-    global _stdout_broken
-    if _stdout_broken:
-        return
-    line = json.dumps(message, allow_nan=False, separators=(",", ":")) + "\n"
-    try:
-        sys.stdout.write(line)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _stdout_broken = True
-        INTERRUPT.parent_gone = True
-        INTERRUPT.requested = True
-        _silence_fd(sys.stdout.fileno())  # so the interpreter's final flush does not fail too
-
-
-def log(text: str) -> None:
-    """Human-readable log line on stderr (the plugin logs it; the last lines go into failure messages)."""
-    try:
-        sys.stderr.write(f"train.py: {text}\n")
-        sys.stderr.flush()
-    except (BrokenPipeError, OSError):
-        _silence_fd(2)
-
-
-def write_file_atomically(directory: str, name: str, data: bytes) -> str:
-    """Temp file in the same directory, fsync, rename over the final name, fsync the directory."""
-    final = os.path.join(directory, name)
-    # The `.tmp-` prefix: the plugin never adopts such files and deletes stale ones left by a kill.
-    tmp = os.path.join(directory, f".tmp-{name}-{os.getpid()}")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-        dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return final
-
-
-def describe(value) -> str:
-    """How a received value is named in error messages (same wording as the plugin's)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {'true' if value else 'false'}"
-    if isinstance(value, (int, float)):
-        return f"number {json.dumps(value) if isinstance(value, int) or math.isfinite(value) else value}"
-    if isinstance(value, str):
-        return json.dumps(value if len(value) <= 60 else value[:60] + "\u2026")
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-# --------------------------------------------------------------------------------------------
-# Environment and params
-# --------------------------------------------------------------------------------------------
-
-
-class Env:
-    def __init__(self) -> None:
-        e = os.environ
-        self.experiment_id = e.get("EXPERIMENT_ID", "") or "local"
-        self.session_id = e.get("EXPERIMENT_SESSION_ID", "") or "local"
-        attempt = e.get("EXPERIMENT_ATTEMPT", "") or "1"
-        if not attempt.isdigit() or int(attempt) < 1:
-            raise Fatal(f"EXPERIMENT_ATTEMPT: expected an integer >= 1, received {describe(attempt)}")
-        self.attempt = int(attempt)
-        self.params_raw = e.get("EXPERIMENT_PARAMS", "")
-        self.checkpoint_dir = e.get("EXPERIMENT_CHECKPOINT_DIR", "")
-        if not self.checkpoint_dir:
-            raise Fatal("EXPERIMENT_CHECKPOINT_DIR: expected the path of a directory, received nothing")
-        self.checkpoint_dir = os.path.abspath(self.checkpoint_dir)
-        self.resume_from = e.get("EXPERIMENT_RESUME_FROM", "")
-        self.resume_epoch = self._optional_int("EXPERIMENT_RESUME_EPOCH")
-        self.resume_step = self._optional_int("EXPERIMENT_RESUME_STEP")
-
-    @staticmethod
-    def _optional_int(name: str):
-        raw = os.environ.get(name, "")
-        if raw == "":
-            return None
-        if not raw.isdigit():
-            raise Fatal(f"{name}: expected an integer >= 0 or an empty string, received {describe(raw)}")
-        return int(raw)
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _int(name, value, lo, hi):
-    ok = (
-        not isinstance(value, bool)
-        and (isinstance(value, int) or (isinstance(value, float) and value.is_integer()))
-        and lo <= value <= hi
-    )
-    if not ok:
-        raise Fatal(f"params.{name}: expected an integer from {lo} to {hi}, received {describe(value)}")
-    return int(value)
-
-
-def _number(name, value, lo, hi, lo_open=False, hi_open=False):
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float))
-        and math.isfinite(value)
-        and (value > lo if lo_open else value >= lo)
-        and (value < hi if hi_open else value <= hi)
-    )
-    if not ok:
-        lo_text = f"> {lo}" if lo_open else f">= {lo}"
-        hi_text = f"< {hi}" if hi_open else f"<= {hi}"
-        raise Fatal(f"params.{name}: expected a number {lo_text} and {hi_text}, received {describe(value)}")
-    return float(value)
-
-
-def _bool(name, value):
-    if not isinstance(value, bool):
-        raise Fatal(f"params.{name}: expected a boolean, received {describe(value)}")
-    return value
-
-
-def _string(name, value):
-    if not isinstance(value, str) or value == "":
-        raise Fatal(f"params.{name}: expected a non-empty string, received {describe(value)}")
-    return value
-
-
-MAX_SAFE_INTEGER = 2**53 - 1
-PARAMS = {
+SCHEMA = {
     # name: (default, validator)
-    "epochs": (5, lambda n, v: _int(n, v, 1, 1_000_000)),
-    "batch_size": (16, lambda n, v: _int(n, v, 1, 1_000_000)),
-    "lr": (0.1, lambda n, v: _number(n, v, 0, 100, lo_open=True)),
-    "momentum": (0.9, lambda n, v: _number(n, v, 0, 1, hi_open=True)),
-    "samples": (400, lambda n, v: _int(n, v, 1, 10_000_000)),
-    "features": (4, lambda n, v: _int(n, v, 1, 10_000)),
-    "classes": (3, lambda n, v: _int(n, v, 2, 1_000)),
-    "seed": (7, lambda n, v: _int(n, v, 0, MAX_SAFE_INTEGER)),
-    "step_delay": (0.0, lambda n, v: _number(n, v, 0, 3600)),
-    "ignore_sigterm": (False, _bool),
-    "bad_checkpoint_path": (None, _string),
-    "fail_at_epoch": (None, lambda n, v: _int(n, v, 0, 1_000_000)),
-    "stdout_noise": (False, _bool),
+    "epochs": (5, integer(1, 1_000_000)),
+    "batch_size": (16, integer(1, 1_000_000)),
+    "lr": (0.1, number(0, 100, lo_open=True)),
+    "momentum": (0.9, number(0, 1, hi_open=True)),
+    "samples": (400, integer(1, 10_000_000)),
+    "features": (4, integer(1, 10_000)),
+    "classes": (3, integer(2, 1_000)),
+    "seed": (7, integer(0, MAX_SAFE_INTEGER)),
+    "step_delay": (0.0, number(0, 3600)),
+    "ignore_sigterm": (False, boolean()),
+    "bad_checkpoint_path": (None, string()),
+    "fail_at_epoch": (None, integer(0, 1_000_000)),
+    "stdout_noise": (False, boolean()),
 }
 # The params that determine the bits of the training trajectory. A checkpoint can only be resumed by
 # a run with the same values. `epochs` is not among them: resuming with more epochs trains further.
 FINGERPRINTED = ("samples", "features", "classes", "seed", "batch_size", "lr", "momentum")
 
 
-class Params:
-    def __init__(self, values: dict) -> None:
-        self.__dict__.update(values)
-
-    def fingerprint_fields(self) -> dict:
-        return {"model": "softmax-regression/sgd-momentum", **{k: getattr(self, k) for k in FINGERPRINTED}}
-
-
-def parse_params(raw_text: str) -> Params:
-    if raw_text.strip() == "":
-        raw = {}
-    else:
-        try:
-            raw = json.loads(raw_text, parse_constant=_reject_constant)
-        except ValueError as err:
-            raise Fatal(f"EXPERIMENT_PARAMS: expected a JSON object, received invalid JSON ({err})") from None
-    if not isinstance(raw, dict):
-        raise Fatal(f"EXPERIMENT_PARAMS: expected a JSON object, received {describe(raw)}")
-    unknown = sorted(k for k in raw if k not in PARAMS)
-    if unknown:
-        known = ", ".join(sorted(PARAMS))
-        raise Fatal(
-            f"params.{unknown[0]}: unknown parameter (expected one of {known}), received {describe(raw[unknown[0]])}"
-        )
-    values = {}
-    for name, (default, check) in PARAMS.items():
-        # null is accepted as "not given" only for params without a default (the optional test hooks).
-        given = name in raw and (raw[name] is not None or default is not None)
-        values[name] = check(name, raw[name]) if given else default
-    p = Params(values)
-    if p.fail_at_epoch is not None and p.fail_at_epoch >= p.epochs:
-        raise Fatal(
-            f"params.fail_at_epoch: expected an integer from 0 to {p.epochs - 1} (params.epochs - 1), "
-            f"received {describe(p.fail_at_epoch)}"
-        )
-    return p
+def fingerprint_fields(p: Params) -> dict:
+    return {"model": "softmax-regression/sgd-momentum", **p.pick(FINGERPRINTED)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -455,36 +188,8 @@ class Model:
 
 
 # --------------------------------------------------------------------------------------------
-# Checkpoints
+# Checkpoint state and the training loop
 # --------------------------------------------------------------------------------------------
-
-
-def fingerprint(fields: dict) -> str:
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def checkpoint_name(epoch: int, step: int) -> str:
-    return f"ckpt-e{epoch:04d}-s{step:06d}.json"
-
-
-def checkpoint_bytes(p: Params, model: Model, epoch: int, step: int, epoch_loss_sum: float, metrics: dict) -> bytes:
-    # Deterministic: the same state at the same (epoch, step) gives the same bytes, so rewriting a
-    # file that an earlier attempt announced never changes it. Python's json writes floats with
-    # repr(), the shortest text that parses back to the same double.
-    doc = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "fingerprint": fingerprint(p.fingerprint_fields()),
-        "fingerprintParams": p.fingerprint_fields(),
-        "epoch": epoch,
-        "step": step,
-        "weights": model.weights,
-        "bias": model.bias,
-        "optimizer": {"name": "sgd-momentum", "velocityWeights": model.vel_weights, "velocityBias": model.vel_bias},
-        "epochLossSum": epoch_loss_sum,
-        "metrics": metrics,
-    }
-    return (json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
 
 
 def _float_matrix(value, rows: int, cols: int, what: str, path: str):
@@ -499,91 +204,50 @@ def _float_matrix(value, rows: int, cols: int, what: str, path: str):
                     ok = False
                     break
     if not ok:
-        raise Fatal(f"checkpoint {path}: {what}: expected {rows} x {cols} finite numbers")
+        raise te.Fatal(f"checkpoint {path}: {what}: expected {rows} x {cols} finite numbers")
     return [[float(v) for v in row] for row in value]
 
 
-def load_checkpoint(path: str, env: Env, p: Params, steps_per_epoch: int):
-    """Reads and validates a resume checkpoint. Every problem is Fatal: retrying cannot fix the file."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as err:
-        raise Fatal(f"EXPERIMENT_RESUME_FROM: cannot read checkpoint {path}: {err.strerror}") from None
-    try:
-        doc = json.loads(data, parse_constant=_reject_constant)
-    except ValueError as err:
-        raise Fatal(f"checkpoint {path}: expected a train.py checkpoint (JSON), received invalid JSON ({err})") from None
-    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
-        raise Fatal(f"checkpoint {path}: expected format {CHECKPOINT_FORMAT!r}, received {describe(doc.get('format') if isinstance(doc, dict) else doc)}")
-    if doc.get("version") != CHECKPOINT_VERSION:
-        raise Fatal(f"checkpoint {path}: expected version {CHECKPOINT_VERSION}, received {describe(doc.get('version'))}")
-    expected = p.fingerprint_fields()
-    if doc.get("fingerprint") != fingerprint(expected):
-        saved = doc.get("fingerprintParams") if isinstance(doc.get("fingerprintParams"), dict) else {}
-        diffs = [
-            f"{k}: checkpoint has {describe(saved.get(k))}, params have {describe(expected[k])}"
-            for k in expected
-            if saved.get(k) != expected[k]
-        ]
-        raise Fatal(
-            f"checkpoint {path} was written with different params and cannot be resumed exactly ("
-            + ("; ".join(diffs) or "fingerprint mismatch")
-            + ")"
-        )
-    epoch, step = doc.get("epoch"), doc.get("step")
-    for name, value in (("epoch", epoch), ("step", step)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise Fatal(f"checkpoint {path}: {name}: expected an integer >= 0, received {describe(value)}")
-    if env.resume_epoch is not None and env.resume_epoch != epoch:
-        raise Fatal(f"EXPERIMENT_RESUME_EPOCH: expected {epoch} (the checkpoint's epoch), received {env.resume_epoch}")
-    if env.resume_step is not None and env.resume_step != step:
-        raise Fatal(f"EXPERIMENT_RESUME_STEP: expected {step} (the checkpoint's step), received {env.resume_step}")
-    if step >= steps_per_epoch:
-        raise Fatal(f"checkpoint {path}: step: expected less than {steps_per_epoch} steps per epoch, received {step}")
-    if epoch > p.epochs or (epoch == p.epochs and step > 0):
-        raise Fatal(
-            f"checkpoint {path} is at epoch {epoch} step {step}, past the end of training "
-            f"(params.epochs is {p.epochs}); raise params.epochs to train further"
-        )
+def model_state(model: Model, epoch_loss_sum: float) -> dict:
+    return {
+        "weights": model.weights,
+        "bias": model.bias,
+        "optimizer": {"name": "sgd-momentum", "velocityWeights": model.vel_weights, "velocityBias": model.vel_bias},
+        "epochLossSum": epoch_loss_sum,
+    }
+
+
+def restore_model(run: te.Run, p: Params):
+    """The model and running epoch loss from the resume state, every field checked (Fatal if wrong)."""
+    state, path = run.resume, run.resume_from
+    if not isinstance(state, dict):
+        raise te.Fatal(f"checkpoint {path}: state: expected an object")
     model = Model(p)
-    model.weights = _float_matrix(doc.get("weights"), p.classes, p.features, "weights", path)
-    model.bias = _float_matrix([doc.get("bias")], 1, p.classes, "bias", path)[0]
-    opt = doc.get("optimizer")
+    model.weights = _float_matrix(state.get("weights"), p.classes, p.features, "weights", path)
+    model.bias = _float_matrix([state.get("bias")], 1, p.classes, "bias", path)[0]
+    opt = state.get("optimizer")
     if not isinstance(opt, dict) or opt.get("name") != "sgd-momentum":
-        raise Fatal(f"checkpoint {path}: optimizer: expected sgd-momentum state")
+        raise te.Fatal(f"checkpoint {path}: optimizer: expected sgd-momentum state")
     model.vel_weights = _float_matrix(opt.get("velocityWeights"), p.classes, p.features, "optimizer.velocityWeights", path)
     model.vel_bias = _float_matrix([opt.get("velocityBias")], 1, p.classes, "optimizer.velocityBias", path)[0]
-    loss_sum = doc.get("epochLossSum", 0.0)
+    loss_sum = state.get("epochLossSum", 0.0)
     if isinstance(loss_sum, bool) or not isinstance(loss_sum, (int, float)) or not math.isfinite(loss_sum):
-        raise Fatal(f"checkpoint {path}: epochLossSum: expected a finite number, received {describe(loss_sum)}")
-    return model, epoch, step, float(loss_sum)
+        raise te.Fatal(f"checkpoint {path}: epochLossSum: expected a finite number, received {te.describe(loss_sum)}")
+    return model, float(loss_sum)
 
 
-# --------------------------------------------------------------------------------------------
-# The run
-# --------------------------------------------------------------------------------------------
-
-
-class Run:
-    def __init__(self, env: Env, p: Params) -> None:
-        self.env, self.p = env, p
-        self.xs, self.ys = make_dataset(p)
-        self.steps_per_epoch = -(-p.samples // p.batch_size)
-        self.model = Model(p)
+class Trainer:
+    def __init__(self, run: te.Run) -> None:
+        self.run, self.p = run, run.params
+        self.xs, self.ys = make_dataset(self.p)
+        self.steps_per_epoch = -(-self.p.samples // self.p.batch_size)
+        self.model = Model(self.p)
         self.epoch, self.step, self.epoch_loss_sum = 0, 0, 0.0
-        self.last_saved = None  # (epoch, step) of the newest checkpoint the plugin already knows
-        self.bad_path_pending = p.bad_checkpoint_path is not None
+        self.bad_path_pending = self.p.bad_checkpoint_path is not None
 
     def noise(self, text: str) -> None:
-        global _stdout_broken
-        if self.p.stdout_noise and not _stdout_broken:
-            try:
-                sys.stdout.write(text + "\n")
-                sys.stdout.flush()
-            except BrokenPipeError:
-                _stdout_broken = INTERRUPT.parent_gone = INTERRUPT.requested = True
-                _silence_fd(sys.stdout.fileno())
+        if self.p.stdout_noise:
+            write_stdout(text + "\n")
 
     def save_checkpoint(self) -> None:
         epoch, step = self.epoch, self.step
@@ -592,45 +256,25 @@ class Run:
         if self.bad_path_pending:
             # Test hook: announce a path the plugin must refuse; no file is written for this one.
             self.bad_path_pending = False
-            log(f"test hook bad_checkpoint_path: announcing {self.p.bad_checkpoint_path!r} for epoch {epoch} step {step}")
+            te.log(f"test hook bad_checkpoint_path: announcing {self.p.bad_checkpoint_path!r} for epoch {epoch} step {step}")
             emit({"type": "checkpoint", "path": self.p.bad_checkpoint_path, "epoch": epoch, "step": step, "metrics": metrics})
             return
-        data = checkpoint_bytes(self.p, self.model, epoch, step, self.epoch_loss_sum, metrics)
-        name = checkpoint_name(epoch, step)
-        try:
-            path = write_file_atomically(self.env.checkpoint_dir, name, data)
-        except OSError as err:
-            log(f"cannot write checkpoint {os.path.join(self.env.checkpoint_dir, name)}: {err}")
-            raise
-        emit({"type": "checkpoint", "path": path, "epoch": epoch, "step": step, "metrics": metrics})
-        self.last_saved = (epoch, step)
+        self.run.checkpoint(model_state(self.model, self.epoch_loss_sum), epoch, step, metrics)
 
     def stop_interrupted(self) -> int:
-        if self.last_saved != (self.epoch, self.step):
+        if not self.run.is_durable(self.epoch, self.step):
             self.save_checkpoint()
-        emit({"type": "interrupted", "epoch": self.epoch, "step": self.step})
-        why = "stdin reached EOF (plugin gone)" if INTERRUPT.parent_gone else f"signal {INTERRUPT.signum}"
-        log(f"interrupted by {why} at epoch {self.epoch} step {self.step}; exiting 0")
-        return 0
-
-    def sleep_step_delay(self) -> None:
-        deadline = time.monotonic() + self.p.step_delay
-        while not INTERRUPT.requested:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, SLEEP_SLICE_SECONDS))
+        return self.run.stopped(self.epoch, self.step)
 
     def main(self) -> int:
-        p, env = self.p, self.env
-        if env.resume_from:
-            self.model, self.epoch, self.step, self.epoch_loss_sum = load_checkpoint(
-                env.resume_from, env, p, self.steps_per_epoch
-            )
-            self.last_saved = (self.epoch, self.step)  # the plugin handed it to us: it already knows it
-            log(f"attempt {env.attempt}: resuming {env.experiment_id} from {env.resume_from} (epoch {self.epoch} step {self.step})")
+        p, run = self.p, self.run
+        if run.resume_from:
+            run.check_position(p.epochs, self.steps_per_epoch)
+            self.model, self.epoch_loss_sum = restore_model(run, p)
+            self.epoch, self.step = run.position
+            te.log(f"attempt {run.attempt}: resuming {run.experiment_id} from {run.resume_from} (epoch {self.epoch} step {self.step})")
         else:
-            log(f"attempt {env.attempt}: fresh start of {env.experiment_id}: {p.epochs} epochs x {self.steps_per_epoch} steps")
+            te.log(f"attempt {run.attempt}: fresh start of {run.experiment_id}: {p.epochs} epochs x {self.steps_per_epoch} steps")
         self.noise("train.py: this line is not JSON; the plugin logs it")
         self.noise("[1, 2, 3]")
         self.noise('{"type":"debug","note":"unknown message types are logged and ignored"}')
@@ -639,31 +283,24 @@ class Run:
         while self.epoch < p.epochs:
             order = epoch_order(p.seed, self.epoch, p.samples)
             while self.step < self.steps_per_epoch:
-                if INTERRUPT.requested:  # step boundary
+                if run.interrupted:  # step boundary
                     return self.stop_interrupted()
                 lo = self.step * p.batch_size
                 batch_loss = self.model.train_step(self.xs, self.ys, order[lo : lo + p.batch_size], p.lr, p.momentum)
                 if not math.isfinite(batch_loss) or not self.model.finite():
-                    raise Fatal(
+                    raise te.Fatal(
                         f"training diverged at epoch {self.epoch} step {self.step + 1} (loss {batch_loss}); "
-                        f"lower params.lr (received {describe(p.lr)})"
+                        f"lower params.lr (received {te.describe(p.lr)})"
                     )
                 self.step += 1
                 self.epoch_loss_sum += batch_loss
-                emit({
-                    "type": "progress",
-                    "epoch": self.epoch,
-                    "step": self.step,
-                    "epochs": p.epochs,
-                    "metrics": {"loss": self.epoch_loss_sum / self.step, "batchLoss": batch_loss},
-                })
-                if p.fail_at_epoch == self.epoch and self.step == fail_step and env.attempt == 1:
-                    log(f"test hook fail_at_epoch={p.fail_at_epoch}: simulated crash at epoch {self.epoch} step {self.step}")
-                    log("this failure is retryable; attempt 2 resumes from the newest checkpoint")
-                    sys.stdout.flush()
-                    return EXIT_CRASH
+                run.progress(self.epoch, self.step, epochs=p.epochs, loss=self.epoch_loss_sum / self.step, batchLoss=batch_loss)
+                if p.fail_at_epoch == self.epoch and self.step == fail_step and run.attempt == 1:
+                    te.log(f"test hook fail_at_epoch={p.fail_at_epoch}: simulated crash at epoch {self.epoch} step {self.step}")
+                    te.log("this failure is retryable; attempt 2 resumes from the newest checkpoint")
+                    return te.EXIT_CRASH
                 if p.step_delay > 0:
-                    self.sleep_step_delay()
+                    run.sleep(p.step_delay)
             # End of epoch e: the state belongs to (e + 1, 0).
             self.epoch, self.step, self.epoch_loss_sum = self.epoch + 1, 0, 0.0
             self.save_checkpoint()
@@ -671,27 +308,23 @@ class Run:
 
         loss, accuracy = self.model.evaluate(self.xs, self.ys)
         sha = self.model.sha256()
-        emit({"type": "result", "metrics": {"loss": loss, "accuracy": accuracy}, "modelSha256": sha})
-        log(f"done: loss {loss!r} accuracy {accuracy!r} model sha256 {sha}")
+        run.result({"loss": loss, "accuracy": accuracy}, model_sha256=sha)
+        te.log(f"done: loss {loss!r} accuracy {accuracy!r} model sha256 {sha}")
         return 0
 
 
-def main() -> int:
-    install_signal_handlers()  # first: a SIGTERM during setup must not kill us without a word
-    watch_stdin()
-    try:
-        env = Env()
-        p = parse_params(env.params_raw)
-        if p.ignore_sigterm:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            log("test hook ignore_sigterm: SIGTERM is ignored; only SIGKILL stops this process")
-        os.makedirs(env.checkpoint_dir, exist_ok=True)
-        return Run(env, p).main()
-    except Fatal as err:
-        emit({"type": "fatal", "message": str(err)})
-        log(f"fatal: {err}")
-        return EXIT_NONRETRYABLE
+def train(run: te.Run) -> int:
+    p = run.params
+    if p.fail_at_epoch is not None and p.fail_at_epoch >= p.epochs:
+        raise te.Fatal(
+            f"params.fail_at_epoch: expected an integer from 0 to {p.epochs - 1} (params.epochs - 1), "
+            f"received {te.describe(p.fail_at_epoch)}"
+        )
+    if p.ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        te.log("test hook ignore_sigterm: SIGTERM is ignored; only SIGKILL stops this process")
+    return Trainer(run).main()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    te.main(train, schema=SCHEMA, producer="train.py", format="json", fingerprint=fingerprint_fields)

@@ -1,330 +1,175 @@
 #!/usr/bin/env python3
-"""PyTorch version of the reference trainer: the same protocol as train.py (docs/trainer-protocol.md).
+"""PyTorch trainer for the temporal-experiments `command` trainer, on the trainer library
+(python/temporal_experiments; the protocol is docs/trainer-protocol.md, the guide docs/pytorch.md).
 
-NOTE: this script cannot run on the project's CI machines: PyTorch is not installed there (and there
-is no package index to install it from). It is therefore kept small, is checked there only with
-`python3 -m py_compile`, and the protocol itself is exercised through train.py. Requires PyTorch
->= 2.0 (CPU is enough).
+A small MLP on scikit-learn's bundled digits (8x8 images, 10 classes, 1797 samples, no download),
+split into train and validation sets, SGD with momentum and a step LR schedule, dropout. It checks
+the validation accuracy after every epoch, checkpoints at the end of every epoch and every
+`checkpoint_every` steps within one, and on interruption. A run that is killed, interrupted or
+cancelled and then resumed, any number of times, ends with the same `modelSha256` as an
+uninterrupted run (on the same CPU and torch build): the checkpoint holds the model, optimizer and
+scheduler state, every RNG state and the sampler's position.
 
-What it shows beyond train.py:
-- a checkpoint is `torch.save` of the model and optimizer state_dicts plus the RNG states (torch's,
-  Python's `random`), written to a temp file in the checkpoint directory, flushed and fsynced,
-  renamed into place, and the directory fsynced, before the `checkpoint` line is printed;
-- resuming uses `torch.load(..., weights_only=True)` and restores all of it;
-- torch.save output is not promised to be byte-identical for identical state, so file names carry
-  the attempt number and an announced file is never rewritten.
+Needs PyTorch and scikit-learn: on Debian `apt-get install python3-torch python3-sklearn` and run it
+with /usr/bin/python3; elsewhere `pip install torch scikit-learn`. By hand:
 
-Params (EXPERIMENT_PARAMS): epochs 5, batch_size 16, lr 0.05, momentum 0.9, samples 400, features 4,
-classes 3, hidden 16, seed 7, step_delay 0.
+    mkdir -p /tmp/ckpt
+    EXPERIMENT_CHECKPOINT_DIR=/tmp/ckpt /usr/bin/python3 examples/python/train_torch.py
+
+Params (EXPERIMENT_PARAMS, every key optional):
+    epochs            int >= 1      5      passes over the training set
+    batch_size        int >= 1      32
+    lr                number > 0    0.05   SGD learning rate
+    momentum          [0, 1)        0.9
+    lr_step           int >= 1      2      the LR is multiplied by lr_gamma every lr_step epochs
+    lr_gamma          (0, 1]        0.5
+    hidden            int >= 1      64     hidden units
+    dropout           [0, 1)        0.1
+    val_fraction      (0, 1)        0.2    share of the data held out for validation
+    seed              int >= 0      0      split, initialisation, shuffles and dropout
+    threads           int >= 1      1      torch intra-op threads (part of the fingerprint: it changes the bits)
+    checkpoint_every  int >= 0      10     also checkpoint every N steps within an epoch (0: epoch ends only)
+    step_delay        number >= 0   0      seconds slept after each step (tests interrupt mid-epoch)
+`epochs`, `checkpoint_every` and `step_delay` are not in the checkpoint fingerprint.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
-import random
-import select
-import signal
-import stat
-import struct
 import sys
-import threading
 import time
 
-EXIT_NONRETRYABLE = 3
-ORPHAN_GRACE_SECONDS = 2.0
-CHECKPOINT_FORMAT = "temporal-experiments/train_torch.py"
+try:
+    import temporal_experiments as te
+except ImportError:  # run from a checkout: the library lives in python/ at the repository root
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+    import temporal_experiments as te
+from temporal_experiments.params import MAX_SAFE_INTEGER, integer, number
 
-
-class Fatal(Exception):
-    pass
-
-
-# ---- protocol helpers (the same as in train.py, condensed) -------------------------------------
-
-class State:
-    interrupted = False
-    parent_gone = False
-    stdout_broken = False
-
-
-def on_stop_signal(_signum, _frame):
-    State.interrupted = True  # flag only: no I/O in a signal handler
-
-
-def watch_stdin():
-    """EOF on stdin (a pipe from the plugin) means the plugin is gone: stop, and never outlive it."""
-    try:
-        mode = os.fstat(0).st_mode
-    except OSError:
-        return
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
-        return
-
-    def run():
-        try:
-            while True:
-                try:
-                    if not os.read(0, 65536):
-                        break
-                except BlockingIOError:
-                    select.select([0], [], [])
-        except OSError:
-            pass
-        State.parent_gone = State.interrupted = True
-        time.sleep(ORPHAN_GRACE_SECONDS)
-        os._exit(1)
-
-    threading.Thread(target=run, daemon=True).start()
-
-
-def emit(message):
-    if State.stdout_broken:
-        return
-    try:
-        sys.stdout.write(json.dumps(message, allow_nan=False, separators=(",", ":")) + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        State.stdout_broken = State.parent_gone = State.interrupted = True
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-
-
-def log(text):
-    try:
-        print(f"train_torch.py: {text}", file=sys.stderr, flush=True)
-    except OSError:
-        pass
-
-
-def fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def describe(value):
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, (int, float)):
-        return f"number {value!r}"
-    if isinstance(value, str):
-        return json.dumps(value[:60])
-    return "an array" if isinstance(value, list) else "an object"
-
-
-# ---- params ------------------------------------------------------------------------------------
-
-def _int(lo, hi):
-    def check(name, v):
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            raise Fatal(f"params.{name}: expected an integer from {lo} to {hi}, received {describe(v)}")
-        return v
-    return check
-
-
-def _num(lo, hi, lo_open=False, hi_open=False):
-    def check(name, v):
-        ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
-        ok = ok and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-        if not ok:
-            raise Fatal(
-                f"params.{name}: expected a number {'>' if lo_open else '>='} {lo} and "
-                f"{'<' if hi_open else '<='} {hi}, received {describe(v)}"
-            )
-        return float(v)
-    return check
-
-
-PARAMS = {
-    "epochs": (5, _int(1, 1_000_000)),
-    "batch_size": (16, _int(1, 1_000_000)),
-    "lr": (0.05, _num(0, 100, lo_open=True)),
-    "momentum": (0.9, _num(0, 1, hi_open=True)),
-    "samples": (400, _int(1, 10_000_000)),
-    "features": (4, _int(1, 10_000)),
-    "classes": (3, _int(2, 1_000)),
-    "hidden": (16, _int(1, 100_000)),
-    "seed": (7, _int(0, 2**53 - 1)),
-    "step_delay": (0.0, _num(0, 3600)),
-}
-FINGERPRINTED = ("samples", "features", "classes", "hidden", "seed", "batch_size", "lr", "momentum")
-
-
-def parse_params(text):
-    try:
-        raw = json.loads(text) if text.strip() else {}
-    except ValueError as err:
-        raise Fatal(f"EXPERIMENT_PARAMS: expected a JSON object, received invalid JSON ({err})") from None
-    if not isinstance(raw, dict):
-        raise Fatal(f"EXPERIMENT_PARAMS: expected a JSON object, received {describe(raw)}")
-    for key in sorted(raw):
-        if key not in PARAMS:
-            raise Fatal(f"params.{key}: unknown parameter (expected one of {', '.join(sorted(PARAMS))})")
-    return {name: (check(name, raw[name]) if name in raw else default) for name, (default, check) in PARAMS.items()}
-
-
-# ---- training ----------------------------------------------------------------------------------
-
-def main_with_torch(p):
+try:
     import torch
     import torch.nn.functional as F
-    from torch import nn
+    from temporal_experiments.torch import ResumableSampler, capture, deterministic, restore, state_sha256
+except ImportError as err:
+    torch = None
+    MISSING = f"PyTorch is not installed for {sys.executable} ({err}); on Debian: apt-get install python3-torch and run /usr/bin/python3; elsewhere: pip install torch"
 
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)  # same reduction order in every attempt
+SCHEMA = {
+    "epochs": (5, integer(1, 100_000)),
+    "batch_size": (32, integer(1, 100_000)),
+    "lr": (0.05, number(0, 10, lo_open=True)),
+    "momentum": (0.9, number(0, 1, hi_open=True)),
+    "lr_step": (2, integer(1, 100_000)),
+    "lr_gamma": (0.5, number(0, 1, lo_open=True)),
+    "hidden": (64, integer(1, 100_000)),
+    "dropout": (0.1, number(0, 1, hi_open=True)),
+    "val_fraction": (0.2, number(0, 1, lo_open=True, hi_open=True)),
+    "seed": (0, integer(0, MAX_SAFE_INTEGER)),
+    "threads": (1, integer(1, 256)),
+    "checkpoint_every": (10, integer(0, 1_000_000)),
+    "step_delay": (0.0, number(0, 3600)),
+}
+UNFINGERPRINTED = ("epochs", "checkpoint_every", "step_delay")
+# A step takes about a millisecond: a progress line per step would cost the plugin more than it tells.
+PROGRESS_INTERVAL = 0.05
 
-    env = os.environ
-    attempt_text = env.get("EXPERIMENT_ATTEMPT") or "1"
-    if not attempt_text.isdigit() or int(attempt_text) < 1:
-        raise Fatal(f"EXPERIMENT_ATTEMPT: expected an integer >= 1, received {describe(attempt_text)}")
-    attempt = int(attempt_text)
-    ckpt_dir = os.path.abspath(env.get("EXPERIMENT_CHECKPOINT_DIR") or "")
-    if not env.get("EXPERIMENT_CHECKPOINT_DIR"):
-        raise Fatal("EXPERIMENT_CHECKPOINT_DIR: expected the path of a directory, received nothing")
-    os.makedirs(ckpt_dir, exist_ok=True)
-    fp_fields = {k: p[k] for k in FINGERPRINTED}
-    fp = hashlib.sha256(json.dumps(fp_fields, sort_keys=True).encode()).hexdigest()
 
-    # Data: a function of the seed only.
-    g = torch.Generator().manual_seed(p["seed"])
-    centers = torch.rand(p["classes"], p["features"], generator=g, dtype=torch.float64) * 3 - 1.5
-    Y = torch.randint(p["classes"], (p["samples"],), generator=g)
-    X = (centers[Y] + torch.randn(p["samples"], p["features"], generator=g, dtype=torch.float64)).float()
+def fingerprint(p) -> dict:
+    return {"model": "digits-mlp/sgd-momentum/steplr", **{k: v for k, v in p.as_dict().items() if k not in UNFINGERPRINTED}}
 
-    torch.manual_seed(p["seed"])
-    random.seed(p["seed"])
-    model = nn.Sequential(nn.Linear(p["features"], p["hidden"]), nn.ReLU(), nn.Linear(p["hidden"], p["classes"]))
-    opt = torch.optim.SGD(model.parameters(), lr=p["lr"], momentum=p["momentum"])
-    steps = -(-p["samples"] // p["batch_size"])
-    epoch, step, loss_sum = 0, 0, 0.0
-    last_saved = None
 
-    resume = env.get("EXPERIMENT_RESUME_FROM") or ""
-    if resume:
-        try:
-            ck = torch.load(resume, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any load failure means the file is unusable
-            raise Fatal(f"checkpoint {resume}: cannot be loaded ({type(err).__name__}: {err})") from None
-        if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-            raise Fatal(f"checkpoint {resume}: expected format {CHECKPOINT_FORMAT!r}")
-        if ck.get("fingerprint") != fp:
-            raise Fatal(f"checkpoint {resume} was written with different params ({ck.get('fingerprintParams')} vs {fp_fields})")
-        epoch, step, loss_sum = int(ck["epoch"]), int(ck["step"]), float(ck["epochLossSum"])
-        for name in ("EXPERIMENT_RESUME_EPOCH", "EXPERIMENT_RESUME_STEP"):
-            want = epoch if name.endswith("EPOCH") else step
-            if env.get(name) and env[name] != str(want):
-                raise Fatal(f"{name}: expected {want} (the checkpoint's), received {describe(env[name])}")
-        if epoch > p["epochs"] or (epoch == p["epochs"] and step > 0) or step >= steps:
-            raise Fatal(f"checkpoint {resume} is at epoch {epoch} step {step}, outside params.epochs {p['epochs']}")
-        try:
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-        except (RuntimeError, KeyError, ValueError) as err:
-            raise Fatal(f"checkpoint {resume}: state does not fit the model ({err})") from None
-        torch.set_rng_state(ck["rng"]["torch"])
-        py_state = ck["rng"]["python"]
-        random.setstate((py_state[0], tuple(py_state[1]), py_state[2]))
-        last_saved = (epoch, step)
-        log(f"attempt {attempt}: resuming from {resume} (epoch {epoch} step {step})")
+def load_data(p):
+    """Digits scaled to [0, 1], split by a permutation drawn from `seed` alone."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:
+        raise te.Fatal(f"scikit-learn is not installed for {sys.executable} ({err}); on Debian: apt-get install python3-sklearn; elsewhere: pip install scikit-learn") from None
+    digits = load_digits()
+    x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
+    y = torch.tensor(digits.target, dtype=torch.int64)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(p.seed))
+    n_val = max(1, int(round(len(y) * p.val_fraction)))
+    val, tr = order[:n_val], order[n_val:]
+    return torch.utils.data.TensorDataset(x[tr], y[tr]), (x[val], y[val])
 
-    def evaluate():
-        with torch.no_grad():
-            logits = model(X)
-            return F.cross_entropy(logits, Y).item(), (logits.argmax(1) == Y).double().mean().item()
 
-    def save_checkpoint():
-        nonlocal last_saved
-        loss, acc = evaluate()
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "fingerprint": fp,
-            "fingerprintParams": fp_fields,
-            "epoch": epoch,
-            "step": step,
-            "epochLossSum": loss_sum,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
-        }
-        name = f"ckpt-e{epoch:04d}-s{step:06d}-a{attempt}.pt"
-        final = os.path.join(ckpt_dir, name)
-        tmp = os.path.join(ckpt_dir, f".tmp-{name}-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-            fsync_dir(ckpt_dir)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        emit({"type": "checkpoint", "path": final, "epoch": epoch, "step": step,
-              "metrics": {"loss": loss, "accuracy": acc}})
-        last_saved = (epoch, step)
+def evaluate(model, x, y):
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+        loss = F.cross_entropy(out, y).item()
+        accuracy = (out.argmax(1) == y).double().mean().item()
+    model.train()
+    return loss, accuracy
 
-    while epoch < p["epochs"]:
-        order = torch.randperm(p["samples"], generator=torch.Generator().manual_seed((p["seed"] * 1_000_003 + epoch) % 2**63))
-        while step < steps:
-            if State.interrupted:  # step boundary
-                if last_saved != (epoch, step):
-                    save_checkpoint()
-                emit({"type": "interrupted", "epoch": epoch, "step": step})
-                log(f"interrupted at epoch {epoch} step {step}")
-                return 0
-            idx = order[step * p["batch_size"]:(step + 1) * p["batch_size"]]
-            model.train()
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(X[idx]), Y[idx])
+
+def train(run: te.Run) -> int:
+    if torch is None:
+        raise te.Fatal(MISSING)
+    p = run.params
+    deterministic(p.seed, p.threads)
+    train_set, (val_x, val_y) = load_data(p)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, p.hidden), torch.nn.ReLU(), torch.nn.Dropout(p.dropout), torch.nn.Linear(p.hidden, 10)
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=p.lr_step, gamma=p.lr_gamma)
+    sampler = ResumableSampler(len(train_set), seed=p.seed, batch_size=p.batch_size)
+    loader = sampler.loader(train_set)
+    steps_per_epoch = math.ceil(len(train_set) / p.batch_size)
+    run.check_position(p.epochs, steps_per_epoch)
+    epoch0, step0 = run.position
+    loss_sum = 0.0  # running sum of this epoch's batch losses, for the mean train loss
+    if run.resume is not None:
+        loss_sum = restore(run.resume, model, opt, sched, sampler)["loss_sum"]
+        run.log(f"attempt {run.attempt}: resuming {run.experiment_id} at epoch {epoch0} step {step0} from {run.resume_from}")
+    else:
+        run.log(f"attempt {run.attempt}: fresh start of {run.experiment_id}: {p.epochs} epochs x {steps_per_epoch} steps")
+
+    def save(epoch, step, metrics):
+        state = capture(model, opt, sched, sampler, epoch=epoch, step=step, extra={"loss_sum": loss_sum})
+        run.checkpoint(state, epoch, step, metrics)
+
+    started, cpu_started, steps = time.monotonic(), time.process_time(), 0
+    val_loss, val_acc, train_loss = None, None, None
+    for epoch in range(epoch0, p.epochs):
+        sampler.set_epoch(epoch)
+        first = step0 if epoch == epoch0 else 0
+        if first == 0:
+            loss_sum = 0.0
+        for step, (x, y) in enumerate(loader, start=first):
+            if run.interrupted:  # step boundary: `step` steps of this epoch are done
+                if not run.is_durable(epoch, step):
+                    save(epoch, step, {"loss": loss_sum / max(step, 1)})
+                return run.stopped(epoch, step)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
             loss.backward()
             opt.step()
-            batch_loss = loss.item()
-            if not math.isfinite(batch_loss):
-                raise Fatal(f"training diverged at epoch {epoch} step {step + 1}; lower params.lr (received {p['lr']})")
-            step += 1
-            loss_sum += batch_loss
-            emit({"type": "progress", "epoch": epoch, "step": step, "epochs": p["epochs"],
-                  "metrics": {"loss": loss_sum / step, "batchLoss": batch_loss}})
-            deadline = time.monotonic() + p["step_delay"]
-            while not State.interrupted and time.monotonic() < deadline:
-                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        epoch, step, loss_sum = epoch + 1, 0, 0.0  # end of epoch e is (e + 1, 0)
-        save_checkpoint()
+            loss_sum += loss.item()
+            steps += 1
+            done = step + 1
+            run.progress(epoch, done, epochs=p.epochs, loss=loss_sum / done)
+            if p.checkpoint_every and done % p.checkpoint_every == 0 and done < steps_per_epoch:
+                save(epoch, done, {"loss": loss_sum / done})
+            if p.step_delay:
+                run.sleep(p.step_delay)
+        sched.step()
+        train_loss = loss_sum / steps_per_epoch
+        val_loss, val_acc = evaluate(model, val_x, val_y)
+        run.log(f"epoch {epoch}: train loss {train_loss:.4f}, validation loss {val_loss:.4f}, validation accuracy {val_acc:.4f}")
+        save(epoch + 1, 0, {"loss": train_loss, "valLoss": val_loss, "accuracy": val_acc})
 
-    loss, acc = evaluate()
-    h = hashlib.sha256()
-    for tensor in model.state_dict().values():  # every value as a little-endian float64, in order
-        values = tensor.detach().to(torch.float64).flatten().tolist()
-        h.update(struct.pack(f"<{len(values)}d", *values))
-    emit({"type": "result", "metrics": {"loss": loss, "accuracy": acc}, "modelSha256": h.hexdigest()})
+    if val_acc is None:  # resumed from the final checkpoint: nothing left to train
+        val_loss, val_acc = evaluate(model, val_x, val_y)
+        train_loss = run.resume_metrics.get("loss", val_loss)
+    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_started
+    sha = state_sha256(model)
+    metrics = {"loss": train_loss, "valLoss": val_loss, "accuracy": val_acc, "attemptSteps": steps, "attemptTrainSeconds": elapsed}
+    run.result(metrics, model_sha256=sha)
+    run.log(f"done: validation accuracy {val_acc!r}, {steps} steps in {elapsed!r}s (CPU {cpu!r}s), model sha256 {sha}")
     return 0
 
 
-def main():
-    signal.signal(signal.SIGTERM, on_stop_signal)  # before the slow `import torch`
-    signal.signal(signal.SIGINT, on_stop_signal)
-    watch_stdin()
-    try:
-        p = parse_params(os.environ.get("EXPERIMENT_PARAMS", ""))
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise Fatal("train_torch.py needs PyTorch, which is not installed for " + sys.executable) from None
-        return main_with_torch(p)
-    except Fatal as err:
-        emit({"type": "fatal", "message": str(err)})
-        log(f"fatal: {err}")
-        return EXIT_NONRETRYABLE
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    te.main(train, schema=SCHEMA, producer="train_torch.py", format="torch", fingerprint=fingerprint, progress_interval=PROGRESS_INTERVAL)
