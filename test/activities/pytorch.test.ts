@@ -145,7 +145,9 @@ test('kill -9 of the worker at a random step mid-epoch: a new worker resumes mid
   const b = worker('b');
   const e = (await handle.result()).experiments[0];
   assert.equal(e.state, 'completed', e.reason ?? '');
+  // A killed worker is a failed attempt (a SIGTERM would be a preemption).
   assert.equal(e.attempt, 2);
+  assert.equal(e.preemptions, 0);
   const bLog = readJsonLines(b.logFile);
   assert.equal(bLog.find((l) => l.msg === 'trainer process started')?.resumeFrom, fileURLToPath(atKill.uri), 'resumed from the newest checkpoint');
   assert.deepEqual(resumedAt(bLog), [atKill.epoch, atKill.step], 'train_torch.py resumed mid-epoch, at that checkpoint\'s batch');
@@ -185,7 +187,9 @@ test('SIGTERM of its worker hands the run to another worker at once, which resum
   const b = worker('b');
   const e = (await handle.result()).experiments[0];
   assert.equal(e.state, 'completed', e.reason ?? '');
-  assert.equal(e.attempt, 2);
+  // A shutdown is a preemption, not a failed attempt: the next invocation runs attempt 1.
+  assert.equal(e.attempt, 1);
+  assert.equal(e.preemptions, 1);
   const bLog = readJsonLines(b.logFile);
   const started = bLog.find((l) => l.msg === 'trainer process started');
   assert.equal(started?.resumeFrom, fileURLToPath(newest.uri));
