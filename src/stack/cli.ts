@@ -38,9 +38,7 @@ export async function stackCli(argv: string[]): Promise<number> {
       const all = [s.postgresql, s.temporal, s.ui, s.s3, ...s.workers];
       return all.every((x) => x !== undefined) ? 0 : 1;
     } else {
-      for (const [k, v] of Object.entries(stackClientEnv(opts))) {
-        if (k !== 'EXPERIMENTS_CHECKPOINT_CACHE_DIR') process.stdout.write(`export ${k}=${v}\n`);
-      }
+      for (const [k, v] of Object.entries(stackClientEnv(opts))) process.stdout.write(`export ${k}=${v}\n`);
     }
     return 0;
   } catch (err) {

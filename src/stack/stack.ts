@@ -32,6 +32,7 @@ import {
   temporalConfigYaml,
   uiConfigYaml,
   workerEnv,
+  WORKER_ONLY_ENV,
   type S3Credentials,
   type StackOptions,
 } from './topology';
@@ -67,10 +68,14 @@ function s3Credentials(file: string): S3Credentials {
   return JSON.parse(fs.readFileSync(file, 'utf8')) as S3Credentials;
 }
 
-/** The environment for clients and workers of a running stack (worker `i`'s cache dir). */
-export function stackClientEnv(opts: StackOptions, worker = 0): Record<string, string> {
+/** The programs file the stack's workers get (the same as docker-compose.yml's worker). */
+export const STACK_PROGRAMS_FILE = path.join(projectRoot(), 'examples', 'python', 'programs.yaml');
+
+/** The environment for clients of a running stack: the workers' without their own places. */
+export function stackClientEnv(opts: StackOptions): Record<string, string> {
   const p = stackPaths(opts.dir);
-  return workerEnv(stackPorts(opts), s3Credentials(p.s3CredentialsFile), p.workerCache(worker));
+  const all = workerEnv(stackPorts(opts), s3Credentials(p.s3CredentialsFile), p.workerPlaces(0, STACK_PROGRAMS_FILE));
+  return Object.fromEntries(Object.entries(all).filter(([k]) => !(WORKER_ONLY_ENV as readonly string[]).includes(k)));
 }
 
 async function binaries(log: Log) {
@@ -228,9 +233,10 @@ export async function stackUp(opts: StackOptions, log: Log): Promise<void> {
   const workerScript = path.join(projectRoot(), 'bin', 'experiments.js');
   procs.workers.forEach((w, i) => {
     if (runningPid(w) !== undefined) return;
-    const vars = workerEnv(ports, creds, p.workerCache(i + 1));
-    const env = { ...process.env, ...vars, EXPERIMENTS_CHECKPOINT_DIR: p.workerDisk(i + 1) };
-    const args = [workerScript, 'worker', '--checkpoint-url', vars.EXPERIMENTS_CHECKPOINT_URL, '--checkpoint-cache-dir', p.workerCache(i + 1)];
+    const places = p.workerPlaces(i + 1, STACK_PROGRAMS_FILE);
+    const vars = workerEnv(ports, creds, places);
+    const env = { ...process.env, ...vars };
+    const args = [workerScript, 'worker', '--checkpoint-url', vars.EXPERIMENTS_CHECKPOINT_URL, '--checkpoint-cache-dir', places.cacheDir];
     startDetached(w, process.execPath, args, { env, cwd: projectRoot(), logFile: path.join(p.logs, `worker-${i + 1}.log`) });
   });
   await waitUntil(

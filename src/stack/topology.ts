@@ -89,8 +89,11 @@ export function stackPaths(dir: string) {
     s3CredentialsFile: path.join(dir, 's3', 'credentials.json'),
     logs: path.join(dir, 'logs'),
     pids: path.join(dir, 'pids'),
-    workerCache: (i: number) => path.join(dir, 'workers', `worker-${i}`, 'cache'),
-    workerDisk: (i: number) => path.join(dir, 'workers', `worker-${i}`, 'checkpoints'),
+    workerPlaces: (i: number, programsFile: string): WorkerPlaces => ({
+      cacheDir: path.join(dir, 'workers', `worker-${i}`, 'cache'),
+      checkpointDir: path.join(dir, 'workers', `worker-${i}`, 'checkpoints'),
+      programsFile,
+    }),
   };
 }
 
@@ -99,18 +102,30 @@ export interface S3Credentials {
   readonly secretAccessKey: string;
 }
 
-/** What a worker (or any client of the store) needs: the variables src/config.ts and s3-config.ts read. */
-export function workerEnv(ports: Record<PortName, number>, creds: S3Credentials, cacheDir: string): Record<string, string> {
+/** A worker's own places: its S3 cache, its (unused) local-store directory and its programs file. */
+export interface WorkerPlaces {
+  readonly cacheDir: string;
+  readonly checkpointDir: string;
+  readonly programsFile: string;
+}
+
+/** Variables only a worker needs; a client of the stack gets the others (`scripts/stack.sh env`). */
+export const WORKER_ONLY_ENV = ['EXPERIMENTS_CHECKPOINT_CACHE_DIR', 'EXPERIMENTS_CHECKPOINT_DIR', 'EXPERIMENTS_PROGRAMS'] as const;
+
+/** What a worker needs: the variables src/config.ts and s3-config.ts read (the same names as docker-compose.yml's worker). */
+export function workerEnv(ports: Record<PortName, number>, creds: S3Credentials, places: WorkerPlaces): Record<string, string> {
   return {
     TEMPORAL_ADDRESS: `${STACK_HOST}:${ports.frontend}`,
     TEMPORAL_NAMESPACE: STACK_NAMESPACE,
     TEMPORAL_TASK_QUEUE: STACK_TASK_QUEUE,
     EXPERIMENTS_CHECKPOINT_URL: `s3://${STACK_BUCKET}/${STACK_CHECKPOINT_PREFIX}`,
-    EXPERIMENTS_CHECKPOINT_CACHE_DIR: cacheDir,
+    EXPERIMENTS_CHECKPOINT_CACHE_DIR: places.cacheDir,
+    EXPERIMENTS_CHECKPOINT_DIR: places.checkpointDir,
     AWS_ENDPOINT_URL: `http://${STACK_HOST}:${ports.s3}`,
     AWS_REGION: 'us-east-1',
     AWS_ACCESS_KEY_ID: creds.accessKeyId,
     AWS_SECRET_ACCESS_KEY: creds.secretAccessKey,
+    EXPERIMENTS_PROGRAMS: places.programsFile,
     LOG_LEVEL: 'info',
   };
 }
