@@ -123,14 +123,18 @@ test('the stack: up from scratch, quickstart survives kill -9 of a worker and a 
 
   // kill -9 a worker that is training, once it has written a checkpoint.
   const workerLog = (i: number) => path.join(paths.logs, `worker-${i}.log`);
-  const busy = await waitFor(() => [1, 2].find((i) => (fs.readFileSync(workerLog(i), 'utf8').match(/checkpoint saved/g) ?? []).length >= 2), { timeoutMs: 180_000, what: 'a worker to save checkpoints' });
+  const count = (i: number, re: RegExp) => (fs.readFileSync(workerLog(i), 'utf8').match(re) ?? []).length;
+  // Mid-run: it has checkpoints and an activity it started but has not finished.
+  const training = (i: number) => count(i, /checkpoint saved/g) >= 2 && count(i, /"(starting|resuming) training"/g) > count(i, /"training completed"/g);
+  const busy = await waitFor(() => [1, 2].find(training), { timeoutMs: 180_000, what: 'a worker mid-training with checkpoints saved' });
   const victim = readPid(path.join(paths.pids, `worker-${busy}.pid`));
   assert.ok(victim);
   process.kill(victim, 'SIGKILL');
   await waitFor(() => processGone(victim), { timeoutMs: 30_000, what: `worker ${victim} gone` });
 
   // Then the Temporal server process: killed, and started again by `up` (which also restarts the worker).
-  await waitFor(() => (fs.readFileSync(workerLog(3 - busy), 'utf8').match(/checkpoint saved/g) ?? []).length >= 2, { timeoutMs: 180_000, what: 'the other worker to go on' });
+  const before = count(3 - busy, /checkpoint saved/g);
+  await waitFor(() => count(3 - busy, /checkpoint saved/g) >= before + 2, { timeoutMs: 180_000, what: 'the other worker to go on' });
   const server = readPid(path.join(paths.pids, 'temporal.pid'));
   assert.ok(server);
   process.kill(server, 'SIGKILL');
