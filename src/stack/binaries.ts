@@ -47,6 +47,12 @@ export const STACK_TOOL_ENV: Record<StackToolName, string> = {
   uiServer: 'TEMPORAL_UI_SERVER_PATH',
 };
 
+/** Where `name`'s binary is or would be, without building it ($<ENV>, else the cache path). */
+export function stackToolPath(name: StackToolName): string {
+  const tool = STACK_TOOLS[name];
+  return process.env[STACK_TOOL_ENV[name]] ? path.resolve(process.env[STACK_TOOL_ENV[name]] as string) : cachedToolPath(tool.binary, tool.dir);
+}
+
 /** The binary for `name`: $<ENV> when set, else the `.tools` cache, else a `go install` into it. */
 export async function resolveStackTool(name: StackToolName, log: (line: string) => void = () => undefined): Promise<string> {
   const tool = STACK_TOOLS[name];

@@ -30,7 +30,7 @@ export async function stackCli(argv: string[]): Promise<number> {
       await stackDown(opts, log);
       process.stdout.write('stack down\n');
     } else if (command === 'status') {
-      const s = await stackStatus(opts, log);
+      const s = await stackStatus(opts);
       const show = (pid: number | undefined) => (pid === undefined ? 'stopped' : `running (pid ${pid})`);
       process.stdout.write(
         [`postgresql ${show(s.postgresql)}`, `temporal ${show(s.temporal)}`, `temporal-ui ${show(s.ui)}`, `s3 ${show(s.s3)}`, ...s.workers.map((w, i) => `worker-${i + 1} ${show(w)}`)].join('\n') + '\n',

@@ -17,7 +17,7 @@ import { createS3Client } from '../activities/checkpoint-store';
 import { projectRoot } from '../go-tools';
 import { SEARCH_ATTRIBUTES } from '../shared/search-attributes';
 import { resolveVersitygw } from '../versitygw';
-import { resolveStackTools } from './binaries';
+import { resolveStackTools, stackToolPath } from './binaries';
 import { clusterRunning, initCluster, postmasterPid, startCluster, stopCluster } from './postgres';
 import { runChecked, runningPid, startDetached, stopTracked, type Tracked } from './processes';
 import {
@@ -76,6 +76,15 @@ export function stackClientEnv(opts: StackOptions): Record<string, string> {
   const p = stackPaths(opts.dir);
   const all = workerEnv(stackPorts(opts), s3Credentials(p.s3CredentialsFile), p.workerPlaces(0, STACK_PROGRAMS_FILE));
   return Object.fromEntries(Object.entries(all).filter(([k]) => !(WORKER_ONLY_ENV as readonly string[]).includes(k)));
+}
+
+/** The binaries' paths for recognising running processes: nothing is built (nothing built, nothing runs). */
+async function knownBinaries(): Promise<{ server: string; ui: string; s3: string }> {
+  const s3 = await resolveVersitygw({ build: false }).then(
+    (r) => r.path,
+    () => 'versitygw',
+  );
+  return { server: stackToolPath('temporalServer'), ui: stackToolPath('uiServer'), s3 };
 }
 
 async function binaries(log: Log) {
@@ -254,8 +263,8 @@ export interface StackStatus {
   readonly workers: (number | undefined)[];
 }
 
-export async function stackStatus(opts: StackOptions, log: Log = () => undefined): Promise<StackStatus> {
-  const bins = await binaries(log);
+export async function stackStatus(opts: StackOptions): Promise<StackStatus> {
+  const bins = await knownBinaries();
   const procs = trackedProcesses(opts, bins);
   const p = stackPaths(opts.dir);
   return {
@@ -269,7 +278,7 @@ export async function stackStatus(opts: StackOptions, log: Log = () => undefined
 
 /** Stops everything `up` started: workers first (they drain), then the UI, the server, S3, PostgreSQL. */
 export async function stackDown(opts: StackOptions, log: Log): Promise<void> {
-  const bins = await binaries(log);
+  const bins = await knownBinaries();
   const procs = trackedProcesses(opts, bins);
   // Workers beyond opts.workers from an earlier `up` with more of them.
   const p = stackPaths(opts.dir);
