@@ -30,9 +30,13 @@ export function projectRoot(): string {
   }
 }
 
-/** `<project>/.tools/bin/<name>` (with `.exe` on Windows). */
-export function cachedToolPath(name: string): string {
-  return path.join(projectRoot(), '.tools', 'bin', process.platform === 'win32' ? `${name}.exe` : name);
+/**
+ * `<project>/.tools/<dir>/<name>` (with `.exe` on Windows). Tools whose binaries share a name (the
+ * Temporal server and the UI server are both `server`) each get their own `dir`.
+ * @param dir directory under `.tools`; @default 'bin'
+ */
+export function cachedToolPath(name: string, dir = 'bin'): string {
+  return path.join(projectRoot(), '.tools', ...dir.split('/'), process.platform === 'win32' ? `${name}.exe` : name);
 }
 
 export async function isExecutableFile(file: string): Promise<boolean> {
@@ -77,6 +81,8 @@ export interface GoTool {
   /** Name of the binary `go install` produces (the last element of `module`). */
   readonly binary: string;
   readonly ldflags?: string;
+  /** Cache directory under `.tools` (see cachedToolPath). @default 'bin' */
+  readonly dir?: string;
 }
 
 /**
@@ -85,9 +91,11 @@ export interface GoTool {
  * built it while we waited for the lock, that build is used.
  */
 export async function goInstallCached(tool: GoTool, go: string, log: (line: string) => void): Promise<{ path: string; builtHere: boolean }> {
-  const target = cachedToolPath(tool.binary);
-  const toolsDir = path.dirname(path.dirname(target));
-  const lockDir = path.join(toolsDir, `${tool.binary}-build.lock`);
+  const dir = tool.dir ?? 'bin';
+  const target = cachedToolPath(tool.binary, dir);
+  const toolsDir = path.join(projectRoot(), '.tools');
+  const tag = dir === 'bin' ? tool.binary : `${dir.replace(/\//g, '-')}-${tool.binary}`;
+  const lockDir = path.join(toolsDir, `${tag}-build.lock`);
   await fs.mkdir(path.dirname(target), { recursive: true });
 
   let announcedWait = false;
@@ -119,7 +127,7 @@ export async function goInstallCached(tool: GoTool, go: string, log: (line: stri
 
   try {
     if (await isExecutableFile(target)) return { path: target, builtHere: false };
-    const staging = path.join(toolsDir, `build-${tool.binary}-${process.pid}`);
+    const staging = path.join(toolsDir, `build-${tag}-${process.pid}`);
     await fs.rm(staging, { recursive: true, force: true });
     await fs.mkdir(staging, { recursive: true });
     log(

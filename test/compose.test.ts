@@ -1,8 +1,10 @@
 /**
  * Checks docker-compose.yml against the code it deploys: the worker must get exactly the
- * environment variables src/config.ts reads, a persistent checkpoint volume, and the one-shot
- * service must register every search attribute the plugin writes. CI has no Docker engine, so
- * these are structural checks; when a compose CLI is installed we also let it validate the file.
+ * environment variables the code reads, checkpoints in the S3 service, and the one-shot service
+ * must register every search attribute the plugin writes. And it must describe the same topology
+ * as `scripts/stack.sh` (src/stack/topology.ts), which test/stack.test.ts runs for real: the same
+ * services, published ports, versions and worker variables. CI has no Docker engine, so these are
+ * structural checks; when a compose CLI is installed we also let it validate the file.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +14,10 @@ import * as path from 'node:path';
 import { parse } from 'yaml';
 import { ENV_VARS } from '../src/config';
 import { SEARCH_ATTRIBUTES } from '../src/shared/search-attributes';
+import { TEMPORAL_SERVER_VERSION, UI_SERVER_VERSION } from '../src/stack/binaries';
+import { PG_BIN } from '../src/stack/postgres';
+import { BASE_PORTS, STACK_BUCKET, STACK_SERVICES, stackPorts, workerEnv } from '../src/stack/topology';
+import { VERSITYGW_VERSION } from '../src/versitygw';
 
 const ROOT = path.resolve(__dirname, '..');
 const COMPOSE_FILE = path.join(ROOT, 'docker-compose.yml');
@@ -117,17 +123,25 @@ void test('worker is built from this repo and configured through the env vars sr
 
   const e = env(worker);
   assert.equal(ENV_VARS.address, 'TEMPORAL_ADDRESS');
-  for (const key of ['address', 'namespace', 'taskQueue', 'checkpointDir', 'programs'] as const) {
+  for (const key of ['address', 'namespace', 'taskQueue', 'checkpointUrl', 'checkpointCacheDir', 'programs'] as const) {
     assert.ok(e[ENV_VARS[key]], `worker sets ${ENV_VARS[key]} (ENV_VARS.${key})`);
   }
   assert.equal(e[ENV_VARS.address], 'temporal:7233');
-  const unknown = Object.keys(e).filter((name) => !(Object.values(ENV_VARS) as string[]).includes(name));
-  assert.deepEqual(unknown, [], 'every worker env var is one the code reads (ENV_VARS)');
+  // The S3 connection is the standard AWS variables src/activities/checkpoint-store/s3-config.ts reads.
+  const aws = ['AWS_ENDPOINT_URL', 'AWS_REGION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'];
+  const unknown = Object.keys(e).filter((name) => !(Object.values(ENV_VARS) as string[]).includes(name) && !aws.includes(name));
+  assert.deepEqual(unknown, [], 'every worker env var is one the code reads (ENV_VARS or the AWS ones)');
 
-  const checkpointDir = e[ENV_VARS.checkpointDir];
-  const mount = volumeMounts(worker).find((m) => m.target === checkpointDir);
-  assert.ok(mount, `a volume is mounted at ${checkpointDir}`);
-  assert.ok(compose.volumes && mount.source in compose.volumes, `${mount.source} is a named volume, so checkpoints survive container re-creation`);
+  // Checkpoints live in the S3 service, whose data is a named volume that survives re-creation.
+  assert.match(e[ENV_VARS.checkpointUrl], new RegExp(`^s3://${STACK_BUCKET}/`));
+  assert.equal(e.AWS_ENDPOINT_URL, `http://s3:${BASE_PORTS.s3}`);
+  const s3 = service('s3');
+  assert.equal(env(s3).ROOT_ACCESS_KEY_ID, e.AWS_ACCESS_KEY_ID, 'the worker uses the S3 service\'s credentials');
+  assert.equal(env(s3).ROOT_SECRET_ACCESS_KEY, e.AWS_SECRET_ACCESS_KEY);
+  const mount = volumeMounts(s3)[0];
+  assert.ok(mount && compose.volumes && mount.source in compose.volumes, 'the S3 data is a named volume, so checkpoints survive container re-creation');
+  assert.match(commandText(s3), new RegExp(`mkdir -p ${mount.target}/${STACK_BUCKET}\\b`), 'the bucket exists before workers start');
+  assert.equal(dependsOn(worker).s3, 'service_started');
 
   assert.equal(dependsOn(worker)['temporal-admin-tools'], 'service_completed_successfully', 'worker starts after the search attributes exist');
 });
@@ -141,6 +155,31 @@ void test('temporal-admin-tools registers every search attribute in SEARCH_ATTRI
   for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES)) {
     assert.match(text, new RegExp(`\\b${name}=${type}\\b`), `${name}=${type} is registered by temporal-admin-tools`);
   }
+});
+
+void test('docker-compose.yml and scripts/stack.sh describe the same topology: services, published ports, versions, worker variables', () => {
+  assert.deepEqual(Object.keys(compose.services).sort(), STACK_SERVICES.map((s) => s.name).sort(), 'the same services');
+  const ports = stackPorts({ portOffset: 0 });
+  for (const spec of STACK_SERVICES) {
+    const published = publishedPorts(service(spec.name)).map((p) => `${p.published}:${p.target}`);
+    assert.deepEqual(published, spec.published.map((name) => `${ports[name]}:${ports[name]}`), `${spec.name} publishes what the stack binds`);
+    assert.ok(bindAddresses(service(spec.name)).every((a) => a === '127.0.0.1'), `${spec.name} publishes on 127.0.0.1 only, like the stack`);
+  }
+  // The same versions the stack builds and runs.
+  assert.equal(service('postgresql').image, `postgres:${/postgresql\/(\d+)\//.exec(PG_BIN)?.[1]}`);
+  assert.equal(service('temporal').image, `temporalio/auto-setup:${TEMPORAL_SERVER_VERSION}`);
+  assert.match(service('temporal-admin-tools').image ?? '', new RegExp(`^temporalio/admin-tools:${TEMPORAL_SERVER_VERSION.replace(/\./g, '\\.')}-`));
+  assert.equal(service('temporal-ui').image, `temporalio/ui:${UI_SERVER_VERSION}`);
+  assert.equal(service('s3').image, `versity/versitygw:v${VERSITYGW_VERSION}`);
+  // The worker gets the same variables; values that are not host names or paths are equal.
+  const stackWorker = workerEnv(ports, { accessKeyId: 'x', secretAccessKey: 'y' }, { cacheDir: '/c', checkpointDir: '/d', programsFile: '/p' });
+  const composeWorker = env(service('worker'));
+  assert.deepEqual(Object.keys(composeWorker).sort(), Object.keys(stackWorker).sort(), 'the same worker variables');
+  for (const k of ['TEMPORAL_NAMESPACE', 'TEMPORAL_TASK_QUEUE', 'EXPERIMENTS_CHECKPOINT_URL', 'AWS_REGION', 'LOG_LEVEL']) {
+    assert.equal(composeWorker[k], stackWorker[k], `${k} is the same in both`);
+  }
+  const portOf = (v: string | undefined) => /:(\d+)$/.exec(v ?? '')?.[1];
+  for (const k of ['TEMPORAL_ADDRESS', 'AWS_ENDPOINT_URL']) assert.equal(portOf(composeWorker[k]), portOf(stackWorker[k]), `${k} names the same port`);
 });
 
 void test('a compose CLI, when installed, accepts the file', (t) => {
