@@ -146,8 +146,8 @@ describe('the examples', () => {
   test('a grid value the program\'s schema rejects is named by its place in the grid', () => {
     const raw = { session: 's', sweeps: [{ idPrefix: 'x', trainer: 'command', params: { program: 'softmax' }, grid: { 'params.lr': [0.1, -1] } }] };
     assert.throws(() => parsePipeline(raw, validator), { message: /^sweeps\[0\]\.grid\.params\.lr\[1\]: Too small: expected number to be >0, received -1$/ });
-    const unknown = { session: 's', experiments: [{ id: 'x', trainer: 'command', params: { program: 'torch' } }] };
-    assert.throws(() => parsePipeline(unknown, validator), { message: /^experiments\[0\]\.params\.program: expected one of the programs registered on this worker \(softmax\), received "torch"$/ });
+    const unknown = { session: 's', experiments: [{ id: 'x', trainer: 'command', params: { program: 'pytorch' } }] };
+    assert.throws(() => parsePipeline(unknown, validator), { message: /^experiments\[0\]\.params\.program: expected one of the programs registered on this worker \(digits-torch, softmax\), received "pytorch"$/ });
   });
 });
 
