@@ -334,7 +334,8 @@ describe('experiments CLI', { timeout: TIMEOUT * 4 }, () => {
   test('`server` and `worker` run until SIGTERM and exit 0; a session runs on them', { timeout: TIMEOUT }, async () => {
     const [port, uiPort] = [await freePort(), await freePort()];
     const server = start(['server', '--port', String(port), '--ui-port', String(uiPort), '--db-file', path.join(h.tmp, 'server-cmd.db')]);
-    await waitFor(() => /Temporal server ready/.test(server.stdout()), { timeoutMs: 120_000, what: `the server to be ready (${server.stdout()}${server.stderr()})` });
+    // The ready block is several writes: wait for its last line, not its first.
+    await waitFor(() => /Ctrl-C stops it\./.test(server.stdout()), { timeoutMs: 120_000, what: `the server to be ready (${server.stdout()}${server.stderr()})` });
     assert.match(server.stdout(), new RegExp(`gRPC: +127\\.0\\.0\\.1:${port}`));
     assert.match(server.stdout(), new RegExp(`Web UI: +http://localhost:${uiPort}`));
     const address = `127.0.0.1:${port}`;
