@@ -22,7 +22,7 @@ import { TMP_PREFIX, fsyncDir, mkdirDurably, removeStaleTemps, writeFileDurably 
 import { CheckpointReadError, DurableWriteError, ManifestError, StaleAttemptError, errorCode, errorMessage, withCode, writeFailure } from './errors';
 import { compareFence, finiteMetrics, isManifestName, publish, readCurrent, withCheckpoint, type Manifest } from './manifest';
 import type { AdoptCheckpointInput, CheckpointStore, FenceToken, LatestVerifiedResult, SaveCheckpointInput } from './types';
-import { hashAndSyncFile, isInside, newestFirst, pointerProblem, readVerified, uriToPath } from './verify';
+import { hashAndSyncFile, isInside, newestFirst, pointerProblem, readVerified, resolveAdoptable, uriToPath } from './verify';
 
 const RUN_PREFIX = 'run-';
 /** Restarts of latestVerified after a candidate vanished because a concurrent writer pruned it. */
@@ -118,29 +118,15 @@ export class LocalCheckpointStore implements CheckpointStore {
     const metrics = finiteMetrics(input.metrics);
     const dir = this.dirFor(key, input.runId);
     return this.serialized(place.placeDir, async () => {
-      // A relative path is taken relative to the checkpoint directory, where external trainers write.
-      const given = path.resolve(dir, file);
-      const fail = (what: string, err?: unknown) => withCode(`cannot adopt checkpoint ${given} for ${key}: ${what}`, err);
-      let real: string;
-      try {
-        real = await fs.realpath(given);
-      } catch (err) {
-        throw errorCode(err) === 'ENOENT' ? fail('file does not exist', err) : fail(errorMessage(err), err);
-      }
-      const realDir = await fs.realpath(dir);
-      if (!isInside(realDir, real)) throw fail(`it resolves to ${real}, outside the checkpoint directory ${realDir}`);
+      const { given, real, realDir, size, fail } = await resolveAdoptable(key, dir, file);
       if ((path.dirname(real) === realDir && isManifestName(path.basename(real))) || path.basename(real).startsWith(TMP_PREFIX)) {
         throw fail("it is one of the store's own files, not a checkpoint");
       }
-      const stats = await fs.stat(real).catch((err: unknown) => {
-        throw fail(errorMessage(err), err);
-      });
-      if (!stats.isFile()) throw fail('not a regular file');
       await removeStaleTemps(path.dirname(real));
       this.refuseIfStale(place, (await readCurrent(key, place.placeDir)).manifest, input.fence, `adopting ${given}`);
       let hashed: { sha256: string; bytes: number };
       try {
-        hashed = await hashAndSyncFile(real, stats.size);
+        hashed = await hashAndSyncFile(real, size);
         await fsyncDir(path.dirname(real));
         if (path.dirname(real) !== realDir) await fsyncDir(realDir);
       } catch (err) {

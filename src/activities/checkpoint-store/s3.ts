@@ -33,7 +33,7 @@ import { compareFence, encodeManifest, finiteMetrics, parseManifest, withCheckpo
 import type { S3ConnectionConfig } from './s3-config';
 import { BlobMismatchError, createS3Client, describeS3Error, downloadVerified, getSmall, isNotFound, putConditional, retrying, uploadHashed } from './s3-io';
 import type { AdoptCheckpointInput, CheckpointStore, FenceToken, LatestVerifiedResult, SaveCheckpointInput, VerifiedCheckpoint } from './types';
-import { isInside, newestFirst, pointerProblem } from './verify';
+import { newestFirst, pointerProblem, resolveAdoptable } from './verify';
 
 const MANIFEST = 'manifest.json';
 const RUN_PREFIX = 'run-';
@@ -178,20 +178,7 @@ export class S3CheckpointStore implements CheckpointStore {
     const metrics = finiteMetrics(input.metrics);
     const dir = this.dirFor(key, input.runId);
     return this.serialized(place.objectPrefix, async () => {
-      const given = path.resolve(dir, file);
-      const fail = (what: string, err?: unknown) => withCode(`cannot adopt checkpoint ${given} for ${key}: ${what}`, err);
-      let real: string;
-      try {
-        real = await fs.realpath(given);
-      } catch (err) {
-        throw fail(isNotFound(err) || (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file does not exist' : errorMessage(err), err);
-      }
-      const realDir = await fs.realpath(dir);
-      if (!isInside(realDir, real)) throw fail(`it resolves to ${real}, outside the checkpoint directory ${realDir}`);
-      const stats = await fs.stat(real).catch((err: unknown) => {
-        throw fail(errorMessage(err), err);
-      });
-      if (!stats.isFile()) throw fail('not a regular file');
+      const { given, real, size, fail } = await resolveAdoptable(key, dir, file);
       refuseIfStale(place, (await this.readManifest(place)).manifest, input.fence, `adopting ${given}`);
       // The trainer may write the same file name again later; the object name must stay unique.
       const base = path.basename(real).replace(/[^A-Za-z0-9._-]/g, '_');
@@ -206,7 +193,7 @@ export class S3CheckpointStore implements CheckpointStore {
         await this.deleteQuietly(objectKey);
         throw writeFailure(key, `s3://${this.bucket}/${objectKey}`, err);
       }
-      if (written.bytes !== stats.size) throw fail(`the file changed while it was uploaded (${stats.size} bytes before, ${written.bytes} sent)`);
+      if (written.bytes !== size) throw fail(`the file changed while it was uploaded (${size} bytes before, ${written.bytes} sent)`);
       const pointer = this.pointer(name, objectKey, input, written, metrics);
       await this.record(place, pointer, keep, input.fence, objectKey, `adopting ${given}`);
       return pointer;

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CheckpointPointer } from '../../shared/types';
 import { hashInSlices } from './durable-write';
-import { CheckpointReadError, errorCode, errorMessage, isRecord } from './errors';
+import { CheckpointReadError, errorCode, errorMessage, isRecord, withCode } from './errors';
 
 /** Reads of blobs being verified or adopted. */
 const READ_PIECE = 16 << 20;
@@ -142,4 +142,39 @@ export function isInside(dir: string, file: string): boolean {
 
 export function shortHash(sha256: string): string {
   return sha256.length > 12 ? `${sha256.slice(0, 12)}…` : sha256;
+}
+
+/** A file a trainer asks the store to adopt, resolved and checked to lie inside its checkpoint directory. */
+export interface AdoptableFile {
+  /** The path as given, resolved against the checkpoint directory. */
+  readonly given: string;
+  /** Its real path (symlinks resolved). */
+  readonly real: string;
+  /** The checkpoint directory's real path. */
+  readonly realDir: string;
+  readonly size: number;
+  /** Builds the error both stores throw for this file: `cannot adopt checkpoint … for KEY: WHAT`. */
+  readonly fail: (what: string, err?: unknown) => Error;
+}
+
+/**
+ * Resolves `file` (relative to `dir`, where external trainers write) and refuses what a store
+ * must never adopt: a missing file, a path resolving outside `dir`, or anything but a regular file.
+ */
+export async function resolveAdoptable(key: string, dir: string, file: string): Promise<AdoptableFile> {
+  const given = path.resolve(dir, file);
+  const fail = (what: string, err?: unknown) => withCode(`cannot adopt checkpoint ${given} for ${key}: ${what}`, err);
+  let real: string;
+  try {
+    real = await fs.realpath(given);
+  } catch (err) {
+    throw errorCode(err) === 'ENOENT' ? fail('file does not exist', err) : fail(errorMessage(err), err);
+  }
+  const realDir = await fs.realpath(dir);
+  if (!isInside(realDir, real)) throw fail(`it resolves to ${real}, outside the checkpoint directory ${realDir}`);
+  const stats = await fs.stat(real).catch((err: unknown) => {
+    throw fail(errorMessage(err), err);
+  });
+  if (!stats.isFile()) throw fail('not a regular file');
+  return { given, real, realDir, size: stats.size, fail };
 }
