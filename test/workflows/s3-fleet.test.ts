@@ -14,10 +14,12 @@ import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { S3CheckpointStore } from '../../src/activities/checkpoint-store';
 import { parseMlpParams, runMlpBare } from '../../src/activities/trainers/mlp';
+import { ProgramRegistry } from '../../src/activities/trainers/command';
 import { ExperimentsClient } from '../../src/client';
 import { storeKey } from '../../src/shared/ids';
 import { ROOT, readJsonLines, spawnWorker, startHarness, uniqueQueue, waitFor, type ChildWorker, type Harness } from '../helpers/env';
 import { startS3Server, type S3Server } from '../helpers/s3-server';
+import { uninterruptedResult } from '../activities/command/helpers';
 
 let h: Harness;
 let s3: S3Server;
@@ -39,7 +41,9 @@ const expectedSha = runMlpBare(parseMlpParams(params)).modelSha256;
 const longParams = { ...params, epochs: 14 };
 const longSha = runMlpBare(parseMlpParams(longParams)).modelSha256;
 
-function setup(name: string) {
+const PROGRAMS_FILE = path.join(ROOT, 'examples/python/programs.yaml');
+
+function setup(name: string, opts: { programsFile?: string } = {}) {
   const taskQueue = uniqueQueue(name);
   const prefix = `fleet/${name}`;
   // The test reads the store to know when to strike; the client-without-disk test covers the rest.
@@ -50,7 +54,8 @@ function setup(name: string) {
     connection: { endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true },
     credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
   });
-  const client = new ExperimentsClient({ client: h.env.client, taskQueue, store });
+  const programs = opts.programsFile ? ProgramRegistry.fromFile(opts.programsFile) : undefined;
+  const client = new ExperimentsClient({ client: h.env.client, taskQueue, store, programs });
   const machine = (label: string) => {
     // Each machine has its own, empty disk: a checkpoint directory that must stay unused, and a cache.
     const disk = path.join(h.tmp, `${name}-${label}-disk`);
@@ -59,6 +64,7 @@ function setup(name: string) {
       checkpointDir: path.join(disk, 'checkpoints'),
       name: `${name}-${label}`,
       extraEnv: { ...s3.env(prefix), EXPERIMENTS_CHECKPOINT_CACHE_DIR: path.join(disk, 'cache') },
+      programsFile: opts.programsFile,
     });
     children.push(w);
     return { ...w, disk };
@@ -93,6 +99,42 @@ test('two machines: kill -9 worker A mid-epoch, worker B with an empty disk resu
   assert.equal(resumed?.epoch, atKill.epoch);
   assert.ok(atKill.uri.startsWith(`s3://${s3.bucket}/fleet/two/`), atKill.uri);
   // Neither machine used a local checkpoint directory: everything durable is in S3.
+  for (const m of [a, b]) assert.equal(fs.existsSync(path.join(m.disk, 'checkpoints')), false, `${m.disk}/checkpoints unused`);
+  for (const pointer of await store.list(key)) await store.read(pointer);
+  b.child.kill('SIGTERM');
+  await b.exited;
+});
+
+test('two machines, the Python reference trainer: kill -9 worker A mid-epoch, B resumes through its own empty local cache from the checkpoint A wrote to S3, bit-identical', async () => {
+  const { store, client, machine } = setup('py', { programsFile: PROGRAMS_FILE });
+  // examples/python/train.py (program `softmax`): 25 steps × 30 ms ≈ 0.75 s per epoch.
+  const pyParams = { epochs: 6, step_delay: 0.03, seed: 5 };
+  const expected = uninterruptedResult(pyParams).modelSha256;
+  const a = machine('a');
+  await a.ready;
+  const handle = await client.startSession({
+    sessionId: 'py',
+    policy: { heartbeatTimeout: '5s', retry: { initialInterval: '200ms' } },
+    experiments: [{ id: 'e', trainer: 'command', params: { program: 'softmax', params: pyParams } }],
+  });
+  const key = storeKey('py', 'e');
+  await waitFor(async () => ((await store.list(key))[0]?.epoch ?? 0) >= 2, { what: 'two epochs of Python checkpoints in S3' });
+  await new Promise((r) => setTimeout(r, 300)); // into the middle of the next epoch
+  const atKill = (await store.list(key))[0];
+  a.child.kill('SIGKILL');
+  assert.equal((await a.exited).signal, 'SIGKILL');
+
+  const b = machine('b');
+  const summary = await handle.result();
+  const e = summary.experiments[0];
+  assert.equal(e.state, 'completed');
+  assert.ok(e.resumedFrom !== null && e.resumedFrom >= atKill.epoch, `B resumed from A's checkpoint at epoch ${atKill.epoch} or a newer one A adopted while dying (resumedFrom ${e.resumedFrom})`);
+  assert.equal(e.result?.modelSha256, expected, 'bit-identical to train.py run directly, uninterrupted');
+  const bLog = readJsonLines(b.logFile);
+  assert.ok(bLog.some((l) => l.stream === 'stderr' && /resuming e from .* \(epoch \d+ step \d+\)/.test(String(l.line))), 'train.py on B said it resumed');
+  // B's child read the checkpoint from B's own cache, filled from S3; neither machine used a checkpoint dir.
+  const cached = fs.readdirSync(path.join(b.disk, 'cache'), { recursive: true }).map(String);
+  assert.ok(cached.length > 0, `B's local cache holds what its child read (${b.disk}/cache)`);
   for (const m of [a, b]) assert.equal(fs.existsSync(path.join(m.disk, 'checkpoints')), false, `${m.disk}/checkpoints unused`);
   for (const pointer of await store.list(key)) await store.read(pointer);
   b.child.kill('SIGTERM');
