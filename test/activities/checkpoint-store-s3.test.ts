@@ -16,7 +16,8 @@ import { PART_BYTES } from '../../src/activities/checkpoint-store/s3-io';
 import { S3CheckpointStore, parseCheckpointUrl, s3ConnectionFromEnv } from '../../src/activities/checkpoint-store';
 import type { CheckpointPointer } from '../../src/shared/types';
 import { startS3Server, type S3Server } from '../helpers/s3-server';
-import { bytes, checkpointStoreContract, sha256 } from './checkpoint-store-contract';
+import { bytes, checkpointStoreContract, sha256, type StoreHarness } from './checkpoint-store-contract';
+import { historyContract } from './history-contract';
 
 let server: S3Server;
 let client: S3Client;
@@ -67,7 +68,7 @@ async function storedNames(objectPrefix: string): Promise<string[]> {
     .sort();
 }
 
-checkpointStoreContract('S3 (versitygw)', async () => {
+const harness = async (): Promise<StoreHarness> => {
   const prefix = `t${++prefixes}/ckpts`;
   const options = await storeOptions(prefix);
   const store = new S3CheckpointStore(options);
@@ -86,7 +87,9 @@ checkpointStoreContract('S3 (versitygw)', async () => {
     isEmpty: async () => ((await client.send(new ListObjectsV2Command({ Bucket: server.bucket, Prefix: `${prefix}/` }))).KeyCount ?? 0) === 0,
     inChild: { module: path.resolve(__dirname, '../../src/activities/checkpoint-store'), exportName: 'S3CheckpointStore', args: [options] },
   };
-});
+};
+checkpointStoreContract('S3 (versitygw)', harness);
+historyContract('S3 (versitygw)', harness);
 
 void describe('S3 store configuration', () => {
   void test('s3:// URLs, directories and bad input', () => {

@@ -17,7 +17,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { idProblem } from '../../shared/ids';
-import { retentionProblem, type Retention } from '../../shared/retention';
+import { retentionProblem, type Retention, type RetentionMarks } from '../../shared/retention';
 import type { CheckpointPointer } from '../../shared/types';
 import { TMP_PREFIX, fsyncDir, mkdirDurably, removeStaleTemps, writeFileDurably } from './durable-write';
 import { CheckpointReadError, DurableWriteError, ManifestError, StaleAttemptError, errorCode, errorMessage, withCode, writeFailure } from './errors';
@@ -77,6 +77,10 @@ export class LocalCheckpointStore implements CheckpointStore {
         return { next: { ...manifest, fence: token }, dropped: [] };
       }, (current) => current.fence !== null && compareFence(current.fence, token) >= 0);
     });
+  }
+
+  async retention(key: string, runId: string | undefined): Promise<RetentionMarks | undefined> {
+    return (await readCurrent(key, this.place(key, runId).placeDir)).manifest.retention;
   }
 
   metricHistory(): LocalHistoryObjects {

@@ -26,7 +26,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DeleteObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import { idProblem } from '../../shared/ids';
-import type { Retention } from '../../shared/retention';
+import type { Retention, RetentionMarks } from '../../shared/retention';
 import type { CheckpointPointer } from '../../shared/types';
 import { CheckpointReadError, ManifestError, StaleAttemptError, errorMessage, withCode } from './errors';
 import { checkFence, checkKeep, checkPosition, pad } from './local';
@@ -138,6 +138,10 @@ export class S3CheckpointStore implements CheckpointStore {
         async (current) => current.fence !== null && compareFence(current.fence, token) >= 0,
       ),
     );
+  }
+
+  async retention(key: string, runId: string | undefined): Promise<RetentionMarks | undefined> {
+    return (await this.readManifest(this.place(key, runId))).manifest.retention;
   }
 
   metricHistory(): S3HistoryObjects {

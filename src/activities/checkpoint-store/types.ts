@@ -15,7 +15,7 @@
  * writer published that generation first; an S3 store does the same with a conditional PutObject
  * (`If-None-Match: *` on the next generation's object, or `If-Match` on the manifest's ETag).
  */
-import type { Retention } from '../../shared/retention';
+import type { Retention, RetentionMarks } from '../../shared/retention';
 import type { CheckpointPointer, Metrics } from '../../shared/types';
 import type { CheckpointData } from '../trainer';
 import type { HistoryObjects } from './history';
@@ -115,4 +115,6 @@ export interface CheckpointStore {
    * keeps no history: training runs, and readMetricHistory says the store has none.
    */
   metricHistory?(): HistoryObjects;
+  /** Why the run's manifest keeps what it keeps (ids kept as latest and as best); undefined under a plain count. */
+  retention?(key: string, runId: string | undefined): Promise<RetentionMarks | undefined>;
 }
