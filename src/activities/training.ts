@@ -24,7 +24,7 @@ import { storeKey } from '../shared/ids';
 import { crossSessionResumeProblem } from '../shared/policy';
 import type { CheckpointPointer, HeartbeatDetails, InterruptReason, Metrics, TrainingOutcome } from '../shared/types';
 import { StaleAttemptError, type CheckpointStore, type FenceToken, type VerifiedCheckpoint } from './checkpoint-store';
-import { MetricHistoryWriter } from './checkpoint-store/history-writer';
+import { MetricHistoryWriter, type HistoryWriterOptions } from './checkpoint-store/history-writer';
 import type { AnyTrainer, Trainer, TrainerContext } from './trainer';
 import { startWatchdog } from './watchdog';
 
@@ -37,6 +37,8 @@ export interface TrainingDeps {
    * @default min(1000, heartbeatTimeout / 4) milliseconds
    */
   readonly heartbeatIntervalMs?: number;
+  /** Step-point sampling and write intervals of the metric history (history-writer.ts). */
+  readonly metricHistory?: HistoryWriterOptions;
 }
 
 /**
@@ -123,7 +125,7 @@ async function train(
   if (runId && fence) await deps.store.registerAttempt(key, runId, fence).catch((err: unknown) => rethrowStale(err, log));
   const resume = await findResumePoint(deps.store, key, runId, input, info.heartbeatDetails as HeartbeatDetails | undefined, log);
   // Rewinds the metric history to the resume point before this attempt writes any point.
-  const history = new MetricHistoryWriter(deps.store.metricHistory?.(), key, runId, { invocation: input.invocation ?? 0, attempt }, log);
+  const history = new MetricHistoryWriter(deps.store.metricHistory?.(), key, runId, { invocation: input.invocation ?? 0, attempt }, log, deps.metricHistory);
   await history.begin(resume?.pointer);
 
   let latest: CheckpointPointer | null = resume?.pointer ?? null;

@@ -84,15 +84,22 @@ export function historyObjectsOf(store: CheckpointStore): HistoryObjects {
 
 /** `<sessionId>:<experimentId>` (an experiment workflow id) or `<sessionId>/<experimentId>` (a store key) to a store key. */
 export function historyKey(experimentId: string): string {
-  const parts = parseExperimentWorkflowId(experimentId) ?? splitKey(experimentId);
-  const problem = parts ? idProblem('sessionId', parts.sessionId) ?? idProblem('experimentId', parts.experimentId) : 'expected "<sessionId>:<experimentId>" or "<sessionId>/<experimentId>"';
-  if (problem || !parts) throw new Error(`experiment id ${JSON.stringify(experimentId)}: ${problem}`);
+  const problem = experimentIdProblem(experimentId);
+  if (problem) throw new Error(problem);
+  const parts = splitId(experimentId)!;
   return storeKey(parts.sessionId, parts.experimentId);
 }
 
-function splitKey(value: string): { sessionId: string; experimentId: string } | undefined {
+/** What is wrong with an experiment id given to readMetricHistory, naming it; undefined when valid. */
+export function experimentIdProblem(experimentId: unknown): string | undefined {
+  const parts = typeof experimentId === 'string' ? splitId(experimentId) : undefined;
+  const problem = parts ? idProblem('sessionId', parts.sessionId) ?? idProblem('experimentId', parts.experimentId) : 'expected "<sessionId>:<experimentId>" or "<sessionId>/<experimentId>"';
+  return problem ? `experiment id ${JSON.stringify(experimentId)}: ${problem}` : undefined;
+}
+
+function splitId(value: string): { sessionId: string; experimentId: string } | undefined {
   const parts = value.split('/');
-  return parts.length === 2 ? { sessionId: parts[0], experimentId: parts[1] } : undefined;
+  return parseExperimentWorkflowId(value) ?? (parts.length === 2 ? { sessionId: parts[0], experimentId: parts[1] } : undefined);
 }
 
 /** One run's history as stored: its index and every point, before and after the rewind. */
