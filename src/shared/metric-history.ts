@@ -46,6 +46,12 @@ export interface Position {
 export interface HistoryAttempt {
   readonly invocation: number;
   readonly attempt: number;
+  /**
+   * How many times this same (invocation, attempt) started before: a token the store's fence
+   * accepts again (it allows re-registering the current one) starts a new part of the history.
+   * 0 when absent.
+   */
+  readonly restart?: number;
   /** Position of the checkpoint it resumed from; null for a fresh start (position (0, 0)). */
   readonly resumedAt: Position | null;
   /** Id of that checkpoint, for people reading the index. */
@@ -63,22 +69,31 @@ export function comparePosition(a: Position, b: Position): number {
   return a.epoch - b.epoch || a.step - b.step;
 }
 
-function compareAttempt(a: { invocation: number; attempt: number }, b: { invocation: number; attempt: number }): number {
-  return a.invocation - b.invocation || a.attempt - b.attempt;
+interface Start {
+  readonly invocation: number;
+  readonly attempt: number;
+  readonly restart?: number;
+}
+
+function compareStart(a: Start, b: Start): number {
+  return a.invocation - b.invocation || a.attempt - b.attempt || (a.restart ?? 0) - (b.restart ?? 0);
 }
 
 /**
- * The visible history: every point not rewound by a later attempt, in training order (by
- * position; an epoch point after the step points that led to it). Pure, so the rewind rule is
- * tested without a store.
+ * The visible history: every point not rewound by a later start, in training order (by
+ * position; an epoch point after the step points that led to it). `restartOf` tells which start
+ * of its (invocation, attempt) wrote a point (the store knows it from the batch's name). Pure, so
+ * the rewind rule is tested without a store.
  */
-export function visiblePoints(attempts: readonly HistoryAttempt[], points: readonly MetricPoint[]): MetricPoint[] {
-  const starts = [...attempts].sort(compareAttempt);
+export function visiblePoints(attempts: readonly HistoryAttempt[], points: readonly MetricPoint[], restartOf: (point: MetricPoint) => number = () => 0): MetricPoint[] {
+  const starts = [...attempts].sort(compareStart);
+  const startOf = (point: MetricPoint): Start => ({ invocation: point.invocation, attempt: point.attempt, restart: restartOf(point) });
   const visible = points.filter((point) => {
     const at = pointPosition(point);
-    return !starts.some((start) => compareAttempt(start, point) > 0 && comparePosition(at, start.resumedAt ?? { epoch: 0, step: 0 }) > 0);
+    const own = startOf(point);
+    return !starts.some((start) => compareStart(start, own) > 0 && comparePosition(at, start.resumedAt ?? { epoch: 0, step: 0 }) > 0);
   });
-  return visible.sort((a, b) => comparePosition(pointPosition(a), pointPosition(b)) || kindOrder(a) - kindOrder(b) || compareAttempt(a, b));
+  return visible.sort((a, b) => comparePosition(pointPosition(a), pointPosition(b)) || kindOrder(a) - kindOrder(b) || compareStart(startOf(a), startOf(b)));
 }
 
 function kindOrder(point: MetricPoint): number {

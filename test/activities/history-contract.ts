@@ -69,7 +69,7 @@ export function historyContract(name: string, makeHarness: () => Promise<StoreHa
       const points = await readMetricHistory(h.another(), KEY);
       assert.deepEqual(points.filter((p) => p.kind === 'epoch').map((p) => p.epoch), [1, 2]);
       const objects = h.store.metricHistory!();
-      await assert.rejects(objects.create(KEY, RUN_A, 'attempt-000000-000001.json', Buffer.from('{}\n')), /metric history write failed for sess-1\/exp-a/);
+      await assert.rejects(objects.create(KEY, RUN_A, 'attempt-000000-000001-000.json', Buffer.from('{}\n')), /metric history write failed for sess-1\/exp-a/);
       assert.deepEqual(await readMetricHistory(h.another(), 'sess-1:never-trained'), []);
       await assert.rejects(readMetricHistory(h.store, 'no-separator'), /experiment id "no-separator": expected/);
     });

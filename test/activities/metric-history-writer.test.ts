@@ -62,3 +62,22 @@ test('a resumed attempt writes no step point at or before its resume position', 
   assert.deepEqual(run?.points.map((p) => [p.epoch, p.step, p.invocation]), [[2, 6, 1]]);
   assert.deepEqual(run?.attempts.map((a) => [a.invocation, a.resumedAt, a.checkpointId]), [[1, { epoch: 2, step: 5 }, 'ck']]);
 });
+
+test('the same (invocation, attempt) starting again (the fence accepts the current token) gets its own part and rewinds the first', async () => {
+  const store = await newStore();
+  const token = { invocation: 0, attempt: 3 };
+  const first = new MetricHistoryWriter(store.metricHistory(), KEY, RUN, token, log, { stepIntervalMs: 0 });
+  await first.begin(undefined);
+  await first.checkpoint({ epoch: 1, step: 0, metrics: { loss: 1 } });
+  await first.checkpoint({ epoch: 2, step: 0, metrics: { loss: 0.9 } });
+  await first.close();
+  const pointer = { checkpointId: 'ck-1', uri: 'file:///x', epoch: 1, step: 0, sha256: '0'.repeat(64), bytes: 1, metrics: {}, savedAt: new Date().toISOString() };
+  const again = new MetricHistoryWriter(store.metricHistory(), KEY, RUN, token, log, { stepIntervalMs: 0 });
+  await again.begin(pointer);
+  await again.checkpoint({ epoch: 2, step: 0, metrics: { loss: 0.8 } });
+  await again.close();
+  const run = await readNewestRunHistory(store, KEY);
+  assert.deepEqual(run?.attempts.map((a) => a.restart), [0, 1]);
+  assert.deepEqual(run?.points.map((p) => [p.epoch, p.metrics.loss]), [[1, 1], [2, 0.8]]);
+  assert.equal(run?.stored.length, 3);
+});

@@ -18,7 +18,7 @@
 import type { Logger } from 'pino';
 import { comparePosition, type HistoryAttempt, type MetricPoint, type Position } from '../../shared/metric-history';
 import type { CheckpointPointer, Metrics } from '../../shared/types';
-import { attemptName, pointsName, type HistoryObjects } from './history';
+import { attemptName, nextRestart, pointsName, type HistoryObjects, type StartToken } from './history';
 import { finiteMetrics } from './manifest';
 
 /** Least time between two step points of one attempt, in ms. */
@@ -38,7 +38,7 @@ export interface HistoryWriterOptions {
 }
 
 export class MetricHistoryWriter {
-  private readonly token: { invocation: number; attempt: number };
+  private token: StartToken;
   private readonly stepIntervalMs: number;
   private readonly flushIntervalMs: number;
   private readonly now: () => Date;
@@ -58,7 +58,7 @@ export class MetricHistoryWriter {
     private readonly log: Logger,
     options: HistoryWriterOptions = {},
   ) {
-    this.token = { invocation: token.invocation, attempt: token.attempt };
+    this.token = { invocation: token.invocation, attempt: token.attempt, restart: 0 };
     this.stepIntervalMs = options.stepIntervalMs ?? STEP_POINT_INTERVAL_MS;
     this.flushIntervalMs = options.flushIntervalMs ?? FLUSH_INTERVAL_MS;
     this.now = options.now ?? (() => new Date());
@@ -69,6 +69,8 @@ export class MetricHistoryWriter {
     if (resume) this.resumedAt = { epoch: resume.epoch, step: resume.step };
     this.lastEpoch = this.resumedAt.epoch;
     if (!this.objects) return;
+    // The fence lets the current token register again; such a start gets its own part.
+    this.token = { ...this.token, restart: nextRestart(await this.objects.list(this.key, this.runId), this.token) };
     const entry: HistoryAttempt = {
       ...this.token,
       resumedAt: resume ? this.resumedAt : null,

@@ -39,22 +39,42 @@ export interface WithMetricHistory {
 
 const pad = (n: number, width: number) => String(n).padStart(width, '0');
 
-export function attemptName(token: { invocation: number; attempt: number }): string {
-  return `attempt-${pad(token.invocation, 6)}-${pad(token.attempt, 6)}.json`;
+/** One start of an attempt: its token and how many times that token started before. */
+export interface StartToken {
+  readonly invocation: number;
+  readonly attempt: number;
+  readonly restart: number;
 }
 
-export function pointsName(token: { invocation: number; attempt: number }, seq: number): string {
-  return `points-${pad(token.invocation, 6)}-${pad(token.attempt, 6)}-${pad(seq, 8)}.jsonl`;
+const startPart = (t: StartToken) => `${pad(t.invocation, 6)}-${pad(t.attempt, 6)}-${pad(t.restart, 3)}`;
+
+export function attemptName(start: StartToken): string {
+  return `attempt-${startPart(start)}.json`;
 }
 
-const ATTEMPT_NAME = /^attempt-\d{6}-\d{6}\.json$/;
-const POINTS_NAME = /^points-\d{6}-\d{6}-\d{8}\.jsonl$/;
+export function pointsName(start: StartToken, seq: number): string {
+  return `points-${startPart(start)}-${pad(seq, 8)}.jsonl`;
+}
+
+const ATTEMPT_NAME = /^attempt-(\d{6})-(\d{6})-(\d{3})\.json$/;
+const POINTS_NAME = /^points-\d{6}-\d{6}-(\d{3})-\d{8}\.jsonl$/;
+
+/** The next free restart number of `token` among the names of a history folder. */
+export function nextRestart(names: readonly string[], token: { invocation: number; attempt: number }): number {
+  let next = 0;
+  for (const name of names) {
+    const m = ATTEMPT_NAME.exec(name);
+    if (m && Number(m[1]) === token.invocation && Number(m[2]) === token.attempt) next = Math.max(next, Number(m[3]) + 1);
+  }
+  return next;
+}
 
 const count = z.number().int().min(0);
 const position = z.strictObject({ epoch: count, step: count });
 const attemptSchema = z.object({
   invocation: count,
   attempt: count,
+  restart: count.optional(),
   resumedAt: position.nullable(),
   checkpointId: z.string().nullable(),
   startedAt: z.string(),
@@ -117,19 +137,24 @@ export async function readRunHistory(objects: HistoryObjects, key: string, runId
   const names = (await objects.list(key, runId)).sort();
   const attempts: HistoryAttempt[] = [];
   const stored: MetricPoint[] = [];
+  const restarts = new Map<MetricPoint, number>();
   for (const name of names) {
     const isAttempt = ATTEMPT_NAME.test(name);
-    if (!isAttempt && !POINTS_NAME.test(name)) continue;
+    const batch = POINTS_NAME.exec(name);
+    if (!isAttempt && !batch) continue;
     const text = await objects.read(key, runId, name);
     if (text === undefined) continue;
     const where = `metric history of ${key}${runId ? ` run ${runId}` : ''}, ${name}`;
     if (isAttempt) attempts.push(parseLine(attemptSchema, text, where));
     else
       text.split('\n').forEach((line, index) => {
-        if (line.trim() !== '') stored.push(parseLine(pointSchema, line, `${where} line ${index + 1}`));
+        if (line.trim() === '') return;
+        const point = parseLine(pointSchema, line, `${where} line ${index + 1}`);
+        stored.push(point);
+        restarts.set(point, Number(batch![1]));
       });
   }
-  return { runId, attempts, stored, points: visiblePoints(attempts, stored) };
+  return { runId, attempts, stored, points: visiblePoints(attempts, stored, (p) => restarts.get(p) ?? 0) };
 }
 
 function parseLine<T>(schema: z.ZodType<T>, text: string, where: string): T {
