@@ -9,8 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { Client, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
-import { LocalCheckpointStore } from './activities/checkpoint-store';
-import type { CheckpointStore } from './activities/checkpoint-store';
+import { experimentIdProblem, openCheckpointStore, readNewestRunHistory, type CheckpointStore, type RunHistory } from './activities/checkpoint-store';
 import type { AnyTrainer } from './activities/trainer';
 import { builtInTrainers } from './activities/trainers';
 import { ProgramRegistry, type ProgramDefinition } from './activities/trainers/command';
@@ -44,6 +43,7 @@ import {
   parseOrThrow,
   sessionPolicySchema,
 } from './shared/schema';
+import type { MetricPoint } from './shared/metric-history';
 import type { ApprovalRecord, ApproveInput, ExperimentSpec, RejectInput, ExperimentStatus, HeartbeatDetails, ResumeHints, SessionPolicy } from './shared/types';
 import type { sessionWorkflow } from './workflows/session/workflow';
 
@@ -65,10 +65,11 @@ export interface ExperimentsClientOptions {
    */
   readonly programs?: readonly ProgramDefinition[] | ProgramRegistry;
   /**
-   * A checkpoint store handle for the caller's own use (`client.store`). The client itself never
-   * reads it: hints, resume and `run --resume` ask a worker through Temporal
-   * (`checkpointFacts`), so they work on a machine without the store or its credentials.
-   * @default the local store in $EXPERIMENTS_CHECKPOINT_DIR (opened lazily, never read by the client)
+   * The checkpoint store the workers write to. The client reads only metric history from it
+   * (`metrics`), straight from the store (S3 included), never from a worker's disk. Hints, resume
+   * and `run --resume` ask a worker through Temporal (`checkpointFacts`) instead, so they work on
+   * a machine without the store or its credentials.
+   * @default $EXPERIMENTS_CHECKPOINT_URL (S3 with the AWS_* variables), else the local store in $EXPERIMENTS_CHECKPOINT_DIR
    */
   readonly store?: CheckpointStore;
 }
@@ -103,7 +104,7 @@ export class ExperimentsClient {
     const programs = options.programs === undefined || options.programs instanceof ProgramRegistry ? options.programs : new ProgramRegistry(options.programs);
     const trainers = options.trainers ?? builtInTrainers(programs);
     this.trainers = trainers instanceof Map ? trainers : new Map((trainers as readonly AnyTrainer[]).map((t) => [t.name, t]));
-    this.store = options.store ?? new LocalCheckpointStore(env.checkpointDir);
+    this.store = options.store ?? openCheckpointStore({ checkpointUrl: env.checkpointUrl, checkpointDir: env.checkpointDir, cacheDir: env.checkpointCacheDir });
   }
 
   /** Validates specs (structure, unique ids, known trainer, trainer params) or throws InvalidInputError. */
@@ -212,6 +213,23 @@ export class ExperimentsClient {
       if (row) return { ...row, kind: 'experiment' };
     }
     throw new NotFoundError(`no session or experiment with id ${JSON.stringify(id)}`);
+  }
+
+  /**
+   * The metric history of an experiment's newest run, read from the store: one point per epoch
+   * (and sampled steps), rewound past crashes so no position appears twice (see
+   * src/shared/metric-history.ts). `experimentId` is `<session>:<experiment>` or
+   * `<session>/<experiment>`. Empty when it has none yet.
+   */
+  async metrics(experimentId: string): Promise<MetricPoint[]> {
+    return (await this.metricRun(experimentId))?.points ?? [];
+  }
+
+  /** Like `metrics`, with the run id, the attempts' index and every stored point; undefined when there is no history. */
+  async metricRun(experimentId: string): Promise<RunHistory | undefined> {
+    const problem = experimentIdProblem(experimentId);
+    if (problem) throw new InvalidInputError([problem]);
+    return readNewestRunHistory(this.store, experimentId);
   }
 
   /** Resumability hints for an experiment, or for every experiment of a session. */

@@ -13,6 +13,8 @@ export const ENV_VARS = {
   checkpointUrl: 'EXPERIMENTS_CHECKPOINT_URL',
   checkpointCacheDir: 'EXPERIMENTS_CHECKPOINT_CACHE_DIR',
   logLevel: 'LOG_LEVEL',
+  metricsStepIntervalMs: 'EXPERIMENTS_METRICS_STEP_INTERVAL_MS',
+  metricsFlushIntervalMs: 'EXPERIMENTS_METRICS_FLUSH_INTERVAL_MS',
 } as const;
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..');
@@ -32,6 +34,10 @@ export interface RuntimeConfig {
   readonly checkpointUrl: string | undefined;
   /** Local cache of a remote store. @default <project>/.data/checkpoint-cache */
   readonly checkpointCacheDir: string;
+  /** Least ms between two step points of a run's metric history (at least 100). @default 1000 */
+  readonly metricsStepIntervalMs: number | undefined;
+  /** Longest ms step points are held before they are written (at least 200). @default 30000 */
+  readonly metricsFlushIntervalMs: number | undefined;
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
@@ -43,5 +49,16 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConf
     programsFile: env[ENV_VARS.programs] || undefined,
     checkpointUrl: env[ENV_VARS.checkpointUrl] || undefined,
     checkpointCacheDir: path.resolve(env[ENV_VARS.checkpointCacheDir] || path.join(PROJECT_ROOT, '.data', 'checkpoint-cache')),
+    metricsStepIntervalMs: msVar(env, ENV_VARS.metricsStepIntervalMs, 100),
+    metricsFlushIntervalMs: msVar(env, ENV_VARS.metricsFlushIntervalMs, 200),
   };
+}
+
+/** An integer number of milliseconds >= `min` from `name`, or undefined when unset. */
+function msVar(env: NodeJS.ProcessEnv, name: string, min: number): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const value = /^\d+$/.test(raw.trim()) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(value) || value < min) throw new Error(`${name}: expected an integer number of milliseconds >= ${min}, received ${JSON.stringify(raw)}`);
+  return value;
 }

@@ -82,6 +82,11 @@ export interface ExperimentPluginOptions {
    */
   readonly heartbeatIntervalMs?: number;
   /**
+   * How often metric history samples step points and writes held ones (src/activities/checkpoint-store/history-writer.ts).
+   * @default $EXPERIMENTS_METRICS_STEP_INTERVAL_MS (else 1000 ms) and $EXPERIMENTS_METRICS_FLUSH_INTERVAL_MS (else 30000 ms)
+   */
+  readonly metricHistory?: { readonly stepIntervalMs?: number; readonly flushIntervalMs?: number };
+  /**
    * Encrypt every payload (inputs, results, heartbeats, signals, queries, memos) with
    * AES-256-GCM; the first key is current, every key decrypts. `false` switches it off even when
    * the environment names keys. Failure messages, search attributes and ids stay plain text.
@@ -130,7 +135,13 @@ export class ExperimentPlugin extends SimplePlugin {
       name: PLUGIN_NAME,
       ...(codec && { dataConverter: (existing: DataConverter | undefined) => withCodec(existing, codec) }),
       workflowsPath: options.workflowsPath ?? WORKFLOWS_PATH,
-      activities: createActivities({ store, trainers, logger, heartbeatIntervalMs: options.heartbeatIntervalMs }),
+      activities: createActivities({
+        store,
+        trainers,
+        logger,
+        heartbeatIntervalMs: options.heartbeatIntervalMs,
+        metricHistory: { stepIntervalMs: env.metricsStepIntervalMs, flushIntervalMs: env.metricsFlushIntervalMs, ...options.metricHistory },
+      }),
     });
     this.trainers = trainers;
     this.programs = programs;

@@ -24,6 +24,7 @@ import { storeKey } from '../shared/ids';
 import { crossSessionResumeProblem } from '../shared/policy';
 import type { CheckpointPointer, HeartbeatDetails, InterruptReason, Metrics, TrainingOutcome } from '../shared/types';
 import { StaleAttemptError, type CheckpointStore, type FenceToken, type VerifiedCheckpoint } from './checkpoint-store';
+import { MetricHistoryWriter, type HistoryWriterOptions } from './checkpoint-store/history-writer';
 import type { AnyTrainer, Trainer, TrainerContext } from './trainer';
 import { startWatchdog } from './watchdog';
 
@@ -36,6 +37,8 @@ export interface TrainingDeps {
    * @default min(1000, heartbeatTimeout / 4) milliseconds
    */
   readonly heartbeatIntervalMs?: number;
+  /** Step-point sampling and write intervals of the metric history (history-writer.ts). */
+  readonly metricHistory?: HistoryWriterOptions;
 }
 
 /**
@@ -121,6 +124,9 @@ async function train(
   // Before choosing the resume point: from here on no older attempt can add a checkpoint.
   if (runId && fence) await deps.store.registerAttempt(key, runId, fence).catch((err: unknown) => rethrowStale(err, log));
   const resume = await findResumePoint(deps.store, key, runId, input, info.heartbeatDetails as HeartbeatDetails | undefined, log);
+  // Rewinds the metric history to the resume point before this attempt writes any point.
+  const history = new MetricHistoryWriter(deps.store.metricHistory?.(), key, runId, { invocation: input.invocation ?? 0, attempt }, log, deps.metricHistory);
+  await history.begin(resume?.pointer);
 
   let latest: CheckpointPointer | null = resume?.pointer ?? null;
   let epoch = resume?.pointer.epoch ?? 0;
@@ -221,6 +227,7 @@ async function train(
       step = report.step;
       fields.epoch = epoch;
       if (report.metrics) metrics = report.metrics;
+      history.step(report);
       const now = performance.now();
       if (now - lastBeat >= beatEveryMs) beat();
       // Cancellation reaches the activity through the event loop; a tight synchronous loop
@@ -231,10 +238,12 @@ async function train(
       }
     },
     async checkpoint(c) {
+      await fenced(history.checkpoint(c));
       const pointer = await fenced(deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data: c.data, metrics: c.metrics, runId, fence }, input.checkpointsToKeep));
       return recorded(pointer);
     },
     async adoptCheckpoint(file, c) {
+      await fenced(history.checkpoint(c));
       const pointer = await fenced(deps.store.adopt(key, file, { epoch: c.epoch, step: c.step, attempt, metrics: c.metrics, runId, fence }, input.checkpointsToKeep));
       return recorded(pointer);
     },
@@ -276,6 +285,7 @@ async function train(
     if (reason === 'worker-shutdown') throw shutdownFailure(spec.id, outcome('interrupted', null));
     throw err;
   } finally {
+    await history.close();
     watchdog.stop();
     clearTimeout(deadlineTimer);
     ctx.cancellationSignal.removeEventListener('abort', onCancel);

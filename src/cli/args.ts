@@ -103,6 +103,20 @@ policy's approvers, or an unsigned or badly signed approval by an approver with 
     options: { json: { type: 'boolean', help: 'print JSON (an array for a session)' } },
   },
   {
+    name: 'metrics',
+    positionals: ['EXPERIMENT_ID'],
+    summary: "show an experiment's metric history (<session>:<experiment>), read from the checkpoint store",
+    options: {
+      json: { type: 'boolean', help: 'print every point as one JSON array' },
+      csv: { type: 'boolean', help: 'print every point as CSV, one column per metric' },
+      'checkpoint-url': { type: 'string', value: 'URL', help: 's3://bucket/prefix or a directory (default $EXPERIMENTS_CHECKPOINT_URL, else $EXPERIMENTS_CHECKPOINT_DIR)' },
+    },
+    details: `Reads the store directly: no Temporal server or worker is needed. The history is that of
+the experiment's newest run, one point per epoch (its end-of-epoch checkpoint's metrics) plus
+step points sampled at most once a second; after a crash and resume, the dead attempt's points
+past the resume checkpoint are left out, so no epoch appears twice. Exits 2 when there is none.`,
+  },
+  {
     name: 'cancel',
     positionals: ['ID'],
     summary: 'interrupt an experiment (it checkpoints) or a whole session',

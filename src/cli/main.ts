@@ -45,6 +45,7 @@ const HANDLERS: Record<string, () => Handler> = {
   resume: () => commands().resumeCommand,
   worker: () => commands().workerCommand,
   server: () => commands().serverCommand,
+  metrics: () => lazy<typeof import('./commands/metrics')>('./commands/metrics')().metricsCommand,
   'codec-server': () => lazy<typeof import('./commands/codec-server')>('./commands/codec-server')().codecServerCommand,
 };
 

@@ -5,6 +5,7 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { ApprovalEstimate } from './approval';
 import type { ResolvedPolicy } from './policy';
+import type { Retention } from './retention';
 import type {
   ApprovalRecord,
   ApproveInput,
@@ -69,7 +70,8 @@ export interface TrainInput {
   readonly sessionId: string;
   readonly spec: ExperimentSpec;
   readonly timeoutMode: TimeoutMode;
-  readonly checkpointsToKeep: number;
+  /** What the store prunes to (src/shared/retention.ts). */
+  readonly checkpointsToKeep: Retention;
   readonly heartbeatTimeoutMs: number;
   /** The policy's allowCrossSessionResume; absent when the policy does not set it (the default, false). */
   readonly allowCrossSessionResume?: boolean | readonly string[];

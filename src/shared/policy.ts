@@ -4,6 +4,7 @@
  */
 import { requireDuration } from './duration';
 import type { Approver } from './approval';
+import { resolveRetention, type Retention } from './retention';
 import type { ExperimentSpec, SessionPolicy } from './types';
 
 export const POLICY_DEFAULTS = {
@@ -31,7 +32,8 @@ export interface ResolvedPolicy {
   readonly heartbeatTimeoutMs: number;
   readonly approvalTimeoutMs: number | null;
   readonly maxConcurrent: number;
-  readonly checkpointsToKeep: number;
+  /** A number as given (so older inputs are unchanged), or the object form with its defaults applied. */
+  readonly checkpointsToKeep: Retention;
   /** Absent in inputs recorded before the field existed: read it with `maxPreemptions(policy)`. */
   readonly maxPreemptions?: number;
   readonly onFailure: 'continue' | 'stop';
@@ -56,7 +58,7 @@ export function resolvePolicy(policy: SessionPolicy = {}): ResolvedPolicy {
     heartbeatTimeoutMs: requireDuration('policy.heartbeatTimeout', policy.heartbeatTimeout ?? POLICY_DEFAULTS.heartbeatTimeout),
     approvalTimeoutMs: policy.approvalTimeout === undefined ? null : requireDuration('policy.approvalTimeout', policy.approvalTimeout),
     maxConcurrent: policy.maxConcurrent ?? POLICY_DEFAULTS.maxConcurrent,
-    checkpointsToKeep: policy.checkpointsToKeep ?? POLICY_DEFAULTS.checkpointsToKeep,
+    checkpointsToKeep: resolveRetention(policy.checkpointsToKeep ?? POLICY_DEFAULTS.checkpointsToKeep, searchOf(policy)),
     maxPreemptions: policy.maxPreemptions ?? POLICY_DEFAULTS.maxPreemptions,
     onFailure: policy.onFailure ?? POLICY_DEFAULTS.onFailure,
     retry: {
@@ -68,6 +70,12 @@ export function resolvePolicy(policy: SessionPolicy = {}): ResolvedPolicy {
     ...(policy.approvers && policy.approvers.length > 0 ? { approvers: policy.approvers.map((a) => ({ ...a })) } : {}),
     ...(policy.allowCrossSessionResume !== undefined ? { allowCrossSessionResume: policy.allowCrossSessionResume } : {}),
   };
+}
+
+/** The session's search metric and mode (`policy.search`, added with the schedulers), when set. */
+function searchOf(policy: SessionPolicy): { metric?: string; mode?: 'min' | 'max' } | undefined {
+  const search = (policy as { search?: unknown }).search;
+  return typeof search === 'object' && search !== null ? (search as { metric?: string; mode?: 'min' | 'max' }) : undefined;
 }
 
 /**

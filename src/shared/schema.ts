@@ -42,13 +42,37 @@ const approversSchema = z
     for (const p of approverProblems(list)) ctx.addIssue({ code: 'custom', message: p.message, path: [p.index, p.field] });
   });
 
+const retentionSchema = z.strictObject({
+  latest: count(1).max(1000),
+  best: count(0).max(1000).optional(),
+  metric: z.string().min(1).max(200).optional(),
+  mode: z.enum(['min', 'max']).optional(),
+});
+
+/**
+ * `checkpointsToKeep`: a count, or `{ latest, best, metric, mode }` (src/shared/retention.ts). The
+ * form is picked by the value's type, so a bad field is reported at its own path.
+ */
+function checkpointsToKeepSchema<T>(object: z.ZodType<T>): z.ZodType<number | T> {
+  const number = count(1).max(1000);
+  return z.unknown().superRefine((value, ctx) => {
+    const isObject = typeof value === 'object' && value !== null && !Array.isArray(value);
+    if (!isObject && typeof value !== 'number') {
+      ctx.addIssue({ code: 'custom', message: `expected an integer from 1 to 1000, or { latest, best?, metric?, mode?: "min" | "max" }, received ${JSON.stringify(value)?.slice(0, 80)}` });
+      return;
+    }
+    const parsed = (isObject ? object : number).safeParse(value, { reportInput: true });
+    for (const issue of parsed.success ? [] : parsed.error.issues) ctx.addIssue({ ...issue } as never);
+  }) as z.ZodType<number | T>;
+}
+
 export const sessionPolicySchema = z.strictObject({
   defaultTimeout: duration.optional(),
   longRunningThreshold: duration.optional(),
   heartbeatTimeout: duration.optional(),
   approvalTimeout: duration.optional(),
   maxConcurrent: count(1).max(1000).optional(),
-  checkpointsToKeep: count(1).max(1000).optional(),
+  checkpointsToKeep: checkpointsToKeepSchema(retentionSchema).optional(),
   maxPreemptions: count(0).optional(),
   onFailure: z.enum(['continue', 'stop']).optional(),
   retry: retryPolicySchema.optional(),
@@ -148,7 +172,7 @@ export const resolvedPolicySchema = z.strictObject({
   heartbeatTimeoutMs: ms.min(1),
   approvalTimeoutMs: ms.nullable(),
   maxConcurrent: count(1).max(1000),
-  checkpointsToKeep: count(1).max(1000),
+  checkpointsToKeep: checkpointsToKeepSchema(retentionSchema.required()),
   maxPreemptions: count(0).optional(),
   onFailure: z.enum(['continue', 'stop']),
   retry: z.strictObject({

@@ -5,6 +5,7 @@
  */
 
 import type { ApprovalEstimate, Approver } from './approval';
+import type { CheckpointRetention } from './retention';
 
 /** A Temporal duration string such as `'90s'`, `'2h'` or `'1 day'` (the `ms` format). */
 export type DurationString = string;
@@ -39,8 +40,13 @@ export interface SessionPolicy {
   readonly approvalTimeout?: DurationString;
   /** Experiments training at once. @default 4 */
   readonly maxConcurrent?: number;
-  /** Versioned checkpoints kept per experiment (older ones are pruned). @default 3 */
-  readonly checkpointsToKeep?: number;
+  /**
+   * Versioned checkpoints kept per experiment run; the rest are pruned. A number K keeps the
+   * newest K. `{ latest: K, best: B, metric?, mode? }` also keeps the B best end-of-epoch
+   * checkpoints by `metric` (default: the search metric, else `loss`, lower is better), which
+   * pruning never removes while they are among the best (src/shared/retention.ts). @default 3
+   */
+  readonly checkpointsToKeep?: number | CheckpointRetention;
   /**
    * Worker shutdowns (SIGTERM/SIGINT, a spot preemption) one experiment may go through before
    * it fails. A preemption never uses up `retry.maximumAttempts`: the experiment checkpoints and

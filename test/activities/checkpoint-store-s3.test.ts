@@ -7,16 +7,20 @@
  * restarted in the middle of an upload, and the server stopped (SIGSTOP) during a save.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { PART_BYTES } from '../../src/activities/checkpoint-store/s3-io';
-import { S3CheckpointStore, parseCheckpointUrl, s3ConnectionFromEnv } from '../../src/activities/checkpoint-store';
+import { MetricHistoryWriter, S3CheckpointStore, parseCheckpointUrl, readMetricHistory, s3ConnectionFromEnv } from '../../src/activities/checkpoint-store';
+import pino from 'pino';
 import type { CheckpointPointer } from '../../src/shared/types';
 import { startS3Server, type S3Server } from '../helpers/s3-server';
-import { bytes, checkpointStoreContract, sha256 } from './checkpoint-store-contract';
+import { bytes, checkpointStoreContract, sha256, type StoreHarness } from './checkpoint-store-contract';
+import { historyContract } from './history-contract';
 
 let server: S3Server;
 let client: S3Client;
@@ -67,7 +71,7 @@ async function storedNames(objectPrefix: string): Promise<string[]> {
     .sort();
 }
 
-checkpointStoreContract('S3 (versitygw)', async () => {
+const harness = async (): Promise<StoreHarness> => {
   const prefix = `t${++prefixes}/ckpts`;
   const options = await storeOptions(prefix);
   const store = new S3CheckpointStore(options);
@@ -86,7 +90,9 @@ checkpointStoreContract('S3 (versitygw)', async () => {
     isEmpty: async () => ((await client.send(new ListObjectsV2Command({ Bucket: server.bucket, Prefix: `${prefix}/` }))).KeyCount ?? 0) === 0,
     inChild: { module: path.resolve(__dirname, '../../src/activities/checkpoint-store'), exportName: 'S3CheckpointStore', args: [options] },
   };
-});
+};
+checkpointStoreContract('S3 (versitygw)', harness);
+historyContract('S3 (versitygw)', harness);
 
 void describe('S3 store configuration', () => {
   void test('s3:// URLs, directories and bad input', () => {
@@ -277,5 +283,38 @@ void describe('S3 store beyond the contract', () => {
     }
     assert.deepEqual(await store.list('sess/exp', { runId: 'r' }), [pointer, previous]);
     assert.ok((await store.read(pointer)).equals(bytes(2 << 20, 2)));
+  });
+});
+
+void describe('metric history read from S3 by a client with no worker disk', () => {
+  void test('`experiments metrics --checkpoint-url s3://…` prints the history written through the S3 store', async () => {
+    const prefix = `t${++prefixes}/ckpts`;
+    const store = new S3CheckpointStore(await storeOptions(prefix));
+    const runId = '66666666-aaaa-4bbb-8ccc-000000000006';
+    const writer = new MetricHistoryWriter(store.metricHistory(), 'sess/exp', runId, { invocation: 0, attempt: 1 }, pino({ level: 'silent' }), { stepIntervalMs: 0 });
+    await writer.begin(undefined);
+    for (let epoch = 0; epoch < 3; epoch++) {
+      writer.step({ epoch, step: 1, metrics: { loss: 2 - epoch } });
+      await writer.checkpoint({ epoch: epoch + 1, step: 0, metrics: { loss: 1.5 - epoch } });
+    }
+    await writer.close();
+    const expected = await readMetricHistory(store, 'sess:exp');
+    assert.deepEqual(expected.map((p) => `${p.kind}:${p.epoch}`), ['step:0', 'epoch:1', 'step:1', 'epoch:2', 'step:2', 'epoch:3']);
+
+    const emptyDir = await tmpDir();
+    const { stdout } = await promisify(execFile)(process.execPath, [path.resolve(__dirname, '../../bin/experiments.js'), 'metrics', 'sess:exp', '--json', '--checkpoint-url', `s3://${server.bucket}/${prefix}`], {
+      env: {
+        ...process.env,
+        AWS_ENDPOINT_URL: server.endpoint,
+        AWS_REGION: 'us-east-1',
+        AWS_ACCESS_KEY_ID: server.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
+        EXPERIMENTS_CHECKPOINT_DIR: emptyDir,
+        EXPERIMENTS_CHECKPOINT_CACHE_DIR: emptyDir,
+        TEMPORAL_ADDRESS: '127.0.0.1:1',
+      },
+    });
+    assert.deepEqual(JSON.parse(stdout), expected);
+    assert.deepEqual(await fs.readdir(emptyDir), [], 'nothing was read from or written to local disk');
   });
 });

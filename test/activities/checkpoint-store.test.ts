@@ -15,7 +15,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { LocalCheckpointStore, writeFileDurably } from '../../src/activities/checkpoint-store';
 import type { CheckpointPointer } from '../../src/shared/types';
-import { KEY, bytes, checkpointStoreContract, sha256 } from './checkpoint-store-contract';
+import { KEY, bytes, checkpointStoreContract, sha256, type StoreHarness } from './checkpoint-store-contract';
+import { historyContract } from './history-contract';
 
 const roots: string[] = [];
 
@@ -63,7 +64,7 @@ async function storedFiles(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-checkpointStoreContract('local directory', async () => {
+const harness = async (): Promise<StoreHarness> => {
   const { root, store } = await newStore();
   return {
     store,
@@ -75,7 +76,9 @@ checkpointStoreContract('local directory', async () => {
     isEmpty: async () => (await fs.readdir(root)).length === 0,
     inChild: { module: STORE_MODULE, exportName: 'LocalCheckpointStore', args: [root] },
   };
-});
+};
+checkpointStoreContract('local directory', harness);
+historyContract('local directory', harness);
 
 void describe('LocalCheckpointStore', () => {
   void test('lays out a key as a directory, each run as a place below it, each manifest generation as a file', async () => {

@@ -17,9 +17,11 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { idProblem } from '../../shared/ids';
+import { retentionProblem, type Retention, type RetentionMarks } from '../../shared/retention';
 import type { CheckpointPointer } from '../../shared/types';
 import { TMP_PREFIX, fsyncDir, mkdirDurably, removeStaleTemps, writeFileDurably } from './durable-write';
 import { CheckpointReadError, DurableWriteError, ManifestError, StaleAttemptError, errorCode, errorMessage, withCode, writeFailure } from './errors';
+import { LocalHistoryObjects } from './history-local';
 import { compareFence, finiteMetrics, isManifestName, publish, readCurrent, withCheckpoint, type Manifest } from './manifest';
 import type { AdoptCheckpointInput, CheckpointStore, FenceToken, LatestVerifiedResult, SaveCheckpointInput } from './types';
 import { hashAndSyncFile, isInside, newestFirst, pointerProblem, readVerified, resolveAdoptable, uriToPath } from './verify';
@@ -77,12 +79,20 @@ export class LocalCheckpointStore implements CheckpointStore {
     });
   }
 
+  async retention(key: string, runId: string | undefined): Promise<RetentionMarks | undefined> {
+    return (await readCurrent(key, this.place(key, runId).placeDir)).manifest.retention;
+  }
+
+  metricHistory(): LocalHistoryObjects {
+    return new LocalHistoryObjects(this.root);
+  }
+
   async currentFence(key: string, runId: string): Promise<FenceToken | null> {
     const place = this.place(key, runId);
     return (await readCurrent(key, place.placeDir)).manifest.fence;
   }
 
-  async save(key: string, input: SaveCheckpointInput, keep: number): Promise<CheckpointPointer> {
+  async save(key: string, input: SaveCheckpointInput, keep: Retention): Promise<CheckpointPointer> {
     const place = this.place(key, input.runId);
     checkPosition(input);
     checkKeep(keep);
@@ -110,7 +120,7 @@ export class LocalCheckpointStore implements CheckpointStore {
     });
   }
 
-  async adopt(key: string, file: string, input: AdoptCheckpointInput, keep: number): Promise<CheckpointPointer> {
+  async adopt(key: string, file: string, input: AdoptCheckpointInput, keep: Retention): Promise<CheckpointPointer> {
     const place = this.place(key, input.runId);
     checkPosition(input);
     checkKeep(keep);
@@ -249,7 +259,7 @@ export class LocalCheckpointStore implements CheckpointStore {
    * so a crash never leaves a manifest pointing at deleted files. `newBlob` is removed when the
    * commit failed or was refused.
    */
-  private async record(place: Place, pointer: CheckpointPointer, keep: number, fence: FenceToken | undefined, newBlob: string | undefined, what: string): Promise<void> {
+  private async record(place: Place, pointer: CheckpointPointer, keep: Retention, fence: FenceToken | undefined, newBlob: string | undefined, what: string): Promise<void> {
     let dropped: CheckpointPointer[];
     let kept: CheckpointPointer[];
     try {
@@ -373,8 +383,9 @@ export function checkFence(token: FenceToken): void {
   }
 }
 
-export function checkKeep(keep: number): void {
-  if (!Number.isSafeInteger(keep) || keep < 1) throw new Error(`checkpoints to keep: expected an integer >= 1, received ${String(keep)}`);
+export function checkKeep(keep: Retention): void {
+  const problem = retentionProblem(keep);
+  if (problem) throw new Error(`checkpoints to keep${problem}`);
 }
 
 export function pad(n: number, width: number): string {

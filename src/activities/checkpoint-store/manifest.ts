@@ -12,6 +12,7 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { retain, type Retention, type RetentionMarks } from '../../shared/retention';
 import type { CheckpointPointer, Metrics } from '../../shared/types';
 import { writeFileDurably } from './durable-write';
 import { ManifestError, errorCode, errorMessage, isRecord } from './errors';
@@ -30,6 +31,11 @@ export interface Manifest {
   /** Newest attempt registered for the run; writes from older ones are refused. */
   readonly fence: FenceToken | null;
   readonly checkpoints: CheckpointPointer[];
+  /**
+   * Why each checkpoint is kept, when the run prunes by `{ latest, best }` (src/shared/retention.ts):
+   * ids kept as the newest and as the best. Absent under a plain count: all are the latest.
+   */
+  readonly retention?: RetentionMarks;
 }
 
 export interface CurrentManifest {
@@ -131,7 +137,17 @@ export function parseManifest(key: string, file: string, text: string): Manifest
     const pointer = entry as CheckpointPointer;
     return { ...pointer, metrics: finiteMetrics(pointer.metrics) };
   });
-  return { version: 1, key, fence, checkpoints };
+  const retention = value.retention === undefined ? undefined : retentionOf(value.retention);
+  if (retention === null) throw corrupt(`retention: expected {latest: [ids], best: [ids], metric, mode}, received ${JSON.stringify(value.retention).slice(0, 80)}`);
+  return { version: 1, key, fence, checkpoints, ...(retention ? { retention } : {}) };
+}
+
+function retentionOf(value: unknown): RetentionMarks | null {
+  if (!isRecord(value)) return null;
+  const ids = (v: unknown): v is string[] => Array.isArray(v) && v.every((id) => typeof id === 'string');
+  const { latest, best, metric, mode } = value;
+  if (!ids(latest) || !ids(best) || typeof metric !== 'string' || (mode !== 'min' && mode !== 'max')) return null;
+  return { latest, best, metric, mode };
 }
 
 function fenceOf(value: unknown): FenceToken | undefined {
@@ -147,15 +163,16 @@ export function compareFence(a: FenceToken, b: FenceToken): number {
 }
 
 /**
- * The manifest after recording `pointer`, and the entries that fell out of the newest `keep`.
- * Order is by recording time, not (epoch, step): after a rollback to an older checkpoint the new
- * lineage must be what survives pruning, not the higher-numbered blob that failed to verify.
+ * The manifest after recording `pointer`, and the entries that `keep` prunes (the newest K, and
+ * under `{ latest, best }` the best B too; see src/shared/retention.ts). "Newest" is by recording
+ * time, not (epoch, step): after a rollback to an older checkpoint the new lineage must be what
+ * survives pruning, not the higher-numbered blob that failed to verify.
  */
-export function withCheckpoint(manifest: Manifest, pointer: CheckpointPointer, keep: number): { next: Manifest; dropped: CheckpointPointer[] } {
+export function withCheckpoint(manifest: Manifest, pointer: CheckpointPointer, keep: Retention): { next: Manifest; dropped: CheckpointPointer[] } {
   const entries = [...manifest.checkpoints.filter((entry) => entry.checkpointId !== pointer.checkpointId), pointer];
-  const kept = entries.slice(-keep);
-  const dropped = entries.slice(0, entries.length - kept.length);
-  return { next: { ...manifest, checkpoints: kept }, dropped };
+  const { kept, dropped, marks } = retain(entries, keep);
+  const { retention: _previous, ...rest } = manifest;
+  return { next: { ...rest, checkpoints: kept, ...(marks ? { retention: marks } : {}) }, dropped };
 }
 
 export function encodeManifest(manifest: Manifest): Buffer {

@@ -26,9 +26,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DeleteObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import { idProblem } from '../../shared/ids';
+import type { Retention, RetentionMarks } from '../../shared/retention';
 import type { CheckpointPointer } from '../../shared/types';
 import { CheckpointReadError, ManifestError, StaleAttemptError, errorMessage, withCode } from './errors';
 import { checkFence, checkKeep, checkPosition, pad } from './local';
+import { S3HistoryObjects } from './history-s3';
 import { compareFence, encodeManifest, finiteMetrics, parseManifest, withCheckpoint, type Manifest } from './manifest';
 import type { S3ConnectionConfig } from './s3-config';
 import { BlobMismatchError, createS3Client, describeS3Error, downloadVerified, getSmall, isNotFound, putConditional, retrying, uploadHashed } from './s3-io';
@@ -138,11 +140,19 @@ export class S3CheckpointStore implements CheckpointStore {
     );
   }
 
+  async retention(key: string, runId: string | undefined): Promise<RetentionMarks | undefined> {
+    return (await this.readManifest(this.place(key, runId))).manifest.retention;
+  }
+
+  metricHistory(): S3HistoryObjects {
+    return new S3HistoryObjects({ client: this.client, bucket: this.bucket, prefix: this.prefix, retryForMs: this.retryForMs });
+  }
+
   async currentFence(key: string, runId: string): Promise<FenceToken | null> {
     return (await this.readManifest(this.place(key, runId))).manifest.fence;
   }
 
-  async save(key: string, input: SaveCheckpointInput, keep: number): Promise<CheckpointPointer> {
+  async save(key: string, input: SaveCheckpointInput, keep: Retention): Promise<CheckpointPointer> {
     const place = this.place(key, input.runId);
     checkPosition(input);
     checkKeep(keep);
@@ -170,7 +180,7 @@ export class S3CheckpointStore implements CheckpointStore {
     });
   }
 
-  async adopt(key: string, file: string, input: AdoptCheckpointInput, keep: number): Promise<CheckpointPointer> {
+  async adopt(key: string, file: string, input: AdoptCheckpointInput, keep: Retention): Promise<CheckpointPointer> {
     const place = this.place(key, input.runId);
     checkPosition(input);
     checkKeep(keep);
@@ -307,7 +317,7 @@ export class S3CheckpointStore implements CheckpointStore {
    * out of the newest `keep`, only after the manifest no longer names them. If the commit fails,
    * the new blob is deleted and the previous manifest is untouched.
    */
-  private async record(place: Place, pointer: CheckpointPointer, keep: number, fence: FenceToken | undefined, newBlob: string, what: string): Promise<void> {
+  private async record(place: Place, pointer: CheckpointPointer, keep: Retention, fence: FenceToken | undefined, newBlob: string, what: string): Promise<void> {
     let dropped: CheckpointPointer[];
     try {
       dropped = await this.commit(

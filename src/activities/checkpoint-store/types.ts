@@ -15,8 +15,10 @@
  * writer published that generation first; an S3 store does the same with a conditional PutObject
  * (`If-None-Match: *` on the next generation's object, or `If-Match` on the manifest's ETag).
  */
+import type { Retention, RetentionMarks } from '../../shared/retention';
 import type { CheckpointPointer, Metrics } from '../../shared/types';
 import type { CheckpointData } from '../trainer';
+import type { HistoryObjects } from './history';
 
 /**
  * The identity of one attempt of one experiment run. Compared as (invocation, attempt): a later
@@ -86,17 +88,17 @@ export interface CheckpointStore {
   currentFence(key: string, runId: string): Promise<FenceToken | null>;
   /**
    * Streams `data` durably, computing sha256 while writing, then commits it to the run's manifest
-   * and prunes to `keep`. It becomes visible only once complete. On any failure the previous
+   * and prunes to `keep` (the newest K, or `{ latest, best, metric, mode }`: src/shared/retention.ts). It becomes visible only once complete. On any failure the previous
    * checkpoints and manifest are left intact and the error message names the path and the system
    * error (ENOSPC, EACCES, ...). A stale `fence` is refused (StaleAttemptError) and leaves nothing.
    */
-  save(key: string, input: SaveCheckpointInput, keep: number): Promise<CheckpointPointer>;
+  save(key: string, input: SaveCheckpointInput, keep: Retention): Promise<CheckpointPointer>;
   /**
    * Records a file the trainer wrote itself. Refuses (throws) a path outside `dirFor(key, runId)`
    * (after resolving symlinks) or a file that does not exist. Hashes it, makes it durable, and
    * commits it like `save`, fenced the same way.
    */
-  adopt(key: string, file: string, input: AdoptCheckpointInput, keep: number): Promise<CheckpointPointer>;
+  adopt(key: string, file: string, input: AdoptCheckpointInput, keep: Retention): Promise<CheckpointPointer>;
   /** Manifest entries, newest first; with `runId` that run's only, else every run's. Empty when none. */
   list(key: string, options?: { runId?: string }): Promise<CheckpointPointer[]>;
   /** Reads a blob and checks its sha256; throws when missing or corrupt. */
@@ -108,4 +110,11 @@ export interface CheckpointStore {
    * concurrent writer while this ran is not reported as missing: the manifest is read again.
    */
   latestVerified(key: string, extra?: readonly (CheckpointPointer | null | undefined)[], options?: { runId?: string }): Promise<LatestVerifiedResult>;
+  /**
+   * The create-once objects of each run's metric history (see history.ts). A store without it
+   * keeps no history: training runs, and readMetricHistory says the store has none.
+   */
+  metricHistory?(): HistoryObjects;
+  /** Why the run's manifest keeps what it keeps (ids kept as latest and as best); undefined under a plain count. */
+  retention?(key: string, runId: string | undefined): Promise<RetentionMarks | undefined>;
 }
