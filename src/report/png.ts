@@ -5,8 +5,8 @@
  */
 import { pathToFileURL } from 'node:url';
 
-/** Where Chromium is: EXPERIMENTS_CHROMIUM, else Debian's. */
-export const chromiumPath = (): string => process.env.EXPERIMENTS_CHROMIUM ?? '/usr/bin/chromium';
+/** Where Chromium is: CHROMIUM_PATH, else Debian's. */
+export const chromiumPath = (): string => process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 export async function renderReportPng(htmlFile: string, pngFile: string, options: { width?: number } = {}): Promise<void> {
   let chromium: typeof import('playwright-core').chromium;
@@ -16,7 +16,7 @@ export async function renderReportPng(htmlFile: string, pngFile: string, options
     throw new Error('--png: needs the playwright-core package (npm install playwright-core) and Chromium (apt-get install chromium)');
   }
   const browser = await chromium.launch({ executablePath: chromiumPath(), args: ['--no-sandbox'] }).catch((err: Error) => {
-    throw new Error(`--png: could not start Chromium at ${chromiumPath()} (set EXPERIMENTS_CHROMIUM, or apt-get install chromium): ${err.message.split('\n')[0]}`);
+    throw new Error(`--png: could not start Chromium at ${chromiumPath()} (set CHROMIUM_PATH, or apt-get install chromium): ${err.message.split('\n')[0]}`);
   });
   try {
     const context = await browser.newContext({ offline: true, viewport: { width: options.width ?? 1200, height: 900 } });
