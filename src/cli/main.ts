@@ -45,6 +45,7 @@ const HANDLERS: Record<string, () => Handler> = {
   resume: () => commands().resumeCommand,
   worker: () => commands().workerCommand,
   server: () => commands().serverCommand,
+  report: () => lazy<typeof import('./commands/report')>('./commands/report')().reportCommand,
   'codec-server': () => lazy<typeof import('./commands/codec-server')>('./commands/codec-server')().codecServerCommand,
 };
 
