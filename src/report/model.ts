@@ -86,7 +86,7 @@ export function resumeMarkers(points: readonly MetricPoint[]): ReportMarker[] {
 function paramsLabel(params: unknown): string {
   if (params === null || typeof params !== 'object') return '';
   const entries = Object.entries(params as Record<string, unknown>).filter(([, v]) => typeof v !== 'object' || v === null);
-  return entries.map(([k, v]) => `${k}=${String(v)}`).join(' ');
+  return entries.map(([k, v]) => `${k}=${typeof v === 'number' ? String(Number(v.toPrecision(6))) : String(v)}`).join(' ');
 }
 
 function metricOrder(names: Iterable<string>): string[] {
