@@ -16,6 +16,7 @@ import { crashRecovery, CRASH_DEFAULTS } from './figures/crash-recovery';
 import { interrupts, INTERRUPT_DEFAULTS } from './figures/interrupts';
 import { pipeline, PIPELINE_DEFAULTS } from './figures/pipeline';
 import { pytorch, PYTORCH_DEFAULTS } from './figures/pytorch';
+import { reportGeneration, REPORT_DEFAULTS } from './figures/report';
 import { s3Checkpoints, S3_DEFAULTS } from './figures/s3';
 import { trainingOverhead, TRAINING_OVERHEAD_DEFAULTS } from './figures/training-overhead';
 import { BENCH_DIR, BenchEnv } from './lib/env';
@@ -64,6 +65,12 @@ const GROUPS: readonly Group[] = [
     key: 'pipeline',
     names: ['pipeline-throughput-ratio'],
     run: (env, quick) => pipeline(env, quick ? { ...PIPELINE_DEFAULTS, experiments: 60, reps: 1, childReps: 1 } : PIPELINE_DEFAULTS),
+  },
+  {
+    key: 'report',
+    names: ['report-generation-seconds', 'report-file-MB'],
+    server: false,
+    run: (_env, quick, tmp) => reportGeneration(tmp, quick ? { ...REPORT_DEFAULTS, reps: 2, browser: false } : REPORT_DEFAULTS),
   },
   {
     key: 'pytorch',

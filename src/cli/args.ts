@@ -91,6 +91,19 @@ policy's approvers, or an unsigned or badly signed approval by an approver with 
     options: { out: { type: 'string', value: 'BASE', help: 'write BASE.key (private, mode 0600) and BASE.pub (required)' } },
   },
   {
+    name: 'report',
+    positionals: ['SESSION'],
+    summary: 'write a self-contained HTML report of a session (curves, resumes, results, approvals, policy)',
+    options: {
+      out: { type: 'string', value: 'FILE', help: 'where to write it (default report-<SESSION>.html)' },
+      png: { type: 'string', value: 'FILE', help: 'also render it to a PNG through Chromium (CHROMIUM_PATH, default /usr/bin/chromium)' },
+      open: { type: 'boolean', help: 'open the file in the default browser (xdg-open / open)' },
+    },
+    details: `The file inlines its charting library (uPlot), script, styles and data: no network access,
+so it can be mailed or archived. Works for a running session too (partial curves; run it again to
+refresh). Reads only the Temporal server and the checkpoint store's metric history.`,
+  },
+  {
     name: 'status',
     positionals: ['ID'],
     summary: 'show a session or an experiment (<session>:<experiment>)',

@@ -46,6 +46,7 @@ const HANDLERS: Record<string, () => Handler> = {
   worker: () => commands().workerCommand,
   server: () => commands().serverCommand,
   metrics: () => lazy<typeof import('./commands/metrics')>('./commands/metrics')().metricsCommand,
+  report: () => lazy<typeof import('./commands/report')>('./commands/report')().reportCommand,
   'codec-server': () => lazy<typeof import('./commands/codec-server')>('./commands/codec-server')().codecServerCommand,
 };
 
