@@ -33,7 +33,7 @@ export const METRICS = {
   /** Trainings interrupted on this worker, by reason (counter). Labels: session, trainer, reason. */
   interruptions: 'experiments_interruptions',
   /** Experiments of a session in each state (gauge), set by the session workflow. Labels: session, state. */
-  experimentsByState: 'experiments_experiments',
+  experimentsByState: 'experiments_by_state',
 } as const;
 
 /** Seconds; checkpoints range from a few KB on local disk to GBs uploaded to S3. */
