@@ -47,7 +47,7 @@ import { blankStatus, hintsFromStatus } from '../shared/hints';
 import { experimentInputSchema, inputProblems } from '../shared/schema';
 import { searchAttributeKey } from '../shared/search-attributes';
 import type { CheckpointPointer, ExperimentState, ExperimentStatus, TimeoutMode, TrainingOutcome } from '../shared/types';
-import { trainingSummary } from '../shared/user-metadata';
+import { experimentSummary, trainingSummary } from '../shared/user-metadata';
 import { describeFailure } from './failures';
 import { countPreemption } from './metrics';
 
@@ -98,7 +98,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   const v2 = validateStart(input);
   const { spec, sessionId, policy, timeoutMode } = input;
   // The training activity's one-line summary in the UI (an activity option, so behind the patch).
-  const summarize = patched(USER_METADATA) ? (invocation: number) => ({ summary: trainingSummary(spec, invocation) }) : () => ({});
+  const withMetadata = patched(USER_METADATA);
+  const summarize = withMetadata ? (invocation: number) => ({ summary: trainingSummary(spec, invocation) }) : () => ({});
   let status = blankStatus({ id: spec.id, sessionId, workflowId: workflowInfo().workflowId, state: 'running', timeoutMode });
   let outcome: TrainingOutcome | null = null;
   let cancelReason: string | null = null;
@@ -119,6 +120,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       { key: searchAttributeKey('SessionId'), value: sessionId },
       { key: searchAttributeKey('ExperimentId'), value: spec.id },
       { key: searchAttributeKey('ExperimentEpoch'), value: status.epoch },
+      // The UI's workflow list shows search attributes, not user metadata: the summary as a column.
+      ...(withMetadata ? [{ key: searchAttributeKey('ExperimentSummary'), value: experimentSummary(spec, timeoutMode) }] : []),
     ]);
     upsertMemo({ experiment: status });
     setCurrentDetails(detailsMarkdown(status));
