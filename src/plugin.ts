@@ -118,7 +118,7 @@ export class ExperimentPlugin extends SimplePlugin {
       try {
         installRuntimeLogger(logger, options.metrics ? { metrics: prometheusTelemetry(options.metrics) } : {});
       } catch (err) {
-        logger.warn({ err: (err as Error).message }, 'pino is not the Temporal Runtime logger: create the plugin before any connection or worker');
+        logger.warn({ err: (err as Error).message }, 'the plugin did not install the Temporal Runtime (its logger and any metrics endpoint): create the plugin before any connection or worker');
       }
     }
     const programs = options.programs instanceof ProgramRegistry ? options.programs : new ProgramRegistry(options.programs ?? []);
