@@ -291,6 +291,33 @@ const SCENARIOS: readonly Scenario[] = [
     },
   },
   {
+    name: 'user-metadata',
+    about: 'a two-experiment sweep with UI summaries (patch experiment-user-metadata); one SIGTERM preemption, so the next invocation has its own activity summary',
+    async run({ processWorkers }) {
+      const sessionId = 'user-metadata';
+      const { client, spawn } = processWorkers(sessionId);
+      const first = spawn('0');
+      await first.ready;
+      const handle = await client.startSession({
+        sessionId,
+        policy: { heartbeatTimeout: '60s', retry: { initialInterval: '200ms' } },
+        experiments: [
+          { id: 'lr-0.05', trainer: 'mlp', params: { ...slower, lr: 0.05, hidden: 16 } },
+          { id: 'lr-0.2', trainer: 'mlp', params: { ...tiny, lr: 0.2, hidden: 16 } },
+        ],
+      });
+      await waitFor(() => fs.readFileSync(first.logFile, 'utf8').includes('starting training'), { what: 'worker 0 to train' });
+      first.child.kill('SIGTERM');
+      await first.exited;
+      const second = spawn('1');
+      const summary = await handle.result();
+      if (summary.experiments[0].preemptions !== 1) throw new Error(`user-metadata: expected 1 preemption, got ${summary.experiments[0].preemptions}`);
+      second.child.kill('SIGTERM');
+      await second.exited;
+      return { sessionId, experiments: ['lr-0.05', 'lr-0.2'] };
+    },
+  },
+  {
     name: 'cancel-run-report',
     about: 'forged and payload-less signals are ignored; one experiment is cancelled and its run-tied report is applied once it settles, the other completes',
     async run({ h, w }) {

@@ -45,7 +45,13 @@ import {
 } from './shared/schema';
 import type { MetricPoint } from './shared/metric-history';
 import type { ApprovalRecord, ApproveInput, ExperimentSpec, RejectInput, ExperimentStatus, HeartbeatDetails, ResumeHints, SessionPolicy } from './shared/types';
+import { sessionDetails, sessionSummary } from './shared/user-metadata';
 import type { sessionWorkflow } from './workflows/session/workflow';
+
+/** The session workflow's summary and details in the Temporal UI (src/shared/user-metadata.ts). */
+function sessionMetadata(experiments: readonly ExperimentSpec[], policy: ResolvedPolicy) {
+  return { staticSummary: sessionSummary(experiments), staticDetails: sessionDetails(experiments, policy) };
+}
 
 export { InvalidInputError } from './shared/schema';
 
@@ -160,6 +166,7 @@ export class ExperimentsClient {
       workflowId: options.sessionId,
       taskQueue: this.taskQueue,
       args: [input],
+      ...sessionMetadata(experiments, policy),
     });
   }
 
@@ -297,6 +304,7 @@ export class ExperimentsClient {
       workflowId: sessionId,
       taskQueue: this.taskQueue,
       args: [{ sessionId, policy: resumePolicy, experiments: [next], preApproved: options.preApproved }],
+      ...sessionMetadata([next], resumePolicy),
     });
     return { sessionId, experimentId: spec.id, workflowId: `${sessionId}:${spec.id}` };
   }

@@ -5,7 +5,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import pino, { type Logger } from 'pino';
-import { Runtime, makeTelemetryFilterString, type LogLevel, type LogMetadata, type Logger as TemporalLogger } from '@temporalio/worker';
+import { Runtime, makeTelemetryFilterString, type LogLevel, type LogMetadata, type Logger as TemporalLogger, type MetricsExporterConfig } from '@temporalio/worker';
 import { ENV_VARS } from './config';
 
 export type { Logger } from 'pino';
@@ -69,15 +69,19 @@ export class PinoTemporalLogger implements TemporalLogger {
 }
 
 let installed: Logger | undefined;
+let installedMetrics = false;
 
 /**
  * Installs `logger` as the Temporal Runtime logger, forwarding Core (Rust) logs at WARN and
  * above. `shutdownSignals` replaces the signals on which the Runtime shuts workers down
- * (default SIGINT, SIGTERM, SIGQUIT, SIGUSR2). Must run before the first connection or worker is created; a second call with the
+ * (default SIGINT, SIGTERM, SIGQUIT, SIGUSR2); `metrics` sets the Runtime's metrics exporter. Must run before the first connection or worker is created; a second call with the
  * same logger is a no-op, and with another logger it throws, naming the fix.
  */
-export function installRuntimeLogger(logger: Logger, options: { shutdownSignals?: NodeJS.Signals[] } = {}): void {
-  if (installed === logger) return;
+export function installRuntimeLogger(logger: Logger, options: { shutdownSignals?: NodeJS.Signals[]; metrics?: MetricsExporterConfig } = {}): void {
+  if (installed === logger) {
+    if (options.metrics && !installedMetrics) throw new Error('metrics endpoint: the Temporal Runtime is already installed without one; ask for it where the Runtime is first installed');
+    return;
+  }
   if (installed) throw new Error('The Temporal Runtime logger is already installed with another pino logger; create one logger per process and pass it everywhere.');
   Runtime.install({
     logger: new PinoTemporalLogger(logger),
@@ -85,9 +89,12 @@ export function installRuntimeLogger(logger: Logger, options: { shutdownSignals?
     ...(options.shutdownSignals ? { shutdownSignals: options.shutdownSignals } : {}),
     telemetryOptions: {
       logging: { filter: makeTelemetryFilterString({ core: 'WARN', other: 'ERROR' }), forward: {} },
+      // The Prometheus endpoint, when asked for (see src/metrics/exporter.ts).
+      ...(options.metrics ? { metrics: options.metrics } : {}),
     },
   });
   installed = logger;
+  installedMetrics = options.metrics !== undefined;
 }
 
 /** The logger installed as Runtime logger, if any. */

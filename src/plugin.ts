@@ -19,7 +19,10 @@
  */
 import type { DataConverter } from '@temporalio/common';
 import { SimplePlugin } from '@temporalio/plugin';
+import { Runtime } from '@temporalio/worker';
 import { createActivities } from './activities';
+import { prometheusTelemetry, type MetricsEndpointOptions } from './metrics/exporter';
+import { TrainingMetrics } from './metrics/training';
 import { openCheckpointStore } from './activities/checkpoint-store';
 import type { CheckpointStore } from './activities/checkpoint-store';
 import type { AnyTrainer } from './activities/trainer';
@@ -74,6 +77,13 @@ export interface ExperimentPluginOptions {
   readonly logger?: Logger;
   /** Install `logger` as the Temporal Runtime logger if no Runtime exists yet. @default true */
   readonly installRuntimeLogger?: boolean;
+  /**
+   * Serve Prometheus metrics (the SDK's and ours, see README "Metrics") on this port, through
+   * the Runtime the plugin installs; ignored, with a warning, when a Runtime already exists or
+   * `installRuntimeLogger` is false (then pass `prometheusTelemetry()` to your own Runtime.install).
+   * @default no endpoint (metrics are still recorded on whatever meter the Runtime has)
+   */
+  readonly metrics?: MetricsEndpointOptions;
   /** Workflows module; replaces the worker's `workflowsPath` (see the module comment). @default this package's */
   readonly workflowsPath?: string;
   /**
@@ -111,9 +121,9 @@ export class ExperimentPlugin extends SimplePlugin {
     const logger = options.logger ?? runtimeLogger() ?? createLogger();
     if (options.installRuntimeLogger !== false) {
       try {
-        installRuntimeLogger(logger);
+        installRuntimeLogger(logger, options.metrics ? { metrics: prometheusTelemetry(options.metrics) } : {});
       } catch (err) {
-        logger.warn({ err: (err as Error).message }, 'pino is not the Temporal Runtime logger: create the plugin before any connection or worker');
+        logger.warn({ err: (err as Error).message }, 'the plugin did not install the Temporal Runtime (its logger and any metrics endpoint): create the plugin before any connection or worker');
       }
     }
     const programs = options.programs instanceof ProgramRegistry ? options.programs : new ProgramRegistry(options.programs ?? []);
@@ -141,6 +151,7 @@ export class ExperimentPlugin extends SimplePlugin {
         logger,
         heartbeatIntervalMs: options.heartbeatIntervalMs,
         metricHistory: { stepIntervalMs: env.metricsStepIntervalMs, flushIntervalMs: env.metricsFlushIntervalMs, ...options.metricHistory },
+        metrics: new TrainingMetrics(() => Runtime.instance().metricMeter),
       }),
     });
     this.trainers = trainers;

@@ -18,6 +18,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Logger } from 'pino';
 import { logContext } from '../logging';
+import type { TrainingMetrics } from '../metrics/training';
 import type { TrainInput } from '../shared/definitions';
 import { formatDuration } from '../shared/duration';
 import { storeKey } from '../shared/ids';
@@ -39,6 +40,8 @@ export interface TrainingDeps {
   readonly heartbeatIntervalMs?: number;
   /** Step-point sampling and write intervals of the metric history (history-writer.ts). */
   readonly metricHistory?: HistoryWriterOptions;
+  /** Prometheus metrics of the trainings (src/metrics/training.ts). @default none recorded */
+  readonly metrics?: TrainingMetrics;
 }
 
 /**
@@ -135,6 +138,8 @@ async function train(
   let epochs = trainer.epochs?.(params) ?? null;
   const resumedFrom = resume ? resume.pointer.epoch : null;
   fields.epoch = epoch;
+  const meter = deps.metrics?.forRun({ session: sessionId, trainer: trainer.name }, epoch, step);
+  if (resume) meter?.resumed();
 
   const beatEveryMs = deps.heartbeatIntervalMs ?? Math.max(20, Math.min(1000, Math.floor(input.heartbeatTimeoutMs / 4)));
   let lastBeat = 0;
@@ -151,6 +156,7 @@ async function train(
   const interrupt = (why: InterruptReason) => {
     if (reason) return;
     reason = why;
+    meter?.interrupted(why);
     log.info({ reason: why, epoch, step }, 'interrupted: checkpointing at the next step boundary');
     abort.abort(why);
     resolveInterruption(why);
@@ -228,6 +234,7 @@ async function train(
       fields.epoch = epoch;
       if (report.metrics) metrics = report.metrics;
       history.step(report);
+      meter?.progress(epoch, step);
       const now = performance.now();
       if (now - lastBeat >= beatEveryMs) beat();
       // Cancellation reaches the activity through the event loop; a tight synchronous loop
@@ -239,17 +246,21 @@ async function train(
     },
     async checkpoint(c) {
       await fenced(history.checkpoint(c));
+      const startedAt = performance.now();
       const pointer = await fenced(deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data: c.data, metrics: c.metrics, runId, fence }, input.checkpointsToKeep));
-      return recorded(pointer);
+      return recorded(pointer, startedAt);
     },
     async adoptCheckpoint(file, c) {
       await fenced(history.checkpoint(c));
+      const startedAt = performance.now();
       const pointer = await fenced(deps.store.adopt(key, file, { epoch: c.epoch, step: c.step, attempt, metrics: c.metrics, runId, fence }, input.checkpointsToKeep));
-      return recorded(pointer);
+      return recorded(pointer, startedAt);
     },
   };
   // Checkpoint first, then heartbeat: a pointer is never sent before its blob is durable.
-  const recorded = (pointer: CheckpointPointer) => {
+  const recorded = (pointer: CheckpointPointer, startedAt: number) => {
+    meter?.checkpoint((performance.now() - startedAt) / 1000, pointer.bytes);
+    meter?.progress(pointer.epoch, pointer.step);
     latest = pointer;
     epoch = pointer.epoch;
     step = pointer.step;

@@ -155,6 +155,7 @@ past the resume checkpoint are left out, so no epoch appears twice. Exits 2 when
       'checkpoint-cache-dir': { type: 'string', value: 'DIR', help: 'local cache of an S3 store (default $EXPERIMENTS_CHECKPOINT_CACHE_DIR)' },
       'max-concurrent-activities': { type: 'string', value: 'N', help: 'trainings run at once by this worker (default 4)' },
       programs: { type: 'string', value: 'FILE', help: 'programs the command trainer may run here, JSON or YAML (default $EXPERIMENTS_PROGRAMS; none: it runs nothing)' },
+      'metrics-port': { type: 'string', value: 'N', help: 'serve Prometheus metrics (SDK and training) on http://0.0.0.0:N/metrics (default: none)' },
     },
   },
   {

@@ -10,6 +10,7 @@ import { parseCheckpointUrl, s3ConnectionFromEnv } from '../activities/checkpoin
 import { isPortFree, startDevServer } from '../dev-server';
 import { configFromEnv, ENV_VARS } from '../config';
 import { createLogger, installRuntimeLogger } from '../logging';
+import { prometheusTelemetry } from '../metrics/exporter';
 import { loadPipeline } from '../pipeline';
 import { WORKFLOW_TYPES, type SessionSnapshot, type SessionSummary } from '../shared/definitions';
 import { approveInputSchema, parseOrThrow } from '../shared/schema';
@@ -180,6 +181,8 @@ export async function workerCommand(parsed: ParsedArgs): Promise<number> {
   const where = checkpointStoreProblem(checkpointUrl);
   if (where) throw new UsageError(where);
   const maxConcurrentActivities = intOption(parsed, 'max-concurrent-activities', 1, 1000);
+  const metricsPort = intOption(parsed, 'metrics-port', 1, 65535);
+  if (metricsPort !== undefined && !(await isPortFree(metricsPort))) throw new UsageError(`--metrics-port: port ${metricsPort} is already in use; choose another`);
   // Read before connecting, so a bad programs file is exit 2 naming the field, with nothing started.
   const programs = programsOf(config, stringOption(parsed, 'programs') ?? config.programsFile) ?? new ProgramRegistry([]);
   const address = config.address ?? 'localhost:7233';
@@ -187,9 +190,9 @@ export async function workerCommand(parsed: ParsedArgs): Promise<number> {
   await ensureReachable(address);
   // The worker is a service: its logs are its output (stdout, pretty on a terminal).
   const logger = createLogger();
-  installRuntimeLogger(logger);
+  installRuntimeLogger(logger, metricsPort === undefined ? {} : { metrics: prometheusTelemetry({ port: metricsPort }) });
   const store = checkpointUrl ? { checkpointUrl, checkpointCacheDir } : { checkpointDir };
-  logger.info({ address, namespace: config.namespace, taskQueue, ...store, programs: programs.names() }, 'connecting');
+  logger.info({ address, namespace: config.namespace, taskQueue, ...store, programs: programs.names(), metricsPort }, 'connecting');
   if (programs.size === 0) logger.info('no programs registered: the command trainer runs nothing here (see --programs FILE)');
   await runExperimentWorker({ address, namespace: config.namespace, taskQueue, ...store, maxConcurrentActivities, logger, programs });
   return EXIT.ok;

@@ -10,6 +10,7 @@ import type { ExperimentsClient } from '../client';
 import type { SessionSnapshot } from '../shared/definitions';
 import type { ExperimentStatus } from '../shared/types';
 import { colorState, fmtNumber, fmtPercent, fmtElapsed, styles } from './output';
+import { LossTrails } from './sparkline';
 import { safe, safeText } from './terminal';
 
 export interface LiveExperiment extends ExperimentStatus {
@@ -134,6 +135,7 @@ export class BarsView implements ProgressView {
   private stopped = false;
   private approved: boolean | null = null;
   private readonly st = styles(process.stdout);
+  private readonly trails = new LossTrails();
 
   constructor(
     private readonly out: NodeJS.WriteStream,
@@ -159,7 +161,8 @@ export class BarsView implements ProgressView {
           const progress = e.epochs ? Math.min(1, e.epoch / e.epochs) : 0;
           const id = e.id.length > this.idWidth ? `${e.id.slice(0, this.idWidth - 1)}…` : e.id.padEnd(this.idWidth);
           const epochs = e.epochs ? `${String(e.epoch).padStart(String(e.epochs).length)}/${e.epochs} epochs` : 'starting';
-          const extra = [`loss ${fmtNumber(e.loss)}`, `attempt ${Math.max(1, e.attempt)}`];
+          const trail = this.trails.line(e.id);
+          const extra = [`loss ${fmtNumber(e.loss)}${trail ? ` ${trail}` : ''}`, `attempt ${Math.max(1, e.attempt)}`];
           if (e.resumedFrom !== null) extra.push(`resumed from epoch ${e.resumedFrom}`);
           if (e.timeoutMode === 'none') extra.push('no timeout');
           return ` ${id} ${bar(progress, options)} ${epochs}  ${extra.join('  ')}`;
@@ -223,6 +226,7 @@ export class BarsView implements ProgressView {
     for (const e of snap.experiments) {
       const bar = this.bars.get(e.id);
       if (e.state === 'running') {
+        this.trails.add(e.id, e.loss);
         const payload: BarPayload = { kind: 'experiment', e };
         if (bar) bar.update(e.epoch, payload);
         else this.bars.set(e.id, this.multibar.create(e.epochs ?? 1, e.epoch, payload));
@@ -231,6 +235,7 @@ export class BarsView implements ProgressView {
       if (bar) {
         this.multibar.remove(bar);
         this.bars.delete(e.id);
+        this.trails.delete(e.id);
       }
       const terminal = !['queued', 'awaiting-approval', 'running'].includes(e.state);
       if (terminal && !this.ended.has(e.id)) {

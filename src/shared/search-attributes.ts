@@ -9,6 +9,8 @@ export const SEARCH_ATTRIBUTES = {
   ExperimentId: 'Keyword',
   ExperimentEpoch: 'Int',
   ApprovalState: 'Keyword',
+  /** The one-line summary of src/shared/user-metadata.ts, so the UI's workflow list can show it as a column. */
+  ExperimentSummary: 'Keyword',
 } as const;
 
 export type SearchAttributeName = keyof typeof SEARCH_ATTRIBUTES;

@@ -47,7 +47,9 @@ import { blankStatus, hintsFromStatus } from '../shared/hints';
 import { experimentInputSchema, inputProblems } from '../shared/schema';
 import { searchAttributeKey } from '../shared/search-attributes';
 import type { CheckpointPointer, ExperimentState, ExperimentStatus, TimeoutMode, TrainingOutcome } from '../shared/types';
+import { experimentSummary, trainingSummary } from '../shared/user-metadata';
 import { describeFailure } from './failures';
+import { countPreemption } from './metrics';
 
 /** Activity options of the training activity for a timeout mode. */
 export function trainingActivityOptions(policy: ResolvedPolicy, mode: TimeoutMode): ActivityOptions {
@@ -70,6 +72,8 @@ export function trainingActivityOptions(policy: ResolvedPolicy, mode: TimeoutMod
  * (WorkerShutdown is non-retryable); a bounded experiment's limit is a schedule-to-close total.
  */
 const PREEMPTION_LOOP = 'experiment-preemption-loop-total-deadline';
+/** Patch: the training activity carries a one-line summary for the Temporal UI (see session/workflow.ts). */
+const USER_METADATA = 'experiment-user-metadata';
 
 /**
  * Activity options of one training invocation under PREEMPTION_LOOP: `remainingMs` (bounded
@@ -93,6 +97,9 @@ const { latestCheckpoint } = proxyActivities<Activities>({
 export async function experimentWorkflow(input: ExperimentInput): Promise<ExperimentStatus> {
   const v2 = validateStart(input);
   const { spec, sessionId, policy, timeoutMode } = input;
+  // The training activity's one-line summary in the UI (an activity option, so behind the patch).
+  const withMetadata = patched(USER_METADATA);
+  const summarize = withMetadata ? (invocation: number) => ({ summary: trainingSummary(spec, invocation) }) : () => ({});
   let status = blankStatus({ id: spec.id, sessionId, workflowId: workflowInfo().workflowId, state: 'running', timeoutMode });
   let outcome: TrainingOutcome | null = null;
   let cancelReason: string | null = null;
@@ -113,6 +120,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       { key: searchAttributeKey('SessionId'), value: sessionId },
       { key: searchAttributeKey('ExperimentId'), value: spec.id },
       { key: searchAttributeKey('ExperimentEpoch'), value: status.epoch },
+      // The UI's workflow list shows search attributes, not user metadata: the summary as a column.
+      ...(withMetadata ? [{ key: searchAttributeKey('ExperimentSummary'), value: experimentSummary(spec, timeoutMode) }] : []),
     ]);
     upsertMemo({ experiment: status });
     setCurrentDetails(detailsMarkdown(status));
@@ -129,14 +138,15 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     // Only when set: for every policy recorded before the field existed the input is unchanged.
     ...(policy.allowCrossSessionResume !== undefined ? { allowCrossSessionResume: policy.allowCrossSessionResume } : {}),
   };
-  const loop = v2 ? new PreemptionLoop(input, (preempted) => {
+  const loop = v2 ? new PreemptionLoop(input, summarize, (preempted) => {
+    countPreemption(sessionId, spec.trainer);
     status = withCheckpoint({ ...status, preemptions: preempted.preemptions }, preempted.latest);
     publish();
   }) : null;
   let state: ExperimentState;
   let reason: string | null = null;
   try {
-    const trained = loop ? await loop.run(trainInput) : await proxyActivities<Activities>(trainingActivityOptions(policy, timeoutMode)).trainExperiment(trainInput);
+    const trained = loop ? await loop.run(trainInput) : await proxyActivities<Activities>({ ...trainingActivityOptions(policy, timeoutMode), ...summarize(0) }).trainExperiment(trainInput);
     outcome = trained;
     status = withOutcome(status, trained, loop?.failedAttempts ?? 0);
     state = trained.status === 'completed' ? 'completed' : 'interrupted';
@@ -192,6 +202,7 @@ class PreemptionLoop {
 
   constructor(
     private readonly input: ExperimentInput,
+    private readonly summarize: (invocation: number) => { summary?: string },
     private readonly onPreempted: (p: { preemptions: number; latest: CheckpointPointer | null }) => void,
   ) {
     this.deadline = input.timeoutMode === 'bounded' ? Date.now() + input.policy.defaultTimeoutMs : null;
@@ -205,7 +216,7 @@ class PreemptionLoop {
         throw ApplicationFailure.nonRetryable(`experiment ${spec.id}: no time left of defaultTimeout`, 'ExperimentTimedOut');
       }
       const attempts = policy.retry.maximumAttempts === 0 ? 0 : Math.max(1, policy.retry.maximumAttempts - this.failedAttempts);
-      const { trainExperiment } = proxyActivities<Activities>(invocationOptions(policy, timeoutMode, remaining, attempts));
+      const { trainExperiment } = proxyActivities<Activities>({ ...invocationOptions(policy, timeoutMode, remaining, attempts), ...this.summarize(invocation) });
       try {
         return await trainExperiment({ ...trainInput, invocation });
       } catch (err) {

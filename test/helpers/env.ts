@@ -114,12 +114,12 @@ export interface ChildWorker {
  */
 export function spawnWorker(
   h: Harness,
-  opts: { taskQueue: string; checkpointDir: string; name: string; extraEnv?: Record<string, string>; programsFile?: string },
+  opts: { taskQueue: string; checkpointDir: string; name: string; extraEnv?: Record<string, string>; programsFile?: string; cliArgs?: string[] },
 ): ChildWorker {
   const logFile = path.join(h.tmp, `${opts.name}.log`);
   const out = fs.openSync(logFile, 'a');
-  const argv = opts.programsFile
-    ? [path.join(ROOT, 'bin', 'experiments.js'), 'worker', '--programs', opts.programsFile]
+  const argv = opts.programsFile || opts.cliArgs
+    ? [path.join(ROOT, 'bin', 'experiments.js'), 'worker', ...(opts.programsFile ? ['--programs', opts.programsFile] : []), ...(opts.cliArgs ?? [])]
     : ['--import', 'tsx', path.join(ROOT, 'src', 'worker.ts')];
   const child = spawn(process.execPath, argv, {
     cwd: ROOT,

@@ -60,7 +60,9 @@ import { experimentListSchema, inputProblems, parseOrThrow, sessionInputSchema }
 import { searchAttributeKey } from '../../shared/search-attributes';
 import type { ApprovalRecord, ExperimentStatus } from '../../shared/types';
 import { applyClaim, pendingEstimates, refusal, type ClaimKind, type ClaimSource } from './approvals';
+import { experimentDetails, experimentSummary } from '../../shared/user-metadata';
 import { experimentWorkflow } from '../experiment';
+import { publishStateCounts } from '../metrics';
 import {
   allDone,
   finish,
@@ -83,6 +85,8 @@ const DEFAULT_CONTINUE_AS_NEW_AFTER_EVENTS = 8000;
  * from the child run this session started, once its result settled as cancelled.
  */
 const HARDENED = 'session-validated-input-and-reports';
+/** Patch: experiment children start with a static summary and details for the Temporal UI. */
+const USER_METADATA = 'experiment-user-metadata';
 
 export async function sessionWorkflow(input: SessionInput): Promise<SessionSummary> {
   const hardened = validateStart(input);
@@ -109,6 +113,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
   const scopes = new Map<string, CancellationScope>();
   // Declared before any handler: a buffered signal is delivered as soon as its handler is set.
   let published = '';
+  let stateCounts = new Map<string, number>();
 
   for (const row of carry?.rows ?? input.experiments.map((spec) => newRow(spec, policy))) rows.set(row.spec.id, row);
   // Pre-approval obeys the approver rules too: a refused one is audited and the experiments wait.
@@ -215,6 +220,10 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
           args: [{ sessionId, spec: row.spec, policy, timeoutMode: row.timeoutMode, parentWorkflowId: workflowInfo().workflowId }],
           cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
           parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+          ...(patched(USER_METADATA) && {
+            staticSummary: experimentSummary(row.spec, row.timeoutMode),
+            staticDetails: experimentDetails(row.spec, sessionId, row.timeoutMode, policy),
+          }),
         });
         record.runId = child.firstExecutionRunId;
         return await child.result();
@@ -267,6 +276,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
       upsertMemo({ session: { state: snap.state, approval: snap.approval } });
     }
     setCurrentDetails(sessionMarkdown(snap));
+    stateCounts = publishStateCounts(sessionId, snap.experiments.map((e) => e.state), stateCounts);
   }
 
   try {
