@@ -35,7 +35,7 @@ import {
 } from './shared/definitions';
 import { hintsFromStatus } from './shared/hints';
 import { idProblem, parseExperimentWorkflowId, storeKey } from './shared/ids';
-import { crossSessionResumeProblem, resolvePolicy, type ResolvedPolicy } from './shared/policy';
+import { crossSessionResumeProblem, resolvePolicy, taskPriority, type ResolvedPolicy } from './shared/policy';
 import {
   InvalidInputError,
   approveInputSchema,
@@ -159,6 +159,7 @@ export class ExperimentsClient {
       workflowId: options.sessionId,
       taskQueue: this.taskQueue,
       args: [input],
+      priority: taskPriority(policy, options.sessionId),
     });
   }
 
@@ -279,6 +280,7 @@ export class ExperimentsClient {
       workflowId: sessionId,
       taskQueue: this.taskQueue,
       args: [{ sessionId, policy: resumePolicy, experiments: [next], preApproved: options.preApproved }],
+      priority: taskPriority(resumePolicy, sessionId),
     });
     return { sessionId, experimentId: spec.id, workflowId: `${sessionId}:${spec.id}` };
   }
