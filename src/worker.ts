@@ -11,6 +11,7 @@
 import { NativeConnection, Worker, type NativeConnectionOptions } from '@temporalio/worker';
 import { ProgramRegistry } from './activities/trainers/command';
 import { configFromEnv, DEFAULT_ADDRESS } from './config';
+import { connectionOptions } from './connection';
 import { createLogger, runtimeLogger, type Logger } from './logging';
 import { parseDuration } from './shared/duration';
 import { ExperimentPlugin, type ExperimentPluginOptions } from './plugin';
@@ -57,7 +58,8 @@ export async function createExperimentWorker(options: ExperimentWorkerOptions = 
   const plugin =
     options.plugin ?? new ExperimentPlugin({ heartbeatIntervalMs: throttleMs, ...options, programs, logger });
   const connection =
-    options.connection ?? (await NativeConnection.connect({ address: options.address ?? env.address ?? DEFAULT_ADDRESS } satisfies NativeConnectionOptions));
+    options.connection ??
+    (await NativeConnection.connect({ ...connectionOptions(env.connection, options.address ?? env.address ?? DEFAULT_ADDRESS) } satisfies NativeConnectionOptions));
   const taskQueue = options.taskQueue ?? env.taskQueue;
   const worker = await Worker.create({
     connection,
