@@ -12,6 +12,7 @@ import { NativeConnection, Worker, type NativeConnectionOptions } from '@tempora
 import { ProgramRegistry } from './activities/trainers/command';
 import { configFromEnv, DEFAULT_ADDRESS } from './config';
 import { connectionOptions } from './connection';
+import { pinnedDeploymentOptions, resolveDeploymentVersion, type DeploymentVersionOptions } from './deployment';
 import { createLogger, runtimeLogger, type Logger } from './logging';
 import { parseDuration } from './shared/duration';
 import { ExperimentPlugin, type ExperimentPluginOptions } from './plugin';
@@ -37,6 +38,12 @@ export interface ExperimentWorkerOptions extends ExperimentPluginOptions {
   readonly heartbeatThrottle?: string | number;
   /** Plugin to use instead of building one from these options (the CLI's embedded mode shares one). */
   readonly plugin?: ExperimentPlugin;
+  /**
+   * Register a worker deployment version and pin every workflow to it (src/deployment.ts).
+   * Absent: versioned only when EXPERIMENTS_DEPLOYMENT_NAME or EXPERIMENTS_BUILD_ID is set.
+   * @default unversioned
+   */
+  readonly deployment?: DeploymentVersionOptions;
 }
 
 export interface ExperimentWorker {
@@ -45,6 +52,8 @@ export interface ExperimentWorker {
   readonly connection: NativeConnection;
   readonly taskQueue: string;
   readonly logger: Logger;
+  /** The deployment version it registered; undefined for an unversioned worker. */
+  readonly version: { deploymentName: string; buildId: string } | undefined;
 }
 
 export async function createExperimentWorker(options: ExperimentWorkerOptions = {}): Promise<ExperimentWorker> {
@@ -61,7 +70,9 @@ export async function createExperimentWorker(options: ExperimentWorkerOptions = 
     options.connection ??
     (await NativeConnection.connect({ ...connectionOptions(env.connection, options.address ?? env.address ?? DEFAULT_ADDRESS) } satisfies NativeConnectionOptions));
   const taskQueue = options.taskQueue ?? env.taskQueue;
+  const version = resolveDeploymentVersion(options.deployment);
   const worker = await Worker.create({
+    ...(version && { workerDeploymentOptions: pinnedDeploymentOptions(version) }),
     connection,
     namespace: options.namespace ?? env.namespace,
     taskQueue,
@@ -71,13 +82,13 @@ export async function createExperimentWorker(options: ExperimentWorkerOptions = 
     maxHeartbeatThrottleInterval: options.heartbeatThrottle ?? '1s',
     defaultHeartbeatThrottleInterval: options.heartbeatThrottle ?? '1s',
   });
-  return { worker, plugin, connection, taskQueue, logger: plugin.logger };
+  return { worker, plugin, connection, taskQueue, logger: plugin.logger, version };
 }
 
 /** Runs a worker until it is shut down (SIGTERM, SIGINT, or `worker.shutdown()`). */
 export async function runExperimentWorker(options: ExperimentWorkerOptions = {}): Promise<void> {
-  const { worker, connection, taskQueue, logger } = await createExperimentWorker(options);
-  logger.info({ taskQueue, pid: process.pid }, 'experiment worker started');
+  const { worker, connection, taskQueue, logger, version } = await createExperimentWorker(options);
+  logger.info({ taskQueue, pid: process.pid, ...(version && { deploymentName: version.deploymentName, buildId: version.buildId }) }, 'experiment worker started');
   try {
     await worker.run();
   } finally {

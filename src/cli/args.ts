@@ -150,6 +150,8 @@ policy's approvers, or an unsigned or badly signed approval by an approver with 
       'checkpoint-cache-dir': { type: 'string', value: 'DIR', help: 'local cache of an S3 store (default $EXPERIMENTS_CHECKPOINT_CACHE_DIR)' },
       'max-concurrent-activities': { type: 'string', value: 'N', help: 'trainings run at once by this worker (default 4)' },
       programs: { type: 'string', value: 'FILE', help: 'programs the command trainer may run here, JSON or YAML (default $EXPERIMENTS_PROGRAMS; none: it runs nothing)' },
+      'deployment-name': { type: 'string', value: 'NAME', help: 'register a worker deployment version of this deployment and pin workflows to it (default $EXPERIMENTS_DEPLOYMENT_NAME)' },
+      'build-id': { type: 'string', value: 'ID', help: 'build id of that version (default $EXPERIMENTS_BUILD_ID, else <package version>-<git sha>); implies --deployment-name experiments' },
       ...CONNECTION_OPTIONS,
     },
   },

@@ -182,6 +182,9 @@ export async function workerCommand(parsed: ParsedArgs): Promise<number> {
   const maxConcurrentActivities = intOption(parsed, 'max-concurrent-activities', 1, 1000);
   // Read before connecting, so a bad programs file is exit 2 naming the field, with nothing started.
   const programs = programsOf(config, stringOption(parsed, 'programs') ?? config.programsFile) ?? new ProgramRegistry([]);
+  const deploymentName = stringOption(parsed, 'deployment-name');
+  const buildId = stringOption(parsed, 'build-id');
+  const deployment = deploymentName !== undefined || buildId !== undefined ? { name: deploymentName, buildId } : undefined;
   const address = config.address ?? 'localhost:7233';
   // Probe first, so a missing server is exit 3 naming the address rather than a native stack.
   await ensureReachable(address);
@@ -191,7 +194,7 @@ export async function workerCommand(parsed: ParsedArgs): Promise<number> {
   const store = checkpointUrl ? { checkpointUrl, checkpointCacheDir } : { checkpointDir };
   logger.info({ address, namespace: config.namespace, taskQueue, ...store, programs: programs.names() }, 'connecting');
   if (programs.size === 0) logger.info('no programs registered: the command trainer runs nothing here (see --programs FILE)');
-  await runExperimentWorker({ address, namespace: config.namespace, taskQueue, ...store, maxConcurrentActivities, logger, programs });
+  await runExperimentWorker({ address, namespace: config.namespace, taskQueue, ...store, maxConcurrentActivities, logger, programs, deployment });
   return EXIT.ok;
 }
 
