@@ -14,6 +14,8 @@ export const ENV_VARS = {
   checkpointUrl: 'EXPERIMENTS_CHECKPOINT_URL',
   checkpointCacheDir: 'EXPERIMENTS_CHECKPOINT_CACHE_DIR',
   logLevel: 'LOG_LEVEL',
+  deploymentName: 'EXPERIMENTS_DEPLOYMENT_NAME',
+  buildId: 'EXPERIMENTS_BUILD_ID',
 } as const;
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..');

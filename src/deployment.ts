@@ -10,10 +10,9 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { WorkerDeploymentOptions } from '@temporalio/worker';
-import { PROJECT_ROOT } from './config';
+import { ENV_VARS, PROJECT_ROOT } from './config';
 import { InvalidInputError } from './shared/schema';
 
-export const DEPLOYMENT_ENV = { name: 'EXPERIMENTS_DEPLOYMENT_NAME', buildId: 'EXPERIMENTS_BUILD_ID' } as const;
 /** Deployment name of a versioned worker given a build id only. */
 export const DEFAULT_DEPLOYMENT_NAME = 'experiments';
 
@@ -40,8 +39,8 @@ export function defaultBuildId(root: string = PROJECT_ROOT): string {
  * and EXPERIMENTS_BUILD_ID. Undefined (an unversioned worker) when none of them is set.
  */
 export function resolveDeploymentVersion(options: DeploymentVersionOptions | undefined, env: NodeJS.ProcessEnv = process.env): { deploymentName: string; buildId: string } | undefined {
-  const name = options?.name ?? (env[DEPLOYMENT_ENV.name] || undefined);
-  const buildId = options?.buildId ?? (env[DEPLOYMENT_ENV.buildId] || undefined);
+  const name = options?.name ?? (env[ENV_VARS.deploymentName] || undefined);
+  const buildId = options?.buildId ?? (env[ENV_VARS.buildId] || undefined);
   if (options === undefined && name === undefined && buildId === undefined) return undefined;
   const deploymentName = name ?? DEFAULT_DEPLOYMENT_NAME;
   if (deploymentName.trim() === '' || deploymentName.includes('.') || deploymentName.length > 255) {

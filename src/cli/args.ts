@@ -43,6 +43,7 @@ const ENV_HELP = `Environment:
   EXPERIMENTS_CHECKPOINT_CACHE_DIR  local cache of the S3 store (default <project>/.data/checkpoint-cache)
   EXPERIMENTS_PROGRAMS        programs file of the command trainer (workers run these; the CLI checks specs against it)
   LOG_LEVEL                   pino level of worker logs (default info)
+  EXPERIMENTS_DEPLOYMENT_NAME, EXPERIMENTS_BUILD_ID  a versioned worker's deployment version (docs/versioning.md)
   EXPERIMENTS_CODEC_KEYS      encrypt payloads: id:base64key,... (first is current; see README)
   EXPERIMENTS_CODEC_KEY_FILE  or a file of id:base64key lines`;
 
