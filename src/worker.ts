@@ -1,7 +1,9 @@
 /**
  * Worker wiring: a Temporal Worker with the ExperimentPlugin, configured from options or the
- * environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE,
- * EXPERIMENTS_CHECKPOINT_DIR, EXPERIMENTS_CHECKPOINT_URL, EXPERIMENTS_PROGRAMS, LOG_LEVEL). Thin on purpose: behaviour lives in the plugin.
+ * environment (the connection profile of src/connection.ts: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+ * TEMPORAL_API_KEY, TLS; then TEMPORAL_TASK_QUEUE, EXPERIMENTS_CHECKPOINT_DIR,
+ * EXPERIMENTS_CHECKPOINT_URL, EXPERIMENTS_PROGRAMS, EXPERIMENTS_DEPLOYMENT_NAME,
+ * EXPERIMENTS_BUILD_ID, LOG_LEVEL). Thin on purpose: behaviour lives in the plugin.
  *
  * On SIGTERM or SIGINT the SDK's Runtime shuts the worker down: every running training is
  * interrupted at once with reason `worker-shutdown`, checkpoints at its next step boundary and
@@ -18,7 +20,10 @@ import { parseDuration } from './shared/duration';
 import { ExperimentPlugin, type ExperimentPluginOptions } from './plugin';
 
 export interface ExperimentWorkerOptions extends ExperimentPluginOptions {
-  /** host:port of the Temporal frontend. @default $TEMPORAL_ADDRESS, else localhost:7233 */
+  /**
+   * host:port of the Temporal frontend; TLS, API key and headers come from the connection
+   * profile either way. @default the profile's address ($TEMPORAL_ADDRESS), else localhost:7233
+   */
   readonly address?: string;
   /** An existing connection; replaces `address`. */
   readonly connection?: NativeConnection;
