@@ -100,7 +100,9 @@ export async function connect(options: { address?: string; config?: RuntimeConfi
   try {
     connection = await Connection.connect({ ...connectionOptions(config.connection, address), connectTimeout: CONNECT_TIMEOUT_MS });
   } catch (err) {
-    throw unreachable(address, (err as Error).message.split('\n')[0]);
+    // A failed TLS handshake looks like any other connect failure: say where to look.
+    const tls = config.connection.tls ? '; TLS is on: check the CA, client certificate and server name of the connection profile' : '';
+    throw unreachable(address, `${(err as Error).message.split('\n')[0]}${tls}`);
   }
   // Encryption as the workers have it: the same variables name the keys.
   const codec = resolveCodec(undefined);

@@ -128,6 +128,6 @@ describe('TLS and API key through a recording proxy', { timeout: 600_000 }, () =
     assert.equal(anonymous.code, 3, anonymous.stderr);
     // One line of ours (Node may add its own DEP0123 warning about an IP address as TLS server name).
     assert.equal(anonymous.stderr.split('\n').filter((l) => l.startsWith('experiments:')).length, 1, anonymous.stderr);
-    assert.match(anonymous.stderr, /cannot reach the Temporal server at 127\.0\.0\.1:\d+/);
+    assert.match(anonymous.stderr, /cannot reach the Temporal server at 127\.0\.0\.1:\d+ .*TLS is on: check the CA, client certificate/);
   });
 });
