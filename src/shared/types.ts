@@ -69,7 +69,8 @@ export interface SessionPolicy {
    * Task priority of the session's experiments on the task queue: 1 is the highest, 5 the
    * lowest. Given to the experiment child workflows and their training activities, so when
    * workers are busy a queued priority-1 experiment starts before queued priority-3 ones.
-   * Needs a server with `matching.useNewMatcher` (the bundled dev server and stack enable it).
+   * Needs a server with `matching.useNewMatcher` (the bundled dev server and stack enable it);
+   * the order is exact within a task-queue partition, approximate across partitions.
    * @default none (the server's default, 3)
    */
   readonly priority?: number;

@@ -1,17 +1,21 @@
 /**
  * Task priority against the real dev server (started with matching.useNewMatcher and
- * matching.enableFairness): one activity slot, a bulk sweep whose experiments queue behind it,
- * then a priority-1 session. Its experiment trains next, ahead of the bulk ones still queued.
+ * matching.enableFairness, and one partition per task queue): one activity slot, a bulk sweep
+ * whose experiments queue behind it, then a priority-1 session. Its experiment trains next,
+ * ahead of the bulk ones still queued.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { dynamicConfigArgs } from '../../src/server-features';
 import { experimentWorkflowId } from '../../src/shared/ids';
 import { logLines, startHarness, startWorker, trainingActivitySchedules, uniqueQueue, waitFor, type Harness, type RunningWorker } from '../helpers/env';
 
 let h: Harness;
 let w: RunningWorker;
 before(async () => {
-  h = await startHarness();
+  // One partition per task queue: the matcher orders by priority within a partition, and with
+  // the default four a poll may be answered from a partition that holds only bulk tasks.
+  h = await startHarness({ server: { extraArgs: dynamicConfigArgs({ 'matching.numTaskqueueReadPartitions': 1, 'matching.numTaskqueueWritePartitions': 1 }) } });
   w = await startWorker(h, { taskQueue: uniqueQueue('priority'), maxConcurrentActivities: 1 });
 });
 after(async () => {
@@ -28,8 +32,8 @@ function trainingStarts(sessionIds: readonly string[]): string[] {
 
 test('priority: a priority-1 session trains ahead of a queued bulk sweep on one worker slot', async () => {
   const bulkIds = ['b1', 'b2', 'b3', 'b4', 'b5'];
-  // 3 epochs × 8 steps × 150 ms ≈ 3.6 s each: long enough that the others wait in the backlog.
-  const params = { epochs: 3, samples: 256, batchSize: 32, stepDelayMs: 150 };
+  // 3 epochs × 8 steps × 250 ms ≈ 6 s each: long enough that the others wait in the backlog, even under load.
+  const params = { epochs: 3, samples: 256, batchSize: 32, stepDelayMs: 250 };
   const bulk = await w.client.startSession({
     sessionId: 'prio-bulk',
     policy: { maxConcurrent: 10, defaultTimeout: '10m', heartbeatTimeout: '30s' },
