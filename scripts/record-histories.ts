@@ -123,6 +123,23 @@ const SCENARIOS: readonly Scenario[] = [
     },
   },
   {
+    name: 'priority',
+    about: 'a session with policy priority and fairnessKey: its children and training activities carry them (patches session-child-priority, experiment-training-priority)',
+    async run({ w }) {
+      const sessionId = 'priority';
+      const handle = await w.client.startSession({
+        sessionId,
+        policy: { priority: 2, fairnessKey: 'team-a' },
+        experiments: [
+          { id: 'first', trainer: 'mlp', params: tiny },
+          { id: 'second', trainer: 'mlp', params: tiny },
+        ],
+      });
+      await handle.result();
+      return { sessionId, experiments: ['first', 'second'] };
+    },
+  },
+  {
     name: 'crash-resume',
     about: 'kill -9 of a child-process worker mid-epoch; a second worker resumes after the heartbeat timeout',
     async run({ processWorkers }) {

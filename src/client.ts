@@ -34,7 +34,7 @@ import {
 } from './shared/definitions';
 import { hintsFromStatus } from './shared/hints';
 import { idProblem, parseExperimentWorkflowId, storeKey } from './shared/ids';
-import { crossSessionResumeProblem, resolvePolicy, type ResolvedPolicy } from './shared/policy';
+import { crossSessionResumeProblem, resolvePolicy, taskPriority, type ResolvedPolicy } from './shared/policy';
 import {
   InvalidInputError,
   approveInputSchema,
@@ -167,6 +167,7 @@ export class ExperimentsClient {
       taskQueue: this.taskQueue,
       args: [input],
       ...sessionMetadata(experiments, policy),
+      priority: taskPriority(policy, options.sessionId),
     });
   }
 
@@ -305,6 +306,7 @@ export class ExperimentsClient {
       taskQueue: this.taskQueue,
       args: [{ sessionId, policy: resumePolicy, experiments: [next], preApproved: options.preApproved }],
       ...sessionMetadata([next], resumePolicy),
+      priority: taskPriority(resumePolicy, sessionId),
     });
     return { sessionId, experimentId: spec.id, workflowId: `${sessionId}:${spec.id}` };
   }

@@ -3,6 +3,7 @@
  * compose file, the Dockerfile and the code cannot disagree on a name.
  */
 import * as path from 'node:path';
+import { loadConnectionProfile, type ConnectionProfile } from './connection';
 
 export const ENV_VARS = {
   address: 'TEMPORAL_ADDRESS',
@@ -15,6 +16,8 @@ export const ENV_VARS = {
   logLevel: 'LOG_LEVEL',
   metricsStepIntervalMs: 'EXPERIMENTS_METRICS_STEP_INTERVAL_MS',
   metricsFlushIntervalMs: 'EXPERIMENTS_METRICS_FLUSH_INTERVAL_MS',
+  deploymentName: 'EXPERIMENTS_DEPLOYMENT_NAME',
+  buildId: 'EXPERIMENTS_BUILD_ID',
 } as const;
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..');
@@ -23,9 +26,15 @@ export const DEFAULT_NAMESPACE = 'default';
 export const DEFAULT_ADDRESS = 'localhost:7233';
 
 export interface RuntimeConfig {
-  /** host:port of the Temporal frontend; undefined when TEMPORAL_ADDRESS is unset (embedded mode). */
+  /**
+   * host:port of the Temporal frontend, from TEMPORAL_ADDRESS or the connection profile
+   * (src/connection.ts); undefined when neither names one (embedded mode).
+   */
   readonly address: string | undefined;
+  /** From TEMPORAL_NAMESPACE or the profile. @default 'default' */
   readonly namespace: string;
+  /** TLS, API key and headers of the connection profile; see `connectionOptions`. */
+  readonly connection: ConnectionProfile;
   readonly taskQueue: string;
   readonly checkpointDir: string;
   /** A programs file (JSON or YAML) the `command` trainer's programs come from; undefined when unset. */
@@ -40,10 +49,13 @@ export interface RuntimeConfig {
   readonly metricsFlushIntervalMs: number | undefined;
 }
 
+/** Reads the environment and the connection profile; a malformed config file is an InvalidInputError. */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
+  const connection = loadConnectionProfile(env);
   return {
-    address: env[ENV_VARS.address] || undefined,
-    namespace: env[ENV_VARS.namespace] || DEFAULT_NAMESPACE,
+    address: connection.address,
+    namespace: connection.namespace ?? DEFAULT_NAMESPACE,
+    connection,
     taskQueue: env[ENV_VARS.taskQueue] || DEFAULT_TASK_QUEUE,
     checkpointDir: path.resolve(env[ENV_VARS.checkpointDir] || path.join(PROJECT_ROOT, '.data', 'checkpoints')),
     programsFile: env[ENV_VARS.programs] || undefined,

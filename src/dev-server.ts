@@ -16,6 +16,7 @@ import { Connection } from '@temporalio/client';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { TestWorkflowEnvironment, type DevServerConfig, type LocalTestWorkflowEnvironmentOptions } from '@temporalio/testing';
 import { spawnTiedToParent } from './orphan-guard';
+import { dynamicConfigArgs, MATCHER_DYNAMIC_CONFIG } from './server-features';
 import { SEARCH_ATTRIBUTES } from './shared/search-attributes';
 import { projectRoot, resolveTemporalCli, sdkDownloadPath, serverExecutableFor, type ResolvedTemporalCli } from './temporal-cli';
 
@@ -139,7 +140,7 @@ export async function startDevServer(opts: DevServerOptions = {}): Promise<DevSe
     '--log-level', 'warn',
     ...(namespace === 'default' ? [] : ['--namespace', namespace]), // "default" always exists
     ...searchAttributeArgs(),
-    ...Object.entries(opts.dynamicConfig ?? {}).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${JSON.stringify(v)}`]),
+    ...dynamicConfigArgs({ ...MATCHER_DYNAMIC_CONFIG, ...opts.dynamicConfig }),
   ];
   log(`starting ${exe} ${args.join(' ')}`);
   // Tied to our life: even a kill -9 of this process takes the server (and its hold on the ports
@@ -275,6 +276,7 @@ export async function createTestEnv(opts: LocalTestWorkflowEnvironmentOptions = 
       searchAttributes: searchAttributeKeys(),
       log: { format: 'pretty', level: 'warn' },
       ...opts.server,
+      extraArgs: [...dynamicConfigArgs(MATCHER_DYNAMIC_CONFIG), ...(opts.server?.extraArgs ?? [])],
     },
   });
 }

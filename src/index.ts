@@ -2,6 +2,8 @@
 export { ExperimentPlugin, PLUGIN_NAME, WORKFLOWS_PATH, type ExperimentPluginOptions } from './plugin';
 export { ExperimentsClient, InvalidInputError, NotFoundError, type ExperimentsClientOptions, type StartSessionOptions } from './client';
 export { createExperimentWorker, runExperimentWorker, type ExperimentWorkerOptions } from './worker';
+export { applyConnectionFlags, connectionOptions, loadConnectionProfile, type ConnectionProfile } from './connection';
+export { defaultBuildId, pinnedDeploymentOptions, resolveDeploymentVersion, type DeploymentVersionOptions } from './deployment';
 export { createLogger, installRuntimeLogger, type Logger } from './logging';
 export { LocalCheckpointStore } from './activities/checkpoint-store';
 export type { CheckpointStore } from './activities/checkpoint-store';

@@ -21,6 +21,7 @@ import { patchProtobufRoot } from '@temporalio/proto/lib/patch-protobuf-root';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { encryptedKeyIds, missingKeyProblem } from './codec/history';
 import { configFromEnv, DEFAULT_ADDRESS } from './config';
+import { applyConnectionFlags, CONNECTION_FLAG_ENV, connectionOptions, type ConnectionFlag } from './connection';
 import { ExperimentPlugin } from './plugin';
 import { InvalidInputError } from './shared/schema';
 
@@ -276,10 +277,13 @@ export class ReplayUsageError extends Error {
 }
 
 export const HISTORY_EXPORT_USAGE = `Usage: experiments history export WORKFLOW_ID [--run-id RUN_ID] [--out FILE]
+       [--profile NAME] [--address HOST:PORT] [--namespace NAME] [--api-key KEY]
 
 Writes the event history of a session or experiment workflow as JSON (the newest run unless
---run-id is given), to FILE or else to stdout. Connects to $TEMPORAL_ADDRESS (default
-${DEFAULT_ADDRESS}) in $TEMPORAL_NAMESPACE (default "default").
+--run-id is given), to FILE or else to stdout. Connects as the \`temporal\` CLI does: the
+connection profile (--profile, $TEMPORAL_PROFILE) of the config file, then $TEMPORAL_ADDRESS
+(default ${DEFAULT_ADDRESS}), $TEMPORAL_NAMESPACE (default "default"), $TEMPORAL_API_KEY and
+the TLS variables, then the flags.
 Exits 0 when exported, 1 if it failed, 2 for bad usage or no such workflow, 3 if the server
 cannot be reached.`;
 
@@ -296,6 +300,8 @@ export interface HistoryExportArgs {
   readonly runId?: string;
   readonly out?: string;
   readonly help: boolean;
+  /** `--profile`, `--address`, `--namespace`, `--api-key`, as given. */
+  readonly connection?: Partial<Record<ConnectionFlag, string>>;
 }
 
 export function parseHistoryExportArgs(argv: readonly string[]): HistoryExportArgs {
@@ -303,12 +309,14 @@ export function parseHistoryExportArgs(argv: readonly string[]): HistoryExportAr
     'run-id': { type: 'string' },
     out: { type: 'string', short: 'o' },
     help: { type: 'boolean', short: 'h' },
+    ...Object.fromEntries(Object.keys(CONNECTION_FLAG_ENV).map((flag) => [flag, { type: 'string' as const }])),
   });
   if (values.help) return { workflowId: '', help: true };
+  const connection = Object.fromEntries(Object.keys(CONNECTION_FLAG_ENV).map((flag) => [flag, values[flag] as string | undefined]));
   if (positionals.length !== 1) {
     throw new ReplayUsageError(`history export: expected one WORKFLOW_ID, received ${positionals.length === 0 ? 'none' : positionals.map((p) => JSON.stringify(p)).join(' ')}`);
   }
-  return { workflowId: positionals[0], runId: values['run-id'] as string | undefined, out: values.out as string | undefined, help: false };
+  return { workflowId: positionals[0], runId: values['run-id'] as string | undefined, out: values.out as string | undefined, help: false, connection };
 }
 
 export interface ReplayArgs {
@@ -357,12 +365,14 @@ export async function runHistoryExportCommand(argv: readonly string[], io: Comma
     io.stdout(HISTORY_EXPORT_USAGE);
     return 0;
   }
-  const config = configFromEnv(env);
+  const flagged = { ...env };
+  applyConnectionFlags(args.connection ?? {}, flagged);
+  const config = configFromEnv(flagged);
   const address = config.address ?? DEFAULT_ADDRESS;
   let connection: Connection | undefined;
   try {
     try {
-      connection = await Connection.connect({ address });
+      connection = await Connection.connect(connectionOptions(config.connection, address));
     } catch (err) {
       io.stderr(`cannot reach the Temporal server at ${address} (TEMPORAL_ADDRESS): ${firstLine(err)}`);
       return 3;

@@ -1,7 +1,9 @@
 /**
  * Worker wiring: a Temporal Worker with the ExperimentPlugin, configured from options or the
- * environment (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_TASK_QUEUE,
- * EXPERIMENTS_CHECKPOINT_DIR, EXPERIMENTS_CHECKPOINT_URL, EXPERIMENTS_PROGRAMS, LOG_LEVEL). Thin on purpose: behaviour lives in the plugin.
+ * environment (the connection profile of src/connection.ts: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+ * TEMPORAL_API_KEY, TLS; then TEMPORAL_TASK_QUEUE, EXPERIMENTS_CHECKPOINT_DIR,
+ * EXPERIMENTS_CHECKPOINT_URL, EXPERIMENTS_PROGRAMS, EXPERIMENTS_DEPLOYMENT_NAME,
+ * EXPERIMENTS_BUILD_ID, LOG_LEVEL). Thin on purpose: behaviour lives in the plugin.
  *
  * On SIGTERM or SIGINT the SDK's Runtime shuts the worker down: every running training is
  * interrupted at once with reason `worker-shutdown`, checkpoints at its next step boundary and
@@ -11,12 +13,17 @@
 import { NativeConnection, Worker, type NativeConnectionOptions } from '@temporalio/worker';
 import { ProgramRegistry } from './activities/trainers/command';
 import { configFromEnv, DEFAULT_ADDRESS } from './config';
+import { connectionOptions } from './connection';
+import { pinnedDeploymentOptions, resolveDeploymentVersion, type DeploymentVersionOptions } from './deployment';
 import { createLogger, runtimeLogger, type Logger } from './logging';
 import { parseDuration } from './shared/duration';
 import { ExperimentPlugin, type ExperimentPluginOptions } from './plugin';
 
 export interface ExperimentWorkerOptions extends ExperimentPluginOptions {
-  /** host:port of the Temporal frontend. @default $TEMPORAL_ADDRESS, else localhost:7233 */
+  /**
+   * host:port of the Temporal frontend; TLS, API key and headers come from the connection
+   * profile either way. @default the profile's address ($TEMPORAL_ADDRESS), else localhost:7233
+   */
   readonly address?: string;
   /** An existing connection; replaces `address`. */
   readonly connection?: NativeConnection;
@@ -36,6 +43,12 @@ export interface ExperimentWorkerOptions extends ExperimentPluginOptions {
   readonly heartbeatThrottle?: string | number;
   /** Plugin to use instead of building one from these options (the CLI's embedded mode shares one). */
   readonly plugin?: ExperimentPlugin;
+  /**
+   * Register a worker deployment version and pin every workflow to it (src/deployment.ts).
+   * Absent: versioned only when EXPERIMENTS_DEPLOYMENT_NAME or EXPERIMENTS_BUILD_ID is set.
+   * @default unversioned
+   */
+  readonly deployment?: DeploymentVersionOptions;
 }
 
 export interface ExperimentWorker {
@@ -44,6 +57,8 @@ export interface ExperimentWorker {
   readonly connection: NativeConnection;
   readonly taskQueue: string;
   readonly logger: Logger;
+  /** The deployment version it registered; undefined for an unversioned worker. */
+  readonly version: { deploymentName: string; buildId: string } | undefined;
 }
 
 export async function createExperimentWorker(options: ExperimentWorkerOptions = {}): Promise<ExperimentWorker> {
@@ -57,9 +72,12 @@ export async function createExperimentWorker(options: ExperimentWorkerOptions = 
   const plugin =
     options.plugin ?? new ExperimentPlugin({ heartbeatIntervalMs: throttleMs, ...options, programs, logger });
   const connection =
-    options.connection ?? (await NativeConnection.connect({ address: options.address ?? env.address ?? DEFAULT_ADDRESS } satisfies NativeConnectionOptions));
+    options.connection ??
+    (await NativeConnection.connect({ ...connectionOptions(env.connection, options.address ?? env.address ?? DEFAULT_ADDRESS) } satisfies NativeConnectionOptions));
   const taskQueue = options.taskQueue ?? env.taskQueue;
+  const version = resolveDeploymentVersion(options.deployment);
   const worker = await Worker.create({
+    ...(version && { workerDeploymentOptions: pinnedDeploymentOptions(version) }),
     connection,
     namespace: options.namespace ?? env.namespace,
     taskQueue,
@@ -69,13 +87,13 @@ export async function createExperimentWorker(options: ExperimentWorkerOptions = 
     maxHeartbeatThrottleInterval: options.heartbeatThrottle ?? '1s',
     defaultHeartbeatThrottleInterval: options.heartbeatThrottle ?? '1s',
   });
-  return { worker, plugin, connection, taskQueue, logger: plugin.logger };
+  return { worker, plugin, connection, taskQueue, logger: plugin.logger, version };
 }
 
 /** Runs a worker until it is shut down (SIGTERM, SIGINT, or `worker.shutdown()`). */
 export async function runExperimentWorker(options: ExperimentWorkerOptions = {}): Promise<void> {
-  const { worker, connection, taskQueue, logger } = await createExperimentWorker(options);
-  logger.info({ taskQueue, pid: process.pid }, 'experiment worker started');
+  const { worker, connection, taskQueue, logger, version } = await createExperimentWorker(options);
+  logger.info({ taskQueue, pid: process.pid, ...(version && { deploymentName: version.deploymentName, buildId: version.buildId }) }, 'experiment worker started');
   try {
     await worker.run();
   } finally {

@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parse } from 'yaml';
 import { ENV_VARS } from '../src/config';
+import { MATCHER_DYNAMIC_CONFIG } from '../src/server-features';
 import { SEARCH_ATTRIBUTES } from '../src/shared/search-attributes';
 import { TEMPORAL_SERVER_VERSION, UI_SERVER_VERSION } from '../src/stack/binaries';
 import { PG_BIN } from '../src/stack/postgres';
@@ -97,6 +98,12 @@ void test('temporal runs the server on PostgreSQL', () => {
   assert.ok(e.POSTGRES_USER && e.POSTGRES_PWD, 'postgres credentials set');
   assert.ok(publishedPorts(temporal).some((p) => p.target === '7233'), 'gRPC port 7233 published for host clients');
   assert.deepEqual(bindAddresses(temporal), ['127.0.0.1'], 'gRPC is reachable from this machine only (no authorization in front of it)');
+
+  // The dynamic config file it reads enables what task priority and fairness need, as the stack does.
+  const mount = volumeMounts(temporal).find((m) => m.target === e.DYNAMIC_CONFIG_FILE_PATH);
+  assert.ok(mount, `DYNAMIC_CONFIG_FILE_PATH ${e.DYNAMIC_CONFIG_FILE_PATH} is mounted`);
+  const dyn = parse(readFileSync(path.join(ROOT, mount.source), 'utf8')) as Record<string, { value: unknown }[]>;
+  for (const [k, v] of Object.entries(MATCHER_DYNAMIC_CONFIG)) assert.deepEqual(dyn[k]?.[0]?.value, v, k);
 
   const pg = service('postgresql');
   assert.match(pg.image ?? '', /^postgres:\d/);

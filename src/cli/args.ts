@@ -28,8 +28,14 @@ export interface ParsedArgs {
 }
 
 const ENV_HELP = `Environment:
-  TEMPORAL_ADDRESS            host:port of the Temporal frontend (unset: \`run\` starts an embedded server)
+  TEMPORAL_ADDRESS            host:port of the Temporal frontend (unset, and none in the profile:
+                              \`run\` starts an embedded server)
   TEMPORAL_NAMESPACE          namespace (default "default")
+  TEMPORAL_PROFILE            connection profile of the config file (default "default")
+  TEMPORAL_CONFIG_FILE        config file (default ~/.config/temporalio/temporal.toml, as the temporal CLI)
+  TEMPORAL_API_KEY            API key, sent as "authorization: Bearer KEY" (turns TLS on)
+  TEMPORAL_TLS, TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_CLIENT_CERT_PATH,
+  TEMPORAL_TLS_CLIENT_KEY_PATH, TEMPORAL_TLS_SERVER_NAME  TLS, as the temporal CLI reads them
   TEMPORAL_TASK_QUEUE         task queue of the workers (default "experiments")
   EXPERIMENTS_CHECKPOINT_DIR  checkpoint directory (default <project>/.data/checkpoints)
   EXPERIMENTS_CHECKPOINT_URL  s3://bucket/prefix: checkpoints in S3 (with AWS_ENDPOINT_URL, AWS_REGION,
@@ -37,8 +43,21 @@ const ENV_HELP = `Environment:
   EXPERIMENTS_CHECKPOINT_CACHE_DIR  local cache of the S3 store (default <project>/.data/checkpoint-cache)
   EXPERIMENTS_PROGRAMS        programs file of the command trainer (workers run these; the CLI checks specs against it)
   LOG_LEVEL                   pino level of worker logs (default info)
+  EXPERIMENTS_DEPLOYMENT_NAME, EXPERIMENTS_BUILD_ID  a versioned worker's deployment version (docs/versioning.md)
   EXPERIMENTS_CODEC_KEYS      encrypt payloads: id:base64key,... (first is current; see README)
   EXPERIMENTS_CODEC_KEY_FILE  or a file of id:base64key lines`;
+
+/**
+ * Where to connect, named as the `temporal` CLI names them; they override TEMPORAL_PROFILE,
+ * TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and TEMPORAL_API_KEY (src/connection.ts). Every
+ * command that talks to a server takes them.
+ */
+export const CONNECTION_OPTIONS: Readonly<Record<string, OptionSpec>> = {
+  profile: { type: 'string', value: 'NAME', help: 'connection profile of the config file (default $TEMPORAL_PROFILE or "default")' },
+  address: { type: 'string', value: 'HOST:PORT', help: 'Temporal frontend (default $TEMPORAL_ADDRESS, else the profile\'s)' },
+  namespace: { type: 'string', value: 'NAME', help: 'namespace (default $TEMPORAL_NAMESPACE, else the profile\'s, else "default")' },
+  'api-key': { type: 'string', value: 'KEY', help: 'API key (default $TEMPORAL_API_KEY); turns TLS on' },
+};
 
 export const COMMANDS: readonly CommandSpec[] = [
   {
@@ -49,6 +68,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       'approve-as': { type: 'string', value: 'NAME', help: 'pre-approve long-running experiments, recorded as approved by NAME' },
       detach: { type: 'boolean', help: 'start the session, print its id and UI link, and exit (needs TEMPORAL_ADDRESS)' },
       resume: { type: 'boolean', help: 'continue experiments from their newest checkpoints of an earlier run of this session id' },
+      ...CONNECTION_OPTIONS,
     },
     details: `Exits 0 only if every experiment completed, 1 if any did not.
 Without TEMPORAL_ADDRESS, starts a local Temporal server (ports 7233/8233 if free) and an
@@ -60,7 +80,7 @@ watching.`,
     name: 'submit',
     positionals: ['SESSION', 'FILE'],
     summary: 'add the experiments and sweeps of FILE to a running session',
-    options: {},
+    options: { ...CONNECTION_OPTIONS },
   },
   {
     name: 'approve',
@@ -70,6 +90,7 @@ watching.`,
       by: { type: 'string', value: 'NAME', help: 'who approves (required; recorded in the audit)' },
       note: { type: 'string', value: 'TEXT', help: 'a note for the audit record' },
       key: { type: 'string', value: 'FILE', help: 'sign the approval with this Ed25519 key (needed when the policy lists your public key)' },
+      ...CONNECTION_OPTIONS,
     },
     details: `Exits 2 with the session's reason when the approval is refused: a name outside the
 policy's approvers, or an unsigned or badly signed approval by an approver with a key.`,
@@ -82,6 +103,7 @@ policy's approvers, or an unsigned or badly signed approval by an approver with 
       by: { type: 'string', value: 'NAME', help: 'who rejects (required; same rules as approve)' },
       reason: { type: 'string', value: 'TEXT', help: 'why (required; recorded on the experiments and in the audit)' },
       key: { type: 'string', value: 'FILE', help: 'sign the rejection with this Ed25519 key' },
+      ...CONNECTION_OPTIONS,
     },
   },
   {
@@ -98,6 +120,7 @@ policy's approvers, or an unsigned or badly signed approval by an approver with 
       out: { type: 'string', value: 'FILE', help: 'where to write it (default report-<SESSION>.html)' },
       png: { type: 'string', value: 'FILE', help: 'also render it to a PNG through Chromium (CHROMIUM_PATH, default /usr/bin/chromium)' },
       open: { type: 'boolean', help: 'open the file in the default browser (xdg-open / open)' },
+      ...CONNECTION_OPTIONS,
     },
     details: `The file inlines its charting library (uPlot), script, styles and data: no network access,
 so it can be mailed or archived. Works for a running session too (partial curves; run it again to
@@ -107,13 +130,13 @@ refresh). Reads only the Temporal server and the checkpoint store's metric histo
     name: 'status',
     positionals: ['ID'],
     summary: 'show a session or an experiment (<session>:<experiment>)',
-    options: { json: { type: 'boolean', help: 'print one JSON object' } },
+    options: { json: { type: 'boolean', help: 'print one JSON object' }, ...CONNECTION_OPTIONS },
   },
   {
     name: 'hints',
     positionals: ['ID'],
     summary: 'show how to resume an experiment, or every experiment of a session',
-    options: { json: { type: 'boolean', help: 'print JSON (an array for a session)' } },
+    options: { json: { type: 'boolean', help: 'print JSON (an array for a session)' }, ...CONNECTION_OPTIONS },
   },
   {
     name: 'metrics',
@@ -133,7 +156,7 @@ past the resume checkpoint are left out, so no epoch appears twice. Exits 2 when
     name: 'cancel',
     positionals: ['ID'],
     summary: 'interrupt an experiment (it checkpoints) or a whole session',
-    options: { reason: { type: 'string', value: 'TEXT', help: 'why; recorded on the interrupted experiments' } },
+    options: { reason: { type: 'string', value: 'TEXT', help: 'why; recorded on the interrupted experiments' }, ...CONNECTION_OPTIONS },
   },
   {
     name: 'resume',
@@ -142,6 +165,7 @@ past the resume checkpoint are left out, so no epoch appears twice. Exits 2 when
     options: {
       session: { type: 'string', value: 'SESSION', help: 'add it to this running session (default: a new session <session>-resume-<n>)' },
       'approve-as': { type: 'string', value: 'NAME', help: 'pre-approve the new session (for long-running experiments)' },
+      ...CONNECTION_OPTIONS,
     },
   },
   {
@@ -156,6 +180,9 @@ past the resume checkpoint are left out, so no epoch appears twice. Exits 2 when
       'max-concurrent-activities': { type: 'string', value: 'N', help: 'trainings run at once by this worker (default 4)' },
       programs: { type: 'string', value: 'FILE', help: 'programs the command trainer may run here, JSON or YAML (default $EXPERIMENTS_PROGRAMS; none: it runs nothing)' },
       'metrics-port': { type: 'string', value: 'N', help: 'serve Prometheus metrics (SDK and training) on http://0.0.0.0:N/metrics (default: none)' },
+      'deployment-name': { type: 'string', value: 'NAME', help: 'register a worker deployment version of this deployment and pin workflows to it (default $EXPERIMENTS_DEPLOYMENT_NAME)' },
+      'build-id': { type: 'string', value: 'ID', help: 'build id of that version (default $EXPERIMENTS_BUILD_ID, else <package version>-<git sha>); implies --deployment-name experiments' },
+      ...CONNECTION_OPTIONS,
     },
   },
   {

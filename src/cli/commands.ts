@@ -185,6 +185,9 @@ export async function workerCommand(parsed: ParsedArgs): Promise<number> {
   if (metricsPort !== undefined && !(await isPortFree(metricsPort))) throw new UsageError(`--metrics-port: port ${metricsPort} is already in use; choose another`);
   // Read before connecting, so a bad programs file is exit 2 naming the field, with nothing started.
   const programs = programsOf(config, stringOption(parsed, 'programs') ?? config.programsFile) ?? new ProgramRegistry([]);
+  const deploymentName = stringOption(parsed, 'deployment-name');
+  const buildId = stringOption(parsed, 'build-id');
+  const deployment = deploymentName !== undefined || buildId !== undefined ? { name: deploymentName, buildId } : undefined;
   const address = config.address ?? 'localhost:7233';
   // Probe first, so a missing server is exit 3 naming the address rather than a native stack.
   await ensureReachable(address);
@@ -194,7 +197,7 @@ export async function workerCommand(parsed: ParsedArgs): Promise<number> {
   const store = checkpointUrl ? { checkpointUrl, checkpointCacheDir } : { checkpointDir };
   logger.info({ address, namespace: config.namespace, taskQueue, ...store, programs: programs.names(), metricsPort }, 'connecting');
   if (programs.size === 0) logger.info('no programs registered: the command trainer runs nothing here (see --programs FILE)');
-  await runExperimentWorker({ address, namespace: config.namespace, taskQueue, ...store, maxConcurrentActivities, logger, programs });
+  await runExperimentWorker({ address, namespace: config.namespace, taskQueue, ...store, maxConcurrentActivities, logger, programs, deployment });
   return EXIT.ok;
 }
 

@@ -10,6 +10,7 @@ import { ProgramRegistry } from '../activities/trainers/command';
 import { ExperimentsClient } from '../client';
 import { resolveCodec, withCodec } from '../codec';
 import { configFromEnv, DEFAULT_ADDRESS, ENV_VARS, type RuntimeConfig } from '../config';
+import { connectionOptions } from '../connection';
 import { UnreachableError, UsageError } from './errors';
 
 /** Deadline of the gRPC connect (the TCP probe has its own, shorter one). */
@@ -87,16 +88,21 @@ export async function ensureReachable(address: string): Promise<void> {
   }
 }
 
-/** Connects a Client and an ExperimentsClient to `address` (default: TEMPORAL_ADDRESS, else localhost:7233). */
+/**
+ * Connects a Client and an ExperimentsClient to `address` (default: the connection profile's,
+ * else localhost:7233), with the profile's TLS, API key and headers.
+ */
 export async function connect(options: { address?: string; config?: RuntimeConfig } = {}): Promise<Connected> {
   const config = options.config ?? configFromEnv();
   const address = options.address ?? config.address ?? DEFAULT_ADDRESS;
   await ensureReachable(address);
   let connection: Connection;
   try {
-    connection = await Connection.connect({ address, connectTimeout: CONNECT_TIMEOUT_MS });
+    connection = await Connection.connect({ ...connectionOptions(config.connection, address), connectTimeout: CONNECT_TIMEOUT_MS });
   } catch (err) {
-    throw unreachable(address, (err as Error).message.split('\n')[0]);
+    // A failed TLS handshake looks like any other connect failure: say where to look.
+    const tls = config.connection.tls ? '; TLS is on: check the CA, client certificate and server name of the connection profile' : '';
+    throw unreachable(address, `${(err as Error).message.split('\n')[0]}${tls}`);
   }
   // Encryption as the workers have it: the same variables name the keys.
   const codec = resolveCodec(undefined);
@@ -118,7 +124,7 @@ export async function connect(options: { address?: string; config?: RuntimeConfi
  */
 export function offlineValidator(config: RuntimeConfig = configFromEnv()): ExperimentsClient {
   return new ExperimentsClient({
-    client: new Client({ connection: Connection.lazy({ address: config.address ?? DEFAULT_ADDRESS }) }),
+    client: new Client({ connection: Connection.lazy(connectionOptions(config.connection, config.address ?? DEFAULT_ADDRESS)) }),
     taskQueue: config.taskQueue,
     programs: programsOf(config),
   });

@@ -91,6 +91,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`${commandHelp(spec)}\n`);
       return EXIT.ok;
     }
+    // Connection flags become the variables they stand for, read by every connection the command makes.
+    lazy<typeof import('../connection')>('../connection')().applyConnectionFlags(parsed.options);
     return await load()(parsed);
   } catch (err) {
     const c = classify(err, { address: process.env.TEMPORAL_ADDRESS });

@@ -47,6 +47,10 @@ export interface ResolvedPolicy {
   readonly approvers?: readonly Approver[];
   /** Present only when the policy set it, so resolved policies recorded before it existed are unchanged. */
   readonly allowCrossSessionResume?: boolean | readonly string[];
+  /** Present only when the policy set it (1 highest … 5 lowest); see SessionPolicy.priority. */
+  readonly priority?: number;
+  /** Present only when the policy set it; the session id applies otherwise. */
+  readonly fairnessKey?: string;
 }
 
 /** Applies defaults; throws an error naming the field for a malformed duration. */
@@ -69,6 +73,8 @@ export function resolvePolicy(policy: SessionPolicy = {}): ResolvedPolicy {
     },
     ...(policy.approvers && policy.approvers.length > 0 ? { approvers: policy.approvers.map((a) => ({ ...a })) } : {}),
     ...(policy.allowCrossSessionResume !== undefined ? { allowCrossSessionResume: policy.allowCrossSessionResume } : {}),
+    ...(policy.priority !== undefined ? { priority: policy.priority } : {}),
+    ...(policy.fairnessKey !== undefined ? { fairnessKey: policy.fairnessKey } : {}),
   };
 }
 
@@ -76,6 +82,15 @@ export function resolvePolicy(policy: SessionPolicy = {}): ResolvedPolicy {
 function searchOf(policy: SessionPolicy): { metric?: string; mode?: 'min' | 'max' } | undefined {
   const search = (policy as { search?: unknown }).search;
   return typeof search === 'object' && search !== null ? (search as { metric?: string; mode?: 'min' | 'max' }) : undefined;
+}
+
+/**
+ * The Temporal task priority of a session's experiments: the policy's priority key (absent:
+ * the server default) and its fairness key, else the session id (ids are ASCII; Temporal caps
+ * fairness keys at 64 bytes, so a longer id is cut there). Pure, for both workflows.
+ */
+export function taskPriority(policy: ResolvedPolicy, sessionId: string): { priorityKey?: number; fairnessKey: string } {
+  return { ...(policy.priority !== undefined ? { priorityKey: policy.priority } : {}), fairnessKey: policy.fairnessKey ?? sessionId.slice(0, 64) };
 }
 
 /**

@@ -34,6 +34,11 @@ export const retryPolicySchema = z.strictObject({
   maximumAttempts: count(0).optional(),
 });
 
+/** Task priority: 1 (highest) to 5 (lowest), as Temporal's priority keys. */
+const priority = z.number().int().min(1).max(5);
+/** Temporal caps fairness keys at 64 bytes. */
+const fairnessKey = z.string().min(1).refine((v) => new TextEncoder().encode(v).length <= 64, { message: 'expected at most 64 bytes' });
+
 /** Approver lists: names unique, keys well-formed (src/shared/approval.ts). */
 const approversSchema = z
   .array(z.strictObject({ name: z.string().trim().min(1).max(200), publicKey: z.string().optional() }))
@@ -78,6 +83,8 @@ export const sessionPolicySchema = z.strictObject({
   retry: retryPolicySchema.optional(),
   approvers: approversSchema.optional(),
   allowCrossSessionResume: z.union([z.boolean(), z.array(id).max(1000)]).optional(),
+  priority: priority.optional(),
+  fairnessKey: fairnessKey.optional(),
 });
 
 const params = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
@@ -183,6 +190,8 @@ export const resolvedPolicySchema = z.strictObject({
   }),
   allowCrossSessionResume: z.union([z.boolean(), z.array(id).max(1000)]).optional(),
   approvers: approversSchema.optional(),
+  priority: priority.optional(),
+  fairnessKey: fairnessKey.optional(),
 });
 
 /** What continue-as-new carries: checked for shape only, since the session itself wrote it. */

@@ -71,6 +71,21 @@ export interface SessionPolicy {
    * @default false (the session's own experiments only)
    */
   readonly allowCrossSessionResume?: boolean | readonly string[];
+  /**
+   * Task priority of the session's experiments on the task queue: 1 is the highest, 5 the
+   * lowest. Given to the experiment child workflows and their training activities, so when
+   * workers are busy a queued priority-1 experiment starts before queued priority-3 ones.
+   * Needs a server with `matching.useNewMatcher` (the bundled dev server and stack enable it);
+   * the order is exact within a task-queue partition, approximate across partitions.
+   * @default none (the server's default, 3)
+   */
+  readonly priority?: number;
+  /**
+   * Fairness key of the session's tasks: tasks of equal priority are dispatched round-robin
+   * between keys, so one big sweep cannot starve another session. Needs
+   * `matching.enableFairness` on the server. At most 64 bytes. @default the session id
+   */
+  readonly fairnessKey?: string;
 }
 
 /** Where a new run starts from: another experiment's newest verified checkpoint, or one checkpoint. */

@@ -5,6 +5,7 @@
  * docker-compose.yml describes the same topology.
  */
 import * as path from 'node:path';
+import { MATCHER_DYNAMIC_CONFIG } from '../server-features';
 import { SEARCH_ATTRIBUTES } from '../shared/search-attributes';
 
 /** The loopback address every stack process binds. */
@@ -139,6 +140,7 @@ export const STACK_DYNAMIC_CONFIG: Record<string, unknown> = {
   'frontend.enableUpdateWorkflowExecution': true,
   'frontend.enableExecuteMultiOperation': true,
   'frontend.enableUpdateWorkflowExecutionAsyncAccepted': true,
+  ...MATCHER_DYNAMIC_CONFIG,
 };
 
 export function dynamicConfigYaml(values: Record<string, unknown> = STACK_DYNAMIC_CONFIG): string {

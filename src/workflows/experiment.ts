@@ -42,7 +42,7 @@ import {
 } from '../shared/definitions';
 import { formatDuration } from '../shared/duration';
 import { experimentWorkflowId } from '../shared/ids';
-import { NO_TIMEOUT_START_TO_CLOSE, maxPreemptions, type ResolvedPolicy } from '../shared/policy';
+import { NO_TIMEOUT_START_TO_CLOSE, maxPreemptions, taskPriority, type ResolvedPolicy } from '../shared/policy';
 import { blankStatus, hintsFromStatus } from '../shared/hints';
 import { experimentInputSchema, inputProblems } from '../shared/schema';
 import { searchAttributeKey } from '../shared/search-attributes';
@@ -74,6 +74,8 @@ export function trainingActivityOptions(policy: ResolvedPolicy, mode: TimeoutMod
 const PREEMPTION_LOOP = 'experiment-preemption-loop-total-deadline';
 /** Patch: the training activity carries a one-line summary for the Temporal UI (see session/workflow.ts). */
 const USER_METADATA = 'experiment-user-metadata';
+/** Patch: training activities carry the policy's task priority and fairness key. */
+const TASK_PRIORITY = 'experiment-training-priority';
 
 /**
  * Activity options of one training invocation under PREEMPTION_LOOP: `remainingMs` (bounded
@@ -138,11 +140,12 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     // Only when set: for every policy recorded before the field existed the input is unchanged.
     ...(policy.allowCrossSessionResume !== undefined ? { allowCrossSessionResume: policy.allowCrossSessionResume } : {}),
   };
+  const priority = v2 && patched(TASK_PRIORITY) ? { priority: taskPriority(policy, sessionId) } : {};
   const loop = v2 ? new PreemptionLoop(input, summarize, (preempted) => {
     countPreemption(sessionId, spec.trainer);
     status = withCheckpoint({ ...status, preemptions: preempted.preemptions }, preempted.latest);
     publish();
-  }) : null;
+  }, priority) : null;
   let state: ExperimentState;
   let reason: string | null = null;
   try {
@@ -204,6 +207,7 @@ class PreemptionLoop {
     private readonly input: ExperimentInput,
     private readonly summarize: (invocation: number) => { summary?: string },
     private readonly onPreempted: (p: { preemptions: number; latest: CheckpointPointer | null }) => void,
+    private readonly priority: Pick<ActivityOptions, 'priority'> = {},
   ) {
     this.deadline = input.timeoutMode === 'bounded' ? Date.now() + input.policy.defaultTimeoutMs : null;
   }
@@ -216,7 +220,7 @@ class PreemptionLoop {
         throw ApplicationFailure.nonRetryable(`experiment ${spec.id}: no time left of defaultTimeout`, 'ExperimentTimedOut');
       }
       const attempts = policy.retry.maximumAttempts === 0 ? 0 : Math.max(1, policy.retry.maximumAttempts - this.failedAttempts);
-      const { trainExperiment } = proxyActivities<Activities>({ ...invocationOptions(policy, timeoutMode, remaining, attempts), ...this.summarize(invocation) });
+      const { trainExperiment } = proxyActivities<Activities>({ ...invocationOptions(policy, timeoutMode, remaining, attempts), ...this.summarize(invocation), ...this.priority });
       try {
         return await trainExperiment({ ...trainInput, invocation });
       } catch (err) {

@@ -52,9 +52,9 @@ export interface Harness {
 }
 
 /** Starts the dev server. Fails (never skips) when no Temporal CLI can be found or built. */
-export async function startHarness(): Promise<Harness> {
+export async function startHarness(options?: Parameters<typeof createTestEnv>[0]): Promise<Harness> {
   const logger = captureLogger();
-  const env = await createTestEnv();
+  const env = await createTestEnv(options);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'experiments-test-'));
   const address = env.address;
   return {

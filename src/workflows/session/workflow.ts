@@ -56,6 +56,7 @@ import {
 } from '../../shared/definitions';
 import { blankStatus, hintsFromStatus } from '../../shared/hints';
 import { experimentWorkflowId } from '../../shared/ids';
+import { taskPriority } from '../../shared/policy';
 import { experimentListSchema, inputProblems, parseOrThrow, sessionInputSchema } from '../../shared/schema';
 import { searchAttributeKey } from '../../shared/search-attributes';
 import type { ApprovalRecord, ExperimentStatus } from '../../shared/types';
@@ -87,6 +88,8 @@ const DEFAULT_CONTINUE_AS_NEW_AFTER_EVENTS = 8000;
 const HARDENED = 'session-validated-input-and-reports';
 /** Patch: experiment children start with a static summary and details for the Temporal UI. */
 const USER_METADATA = 'experiment-user-metadata';
+/** Patch: experiment children start with the policy's task priority and fairness key. */
+const TASK_PRIORITY = 'session-child-priority';
 
 export async function sessionWorkflow(input: SessionInput): Promise<SessionSummary> {
   const hardened = validateStart(input);
@@ -215,7 +218,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     const workflowId = experimentWorkflowId(sessionId, row.spec.id);
     void scope
       .run(async () => {
+        const priority = patched(TASK_PRIORITY) ? { priority: taskPriority(policy, sessionId) } : {};
         const child = await startChild(experimentWorkflow, {
+          ...priority,
           workflowId,
           args: [{ sessionId, spec: row.spec, policy, timeoutMode: row.timeoutMode, parentWorkflowId: workflowInfo().workflowId }],
           cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
