@@ -4,6 +4,8 @@
  */
 import { requireDuration } from './duration';
 import type { Approver } from './approval';
+import { resolveSearch } from './search/schema';
+import type { ResolvedSearch } from './search/types';
 import type { ExperimentSpec, SessionPolicy } from './types';
 
 export const POLICY_DEFAULTS = {
@@ -45,6 +47,8 @@ export interface ResolvedPolicy {
   readonly approvers?: readonly Approver[];
   /** Present only when the policy set it, so resolved policies recorded before it existed are unchanged. */
   readonly allowCrossSessionResume?: boolean | readonly string[];
+  /** The hyperparameter search, when the policy sets one (absent otherwise, so older policies keep their shape). */
+  readonly search?: ResolvedSearch;
 }
 
 /** Applies defaults; throws an error naming the field for a malformed duration. */
@@ -67,6 +71,7 @@ export function resolvePolicy(policy: SessionPolicy = {}): ResolvedPolicy {
     },
     ...(policy.approvers && policy.approvers.length > 0 ? { approvers: policy.approvers.map((a) => ({ ...a })) } : {}),
     ...(policy.allowCrossSessionResume !== undefined ? { allowCrossSessionResume: policy.allowCrossSessionResume } : {}),
+    ...(policy.search ? { search: resolveSearch(policy.search) } : {}),
   };
 }
 

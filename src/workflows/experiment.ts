@@ -48,6 +48,8 @@ import { experimentInputSchema, inputProblems } from '../shared/schema';
 import { searchAttributeKey } from '../shared/search-attributes';
 import type { CheckpointPointer, ExperimentState, ExperimentStatus, TimeoutMode, TrainingOutcome } from '../shared/types';
 import { describeFailure } from './failures';
+import { SEARCH_GATES_PATCH, TrialGates } from './search/trial';
+import type { SearchDecision } from '../shared/search/types';
 
 /** Activity options of the training activity for a timeout mode. */
 export function trainingActivityOptions(policy: ResolvedPolicy, mode: TimeoutMode): ActivityOptions {
@@ -133,14 +135,21 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     status = withCheckpoint({ ...status, preemptions: preempted.preemptions }, preempted.latest);
     publish();
   }) : null;
+  // A search session's trial trains between gates and may be pruned (src/workflows/search/trial.ts).
+  const parentWorkflowId = input.parentWorkflowId;
+  const gates = loop && policy.search && parentWorkflowId && patched(SEARCH_GATES_PATCH) ? new TrialGates({ ...input, parentWorkflowId }, policy.search) : null;
+  let pruned: SearchDecision | null = null;
   let state: ExperimentState;
   let reason: string | null = null;
   try {
-    const trained = loop ? await loop.run(trainInput) : await proxyActivities<Activities>(trainingActivityOptions(policy, timeoutMode)).trainExperiment(trainInput);
+    const trained = gates && loop
+      ? await gates.run(trainInput, (next) => loop.run(next)).then((g) => ((pruned = g.pruned), g.outcome))
+      : loop ? await loop.run(trainInput) : await proxyActivities<Activities>(trainingActivityOptions(policy, timeoutMode)).trainExperiment(trainInput);
     outcome = trained;
     status = withOutcome(status, trained, loop?.failedAttempts ?? 0);
-    state = trained.status === 'completed' ? 'completed' : 'interrupted';
+    state = trained.status === 'completed' ? 'completed' : pruned ? 'pruned' : 'interrupted';
     if (state === 'interrupted') reason = cancelReason ?? trained.interruptReason;
+    if (pruned) reason = (pruned as SearchDecision).reason;
   } catch (err) {
     const failure = describeFailure(err);
     state = isCancellation(err) ? 'interrupted' : failure.timedOut ? 'timed-out' : 'failed';
@@ -158,10 +167,11 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   // Under the loop the limit is the policy's total, whichever side (activity or server) hit it first.
   if (loop && state === 'timed-out' && timeoutMode === 'bounded') reason = timeoutReason(spec.id, policy, status);
   status = { ...status, state, reason };
+  if (gates) status = searchStatus(status, outcome, pruned);
   publish();
   log.info('experiment ended', { experimentId: spec.id, state, reason, epoch: status.epoch, attempt: status.attempt, preemptions: status.preemptions });
 
-  if (state === 'completed') return status;
+  if (state === 'completed' || state === 'pruned') return status;
   if (cancelRequested && input.parentWorkflowId) {
     // A Canceled child returns nothing to its parent, so the session learns the outcome here;
     // the run id lets the session tell this run's report from a forged one.
@@ -186,6 +196,8 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
  */
 class PreemptionLoop {
   preemptions = 0;
+  /** Training invocations so far: run() is called once per search segment, and the fencing token only grows. */
+  private invocation = 0;
   /** Attempts that failed (not preempted) in earlier invocations. */
   failedAttempts = 0;
   private readonly deadline: number | null;
@@ -199,7 +211,8 @@ class PreemptionLoop {
 
   async run(trainInput: TrainInput): Promise<TrainingOutcome> {
     const { policy, spec, timeoutMode } = this.input;
-    for (let invocation = 0; ; invocation++) {
+    for (; ; this.invocation++) {
+      const invocation = this.invocation;
       const remaining = this.deadline === null ? null : this.deadline - Date.now();
       if (remaining !== null && remaining <= 0) {
         throw ApplicationFailure.nonRetryable(`experiment ${spec.id}: no time left of defaultTimeout`, 'ExperimentTimedOut');
@@ -207,7 +220,9 @@ class PreemptionLoop {
       const attempts = policy.retry.maximumAttempts === 0 ? 0 : Math.max(1, policy.retry.maximumAttempts - this.failedAttempts);
       const { trainExperiment } = proxyActivities<Activities>(invocationOptions(policy, timeoutMode, remaining, attempts));
       try {
-        return await trainExperiment({ ...trainInput, invocation });
+        const trained = await trainExperiment({ ...trainInput, invocation });
+        this.invocation++;
+        return trained;
       } catch (err) {
         const stopped = preemption(err);
         if (!stopped) throw err;
@@ -230,6 +245,12 @@ class PreemptionLoop {
       }
     }
   }
+}
+
+/** A search trial's final metrics (the result's, else its last checkpoint's) and where it was pruned. */
+function searchStatus(status: ExperimentStatus, outcome: TrainingOutcome | null, pruned: SearchDecision | null): ExperimentStatus {
+  const metrics = outcome?.result?.metrics ?? outcome?.latest?.metrics;
+  return { ...status, ...(metrics ? { metrics } : {}), ...(pruned ? { pruned: { epoch: pruned.epoch, rung: pruned.rung } } : {}) };
 }
 
 /** The stopped outcome a WorkerShutdown failure carries, or null for any other error. */

@@ -11,6 +11,7 @@ import type { SessionRow, SessionSnapshot } from '../../shared/definitions';
 import { blankStatus } from '../../shared/hints';
 import { experimentWorkflowId } from '../../shared/ids';
 import { isLongRunning, type ResolvedPolicy } from '../../shared/policy';
+import { bestTrial } from '../../shared/search/best';
 import { TERMINAL_EXPERIMENT_STATES, type ApprovalRecord, type ExperimentSpec, type ExperimentStatus, type SessionState } from '../../shared/types';
 
 /** Everything the session decides with; the workflow owns one and carries most of it across continue-as-new. */
@@ -127,7 +128,8 @@ export const allDone = (state: SchedulerState): boolean => [...state.rows.values
 export function sessionState(state: SchedulerState): SessionState {
   if (state.cancelled) return 'cancelled';
   const all = [...state.rows.values()];
-  if (allDone(state)) return all.every((r) => r.state === 'completed') ? 'completed' : 'failed';
+  // A trial the search pruned ended as meant: the session still completed.
+  if (allDone(state)) return all.every((r) => r.state === 'completed' || r.state === 'pruned') ? 'completed' : 'failed';
   if (state.running === 0 && all.some((r) => r.state === 'awaiting-approval')) return 'awaiting-approval';
   return 'running';
 }
@@ -148,6 +150,8 @@ export function rowStatus(sessionId: string, row: SessionRow): ExperimentStatus 
 export function snapshot(state: SchedulerState): SessionSnapshot {
   const rows = [...state.rows.values()];
   const { approval } = state;
+  const experiments = rows.map((row) => rowStatus(state.sessionId, row));
+  const { search } = state.policy;
   return {
     kind: 'session',
     id: state.sessionId,
@@ -161,15 +165,17 @@ export function snapshot(state: SchedulerState): SessionSnapshot {
     },
     audit: state.audit,
     policy: state.policy,
-    experiments: rows.map((row) => rowStatus(state.sessionId, row)),
+    experiments,
     runs: state.runs,
+    ...(search ? { best: bestTrial(experiments, new Map(rows.map((r) => [r.spec.id, r.spec])), search) } : {}),
   };
 }
 
-/** The summary's counts: completed, and everything that ended otherwise. */
-export function summaryCounts(snap: SessionSnapshot): { completed: number; failed: number } {
+/** The summary's counts: completed, pruned (search sessions only), and everything that ended otherwise. */
+export function summaryCounts(snap: SessionSnapshot): { completed: number; failed: number; pruned?: number } {
   const completed = snap.experiments.filter((e) => e.state === 'completed').length;
-  return { completed, failed: snap.experiments.length - completed };
+  const pruned = snap.experiments.filter((e) => e.state === 'pruned').length;
+  return { completed, failed: snap.experiments.length - completed - pruned, ...(snap.policy.search ? { pruned } : {}) };
 }
 
 /** What the session knows of one child it started. */

@@ -61,6 +61,9 @@ import { searchAttributeKey } from '../../shared/search-attributes';
 import type { ApprovalRecord, ExperimentStatus } from '../../shared/types';
 import { applyClaim, pendingEstimates, refusal, type ClaimKind, type ClaimSource } from './approvals';
 import { experimentWorkflow } from '../experiment';
+import { newSearchState } from '../../shared/search/decide';
+import { trialReportSignal } from '../../shared/search/definitions';
+import { SEARCH_SCHEDULER_PATCH, SessionSearch } from './search';
 import {
   allDone,
   finish,
@@ -107,6 +110,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
   let cancelReason: string | null = null;
   let wake = true;
   const scopes = new Map<string, CancellationScope>();
+  const search = policy.search && patched(SEARCH_SCHEDULER_PATCH) ? new SessionSearch(sessionId, policy.search, carry?.search ?? newSearchState(), rows, children) : null;
   // Declared before any handler: a buffered signal is delivered as soon as its handler is set.
   let published = '';
 
@@ -128,6 +132,10 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     wake = true;
   });
   setHandler(experimentFinishedSignal, (payload: unknown) => onReport(payload));
+  setHandler(trialReportSignal, (payload: unknown) => {
+    if (search) search.onReport(payload);
+    else log.warn('trialReport signal ignored: this session has no search policy', { sessionId });
+  });
   setHandler(sessionStatusQuery, () => snapshot(state));
   setHandler(approvalQuery, () => ({ approval: state.approval, audit: state.audit, pending: pendingEstimates(state) }));
   setHandler(sessionHintsQuery, () => [...rows.values()].map((row) => hintsFromStatus(rowStatus(sessionId, row))));
@@ -199,6 +207,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
       log.warn('stopping session after a failure', { sessionId, experimentId: row.spec.id });
       for (const scope of scopes.values()) scope.cancel();
     }
+    // A trial that ended no longer holds up the decisions of the trials after it.
+    search?.dispatch();
     wake = true;
   }
 
@@ -287,6 +297,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
           closeRequested: state.closeRequested,
           stopping: state.stopping,
           runs: state.runs + 1,
+          ...(search ? { search: search.state } : {}),
         };
         await continueAsNew<typeof sessionWorkflow>({ ...input, experiments: [], preApproved: undefined, carry: next });
       }
