@@ -53,7 +53,9 @@ export function recordReport(state: SearchState, search: ResolvedSearch, report:
   const raw = report.metrics[search.metric];
   const value = typeof raw === 'number' && Number.isFinite(raw) ? raw : null;
   const key = String(report.epoch);
-  const already = state.decided[report.experimentId]?.[key] ?? null;
+  // A trial pruned earlier has no later reports to count: it is answered with its prune again.
+  const decided = state.decided[report.experimentId] ?? {};
+  const already = decided[key] ?? Object.values(decided).find((d) => d.action === 'prune') ?? null;
   if (!already) (state.reports[report.experimentId] ??= {})[key] = value;
   return { already, missing: value === null };
 }
