@@ -350,6 +350,23 @@ const SCENARIOS: readonly Scenario[] = [
       return { sessionId, experiments: ['e'] };
     },
   },
+  {
+    name: 'search-asha',
+    about: 'an ASHA search (η 2, grace 1, 4 epochs): trials train in segments between rungs, some are pruned with their checkpoint, the best is named',
+    async run({ w }) {
+      const sessionId = 'search-asha';
+      const trial = (id: string, lr: number) => ({ id, trainer: 'mlp', params: { epochs: 4, samples: 128, lr, seed: 1 } });
+      const handle = await w.client.startSession({
+        sessionId,
+        policy: { maxConcurrent: 2, search: { metric: 'loss', mode: 'min', scheduler: { type: 'asha', reductionFactor: 2, gracePeriod: 1, maxEpochs: 4 } } },
+        experiments: [trial('lr0.03', 0.03), trial('lr0.0001', 0.0001), trial('lr0.01', 0.01), trial('lr0.00003', 0.00003)],
+      });
+      const summary = await handle.result();
+      const pruned = summary.experiments.filter((e) => e.state === 'pruned').length;
+      if (pruned === 0 || summary.state !== 'completed') throw new Error(`search-asha: expected a completed session with pruned trials, got ${summary.state} with ${pruned} pruned`);
+      return { sessionId, experiments: summary.experiments.map((e) => e.id) };
+    },
+  },
 ];
 
 const CLOSED_EVENT = /^workflowExecution(Completed|Failed|Canceled|TimedOut|Terminated|ContinuedAsNew)EventAttributes$/;
