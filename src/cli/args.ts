@@ -97,6 +97,12 @@ policy's approvers, or an unsigned or badly signed approval by an approver with 
     options: { json: { type: 'boolean', help: 'print one JSON object' } },
   },
   {
+    name: 'best',
+    positionals: ['SESSION'],
+    summary: "show a search session's best trial: params, metric and checkpoint (uri, sha256)",
+    options: { json: { type: 'boolean', help: 'print one JSON object (null while no trial has the metric)' } },
+  },
+  {
     name: 'hints',
     positionals: ['ID'],
     summary: 'show how to resume an experiment, or every experiment of a session',

@@ -45,6 +45,7 @@ const HANDLERS: Record<string, () => Handler> = {
   resume: () => commands().resumeCommand,
   worker: () => commands().workerCommand,
   server: () => commands().serverCommand,
+  best: () => lazy<typeof import('./commands/best')>('./commands/best')().bestCommand,
   'codec-server': () => lazy<typeof import('./commands/codec-server')>('./commands/codec-server')().codecServerCommand,
 };
 
