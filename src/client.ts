@@ -34,6 +34,7 @@ import {
   type SessionSummary,
 } from './shared/definitions';
 import { hintsFromStatus } from './shared/hints';
+import { pauseUpdate, unpauseUpdate, type PauseState } from './shared/pause';
 import { idProblem, parseExperimentWorkflowId, storeKey } from './shared/ids';
 import { crossSessionResumeProblem, resolvePolicy, type ResolvedPolicy } from './shared/policy';
 import {
@@ -172,6 +173,19 @@ export class ExperimentsClient {
     const approval = parseOrThrow(approveInputSchema, input, 'approve');
     const signed = options.keyFile ? await this.signedClaim(sessionId, 'approve', approval.by, approval.note ?? null, options.keyFile) : {};
     return this.sessionHandle(sessionId).executeUpdate(approveUpdate, { args: [{ ...approval, ...signed }] });
+  }
+
+  /**
+   * Pauses a session: its running experiments checkpoint and end their training invocation,
+   * freeing their workers, and no experiment starts until `unpause`. Also a `pause` signal.
+   */
+  async pause(sessionId: string): Promise<PauseState> {
+    return this.sessionHandle(sessionId).executeUpdate(pauseUpdate);
+  }
+
+  /** Resumes a paused session: its experiments continue from their checkpoints. Also an `unpause` signal. */
+  async unpause(sessionId: string): Promise<PauseState> {
+    return this.sessionHandle(sessionId).executeUpdate(unpauseUpdate);
   }
 
   /** Ends a session's waiting long-running experiments `rejected`, with the reason (same rules as approve). */

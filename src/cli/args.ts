@@ -97,6 +97,19 @@ policy's approvers, or an unsigned or badly signed approval by an approver with 
     options: { json: { type: 'boolean', help: 'print one JSON object' } },
   },
   {
+    name: 'pause',
+    positionals: ['SESSION'],
+    summary: 'pause a session: running experiments checkpoint and free their workers, none starts',
+    options: {},
+    details: 'The same as signalling `pause` to the session (for example from the Web UI). `unpause` resumes it.',
+  },
+  {
+    name: 'unpause',
+    positionals: ['SESSION'],
+    summary: 'resume a paused session: its experiments continue from their checkpoints',
+    options: {},
+  },
+  {
     name: 'best',
     positionals: ['SESSION'],
     summary: "show a search session's best trial: params, metric and checkpoint (uri, sha256)",

@@ -45,6 +45,8 @@ const HANDLERS: Record<string, () => Handler> = {
   resume: () => commands().resumeCommand,
   worker: () => commands().workerCommand,
   server: () => commands().serverCommand,
+  pause: () => lazy<typeof import('./commands/pause')>('./commands/pause')().pauseCommand,
+  unpause: () => lazy<typeof import('./commands/pause')>('./commands/pause')().unpauseCommand,
   best: () => lazy<typeof import('./commands/best')>('./commands/best')().bestCommand,
   'codec-server': () => lazy<typeof import('./commands/codec-server')>('./commands/codec-server')().codecServerCommand,
 };

@@ -54,6 +54,8 @@ export interface SessionCarry {
   readonly closeRequested: boolean;
   readonly stopping: string | null;
   readonly runs: number;
+  /** Whether the session was paused (absent: not paused). */
+  readonly paused?: boolean;
   /** The search's reports and decisions (sessions with a `search` policy). */
   readonly search?: SearchState;
 }
@@ -107,6 +109,8 @@ export interface SessionSnapshot {
   readonly experiments: ExperimentStatus[];
   /** Continue-as-new runs so far (0 for the first run). */
   readonly runs: number;
+  /** True while the session is paused (`pause`); absent otherwise. */
+  readonly paused?: boolean;
   /** Sessions with a `search` policy: the best trial so far (null until one has the metric). */
   readonly best?: BestTrial | null;
 }

@@ -49,6 +49,7 @@ import { searchAttributeKey } from '../shared/search-attributes';
 import type { CheckpointPointer, ExperimentState, ExperimentStatus, TimeoutMode, TrainingOutcome } from '../shared/types';
 import { describeFailure } from './failures';
 import { SEARCH_GATES_PATCH, TrialGates } from './search/trial';
+import { PAUSED, PauseGuard } from './pause';
 import type { SearchDecision } from '../shared/search/types';
 
 /** Activity options of the training activity for a timeout mode. */
@@ -201,12 +202,15 @@ class PreemptionLoop {
   /** Attempts that failed (not preempted) in earlier invocations. */
   failedAttempts = 0;
   private readonly deadline: number | null;
+  /** Session pauses end an invocation like a preemption does, and the next one waits for unpause. */
+  private readonly pause: PauseGuard;
 
   constructor(
     private readonly input: ExperimentInput,
     private readonly onPreempted: (p: { preemptions: number; latest: CheckpointPointer | null }) => void,
   ) {
     this.deadline = input.timeoutMode === 'bounded' ? Date.now() + input.policy.defaultTimeoutMs : null;
+    this.pause = new PauseGuard(input.spec.id);
   }
 
   async run(trainInput: TrainInput): Promise<TrainingOutcome> {
@@ -220,7 +224,11 @@ class PreemptionLoop {
       const attempts = policy.retry.maximumAttempts === 0 ? 0 : Math.max(1, policy.retry.maximumAttempts - this.failedAttempts);
       const { trainExperiment } = proxyActivities<Activities>(invocationOptions(policy, timeoutMode, remaining, attempts));
       try {
-        const trained = await trainExperiment({ ...trainInput, invocation });
+        const trained = await this.pause.run(() => trainExperiment({ ...trainInput, invocation }));
+        if (trained === PAUSED) {
+          await this.pause.resumed();
+          continue;
+        }
         this.invocation++;
         return trained;
       } catch (err) {

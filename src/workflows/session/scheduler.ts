@@ -31,6 +31,8 @@ export interface SchedulerState {
   /** Draining before continue-as-new: no new starts. */
   draining: boolean;
   cancelled: boolean;
+  /** Paused (`pause` signal or update): no experiment starts. Absent: not paused. */
+  paused?: boolean;
   /** Continue-as-new runs before this one. */
   readonly runs: number;
 }
@@ -84,7 +86,7 @@ export function plan(state: SchedulerState, now: number): { start: SessionRow[];
       continue;
     }
     if (row.state === 'awaiting-approval') row.state = 'queued';
-    if (!state.draining && state.running < policy.maxConcurrent) {
+    if (!state.draining && !state.paused && state.running < policy.maxConcurrent) {
       row.state = 'running';
       row.awaitingSince = null;
       state.running++;
@@ -167,6 +169,7 @@ export function snapshot(state: SchedulerState): SessionSnapshot {
     policy: state.policy,
     experiments,
     runs: state.runs,
+    ...(state.paused ? { paused: true } : {}),
     ...(search ? { best: bestTrial(experiments, new Map(rows.map((r) => [r.spec.id, r.spec])), search) } : {}),
   };
 }
@@ -233,5 +236,5 @@ export function sessionMarkdown(snap: SessionSnapshot): string {
     : snap.approval.required
       ? '**awaiting approval**: send the `approve` signal with `{"by": "<name>"}`'
       : 'approval not required';
-  return [`**${snap.state}** · ${experiments}`, approval].join('  \n');
+  return [`**${snap.state}**${snap.paused ? ' (paused: send `unpause` to resume)' : ''} · ${experiments}`, approval].join('  \n');
 }

@@ -64,6 +64,7 @@ import { experimentWorkflow } from '../experiment';
 import { newSearchState } from '../../shared/search/decide';
 import { trialReportSignal } from '../../shared/search/definitions';
 import { SEARCH_SCHEDULER_PATCH, SessionSearch } from './search';
+import { installPauseHandlers } from './pause';
 import {
   allDone,
   finish,
@@ -104,6 +105,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     draining: false,
     cancelled: false,
     runs: carry?.runs ?? 0,
+    ...(carry?.paused ? { paused: true } : {}),
   };
   const { rows } = state;
   const children = new Map<string, ChildRecord>();
@@ -135,6 +137,10 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
   setHandler(trialReportSignal, (payload: unknown) => {
     if (search) search.onReport(payload);
     else log.warn('trialReport signal ignored: this session has no search policy', { sessionId });
+  });
+  const pause = installPauseHandlers(state, children, () => {
+    publish();
+    wake = true;
   });
   setHandler(sessionStatusQuery, () => snapshot(state));
   setHandler(approvalQuery, () => ({ approval: state.approval, audit: state.audit, pending: pendingEstimates(state) }));
@@ -227,6 +233,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
           parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
         });
         record.runId = child.firstExecutionRunId;
+        pause.started(row.spec.id);
         return await child.result();
       })
       .then(
@@ -298,6 +305,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
           stopping: state.stopping,
           runs: state.runs + 1,
           ...(search ? { search: search.state } : {}),
+          ...(state.paused ? { paused: true } : {}),
         };
         await continueAsNew<typeof sessionWorkflow>({ ...input, experiments: [], preApproved: undefined, carry: next });
       }
