@@ -80,6 +80,8 @@ test('ASHA: a trial that ended before a rung, or has not started, does not hold 
   const made = takeDecisions(state, asha, [{ id: 'a', phase: 'ended' }, { id: 'b', phase: 'waiting' }, { id: 'c', phase: 'running' }]);
   assert.deepEqual(made.map((d) => [d.experimentId, d.action]), [['c', 'continue']]);
   assert.equal(takeDecisions(state, asha, [{ id: 'c', phase: 'running' }]).length, 0, 'a decision is made once');
+  recordReport(state, asha, { experimentId: 'r', runId: 'r', epoch: 4, metrics: { loss: 9 } });
+  assert.match(takeDecisions(state, asha, [{ id: 'r', phase: 'running' }])[0].reason, /^epoch 4 is not an ASHA rung/, 'a trial resumed past a rung continues');
   assert.equal(recordReport(state, asha, { experimentId: 'c', runId: 'r', epoch: 1, metrics: { loss: 9 } }).already?.action, 'continue', 'a repeated report gets the same answer');
 });
 

@@ -96,6 +96,10 @@ function decide(state: SearchState, search: ResolvedSearch, id: string, epoch: n
   const base = { experimentId: id, epoch };
   if (!s) return { ...base, action: 'continue', rung: null, reason: 'no scheduler' };
   const rung = s.type === 'asha' ? ashaRungs(s).indexOf(epoch) : null;
+  if (rung === -1) {
+    // A trial resumed from a checkpoint past a rung (`experiments resume`) reports where it stopped first.
+    return { ...base, action: 'continue', rung: null, reason: `epoch ${epoch} is not an ASHA rung (the trial resumed past one): it continues` };
+  }
   if (value === null) {
     return { ...base, action: 'continue', rung, reason: `no value of metric ${JSON.stringify(search.metric)} at epoch ${epoch}: no decision, the trial continues` };
   }
