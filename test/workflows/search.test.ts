@@ -102,3 +102,15 @@ test('the median rule prunes a trial with a tiny learning rate and keeps the goo
   assert.equal(tiny?.pruned?.epoch, 2, 'pruned at the grace period');
   assert.match(tiny?.reason ?? '', /^median rule at epoch 2: best loss so far [\d.]+ is worse than the median [\d.]+ of 2 other trials there$/);
 });
+
+test('a pruned trial keeps its checkpoint and `resume` continues it to the end', async () => {
+  assert.ok(first, 'the first ASHA session ran');
+  const pruned = first.experiments.find((e) => e.state === 'pruned');
+  assert.ok(pruned?.latestCheckpoint);
+  const resumed = await w.client.resume(`asha-1:${pruned.id}`);
+  const summary = await w.client.waitForSession(resumed.sessionId);
+  const [e] = summary.experiments;
+  assert.equal(e.state, 'completed', e.reason ?? '');
+  assert.equal(e.resumedFrom, pruned.pruned?.epoch, 'resumed from the checkpoint it was pruned at');
+  assert.equal(e.epoch, 9);
+});
