@@ -367,6 +367,31 @@ const SCENARIOS: readonly Scenario[] = [
       return { sessionId, experiments: summary.experiments.map((e) => e.id) };
     },
   },
+  {
+    name: 'pause-session',
+    about: 'a session paused by signal while one experiment trains (it checkpoints and waits, the queued one does not start), then unpaused by update: both complete',
+    async run({ h, w }) {
+      const sessionId = 'pause-session';
+      const handle = await w.client.startSession({
+        sessionId,
+        policy: { maxConcurrent: 1 },
+        experiments: [
+          { id: 'running', trainer: 'mlp', params: slow },
+          { id: 'queued', trainer: 'mlp', params: tiny },
+        ],
+      });
+      await waitFor(async () => (await newestCheckpointEpoch(w.client.store, storeKey(sessionId, 'running'))) >= 1, { what: 'the first epoch checkpoint' });
+      await handle.signal('pause');
+      const child = h.env.client.workflow.getHandle(`${sessionId}:running`);
+      await waitFor(async () => ((await child.describe()).raw.pendingActivities?.length ?? 0) === 0, { what: 'the running experiment to stop its training invocation' });
+      await pause(1000);
+      if (rowOf(await handle.query(sessionStatusQuery), 'queued')?.state !== 'queued') throw new Error('pause-session: the queued experiment started while paused');
+      await w.client.unpause(sessionId);
+      const summary = await handle.result();
+      if (!summary.experiments.every((e) => e.state === 'completed')) throw new Error(`pause-session: expected both completed, got ${summary.experiments.map((e) => e.state).join(', ')}`);
+      return { sessionId, experiments: ['running', 'queued'] };
+    },
+  },
 ];
 
 const CLOSED_EVENT = /^workflowExecution(Completed|Failed|Canceled|TimedOut|Terminated|ContinuedAsNew)EventAttributes$/;

@@ -35,6 +35,7 @@ const SCENARIOS = [
   'bounded-total',
   'raw-start-invalid',
   'search-asha',
+  'pause-session',
 ];
 /** A completed experiment: the history the altered workflows are replayed on. */
 const NEGATIVE_FIXTURE = 'experimentWorkflow.approval.short.json';
