@@ -136,6 +136,19 @@ export class ExperimentsClient {
     if (problems.length > 0) throw new InvalidInputError(problems);
   }
 
+  /**
+   * Throws InvalidInputError when the policy's search metric is one that no trainer of `specs`
+   * reports, and every one of them declares its metrics (Trainer.metrics).
+   */
+  checkSearchMetric(policy: ResolvedPolicy, specs: readonly ExperimentSpec[]): void {
+    const metric = policy.search?.metric;
+    if (metric === undefined || specs.length === 0) return;
+    const declared = [...new Set(specs.map((s) => s.trainer))].map((name) => [name, this.trainers.get(name)?.metrics] as const);
+    if (declared.some(([, metrics]) => metrics === undefined || metrics.includes(metric))) return;
+    const known = declared.map(([name, metrics]) => `${name}: ${metrics?.join(', ') || 'none'}`).join('; ');
+    throw new InvalidInputError([`policy.search.metric: expected a metric the trainers report at each epoch (${known}), received ${JSON.stringify(metric)}`]);
+  }
+
   validatePolicy(raw: unknown): ResolvedPolicy {
     return resolvePolicy(parseOrThrow(sessionPolicySchema, raw ?? {}, 'policy'));
   }
@@ -147,6 +160,7 @@ export class ExperimentsClient {
     const policy = this.validatePolicy(options.policy);
     const experiments = this.validateExperiments(options.experiments);
     this.checkResumeSources(experiments, options.sessionId, policy);
+    this.checkSearchMetric(policy, experiments);
     const preApproved = options.preApproved ? parseOrThrow(approveInputSchema, options.preApproved, 'preApproved') : undefined;
     const input: SessionInput = {
       sessionId: options.sessionId,

@@ -13,6 +13,7 @@ import YAML from 'yaml';
 import { idProblem } from './shared/ids';
 import { drawPoint, hashSeed, idValue } from './shared/search/random';
 import { InvalidInputError, MAX_EXPERIMENTS, parseOrThrow, pipelineSchema, sweepSchema } from './shared/schema';
+import type { ResolvedPolicy } from './shared/policy';
 import type { ApproveInput, ExperimentSpec, SessionPolicy } from './shared/types';
 import type { z } from 'zod';
 
@@ -29,6 +30,8 @@ type GridValue = NonNullable<Sweep['grid']>[string][number];
 export interface SpecValidator {
   validateExperiments(raw: readonly unknown[], existing?: readonly string[], prefix?: string): ExperimentSpec[];
   validatePolicy(raw: unknown): unknown;
+  /** Rejects a search metric no trainer of the specs reports (when they all declare theirs). */
+  checkSearchMetric?(policy: ResolvedPolicy, specs: readonly ExperimentSpec[]): void;
 }
 
 export interface Pipeline {
@@ -418,6 +421,10 @@ export function parsePipeline(raw: unknown, validator: SpecValidator, options: P
     }
   });
 
+  if (problems.length === 0 && doc.policy?.search && validator.checkSearchMetric) {
+    const resolved = validator.validatePolicy(doc.policy);
+    collect(() => validator.checkSearchMetric?.(resolved as ResolvedPolicy, specs));
+  }
   if (problems.length > 0) throw new InvalidInputError(problems);
   return { session: doc.session, policy: doc.policy, experiments: specs, preApproved: doc.preApproved };
 }

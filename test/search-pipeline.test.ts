@@ -69,3 +69,9 @@ test('a search policy in the file is validated with the rest, naming the path', 
   const bad = { session: 's', policy: { search: { metric: 'loss', scheduler: { type: 'asha', reductionFactor: -1, maxEpochs: 9 } } }, experiments: [{ id: 'a', trainer: 'mlp' }] };
   assert.match(problems(bad)[0], /^policy\.search\.scheduler\.reductionFactor: expected a reduction factor \(η\) greater than 1, received -1$/);
 });
+
+test('a search metric no trainer reports is rejected before start, naming the path and the metrics they do report', () => {
+  const doc = (metric: string, trainer = 'mlp') => ({ session: 's', policy: { search: { metric, scheduler: { type: 'asha', maxEpochs: 9 } } }, experiments: [{ id: 'a', trainer, params: trainer === 'mlp' ? { epochs: 2 } : { program: 'p' } }] });
+  assert.deepEqual(problems(doc('acc')), ['policy.search.metric: expected a metric the trainers report at each epoch (mlp: loss), received "acc"']);
+  assert.equal(parsePipeline(doc('loss'), validator).experiments.length, 1);
+});
