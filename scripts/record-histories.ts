@@ -394,6 +394,48 @@ const SCENARIOS: readonly Scenario[] = [
       return { sessionId, experiments: ['e'] };
     },
   },
+  {
+    name: 'search-asha',
+    about: 'an ASHA search (η 2, grace 1, 4 epochs): trials train in segments between rungs, some are pruned with their checkpoint, the best is named',
+    async run({ w }) {
+      const sessionId = 'search-asha';
+      const trial = (id: string, lr: number) => ({ id, trainer: 'mlp', params: { epochs: 4, samples: 128, lr, seed: 1 } });
+      const handle = await w.client.startSession({
+        sessionId,
+        policy: { maxConcurrent: 2, search: { metric: 'loss', mode: 'min', scheduler: { type: 'asha', reductionFactor: 2, gracePeriod: 1, maxEpochs: 4 } } },
+        experiments: [trial('lr0.03', 0.03), trial('lr0.0001', 0.0001), trial('lr0.01', 0.01), trial('lr0.00003', 0.00003)],
+      });
+      const summary = await handle.result();
+      const pruned = summary.experiments.filter((e) => e.state === 'pruned').length;
+      if (pruned === 0 || summary.state !== 'completed') throw new Error(`search-asha: expected a completed session with pruned trials, got ${summary.state} with ${pruned} pruned`);
+      return { sessionId, experiments: summary.experiments.map((e) => e.id) };
+    },
+  },
+  {
+    name: 'pause-session',
+    about: 'a session paused by signal while one experiment trains (it checkpoints and waits, the queued one does not start), then unpaused by update: both complete',
+    async run({ h, w }) {
+      const sessionId = 'pause-session';
+      const handle = await w.client.startSession({
+        sessionId,
+        policy: { maxConcurrent: 1 },
+        experiments: [
+          { id: 'running', trainer: 'mlp', params: slow },
+          { id: 'queued', trainer: 'mlp', params: tiny },
+        ],
+      });
+      await waitFor(async () => (await newestCheckpointEpoch(w.client.store, storeKey(sessionId, 'running'))) >= 1, { what: 'the first epoch checkpoint' });
+      await handle.signal('pause');
+      const child = h.env.client.workflow.getHandle(`${sessionId}:running`);
+      await waitFor(async () => ((await child.describe()).raw.pendingActivities?.length ?? 0) === 0, { what: 'the running experiment to stop its training invocation' });
+      await pause(1000);
+      if (rowOf(await handle.query(sessionStatusQuery), 'queued')?.state !== 'queued') throw new Error('pause-session: the queued experiment started while paused');
+      await w.client.unpause(sessionId);
+      const summary = await handle.result();
+      if (!summary.experiments.every((e) => e.state === 'completed')) throw new Error(`pause-session: expected both completed, got ${summary.experiments.map((e) => e.state).join(', ')}`);
+      return { sessionId, experiments: ['running', 'queued'] };
+    },
+  },
 ];
 
 const CLOSED_EVENT = /^workflowExecution(Completed|Failed|Canceled|TimedOut|Terminated|ContinuedAsNew)EventAttributes$/;

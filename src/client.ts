@@ -33,6 +33,7 @@ import {
   type SessionSummary,
 } from './shared/definitions';
 import { hintsFromStatus } from './shared/hints';
+import { pauseUpdate, unpauseUpdate, type PauseState } from './shared/pause';
 import { idProblem, parseExperimentWorkflowId, storeKey } from './shared/ids';
 import { crossSessionResumeProblem, resolvePolicy, taskPriority, type ResolvedPolicy } from './shared/policy';
 import {
@@ -142,6 +143,19 @@ export class ExperimentsClient {
     if (problems.length > 0) throw new InvalidInputError(problems);
   }
 
+  /**
+   * Throws InvalidInputError when the policy's search metric is one that no trainer of `specs`
+   * reports, and every one of them declares its metrics (Trainer.metrics).
+   */
+  checkSearchMetric(policy: ResolvedPolicy, specs: readonly ExperimentSpec[]): void {
+    const metric = policy.search?.metric;
+    if (metric === undefined || specs.length === 0) return;
+    const declared = [...new Set(specs.map((s) => s.trainer))].map((name) => [name, this.trainers.get(name)?.metrics] as const);
+    if (declared.some(([, metrics]) => metrics === undefined || metrics.includes(metric))) return;
+    const known = declared.map(([name, metrics]) => `${name}: ${metrics?.join(', ') || 'none'}`).join('; ');
+    throw new InvalidInputError([`policy.search.metric: expected a metric the trainers report at each epoch (${known}), received ${JSON.stringify(metric)}`]);
+  }
+
   validatePolicy(raw: unknown): ResolvedPolicy {
     return resolvePolicy(parseOrThrow(sessionPolicySchema, raw ?? {}, 'policy'));
   }
@@ -153,6 +167,7 @@ export class ExperimentsClient {
     const policy = this.validatePolicy(options.policy);
     const experiments = this.validateExperiments(options.experiments);
     this.checkResumeSources(experiments, options.sessionId, policy);
+    this.checkSearchMetric(policy, experiments);
     const preApproved = options.preApproved ? parseOrThrow(approveInputSchema, options.preApproved, 'preApproved') : undefined;
     const input: SessionInput = {
       sessionId: options.sessionId,
@@ -181,6 +196,19 @@ export class ExperimentsClient {
     const approval = parseOrThrow(approveInputSchema, input, 'approve');
     const signed = options.keyFile ? await this.signedClaim(sessionId, 'approve', approval.by, approval.note ?? null, options.keyFile) : {};
     return this.sessionHandle(sessionId).executeUpdate(approveUpdate, { args: [{ ...approval, ...signed }] });
+  }
+
+  /**
+   * Pauses a session: its running experiments checkpoint and end their training invocation,
+   * freeing their workers, and no experiment starts until `unpause`. Also a `pause` signal.
+   */
+  async pause(sessionId: string): Promise<PauseState> {
+    return this.sessionHandle(sessionId).executeUpdate(pauseUpdate);
+  }
+
+  /** Resumes a paused session: its experiments continue from their checkpoints. Also an `unpause` signal. */
+  async unpause(sessionId: string): Promise<PauseState> {
+    return this.sessionHandle(sessionId).executeUpdate(unpauseUpdate);
   }
 
   /** Ends a session's waiting long-running experiments `rejected`, with the reason (same rules as approve). */

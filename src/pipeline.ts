@@ -11,7 +11,9 @@ import { readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import YAML from 'yaml';
 import { idProblem } from './shared/ids';
+import { drawPoint, hashSeed, idValue } from './shared/search/random';
 import { InvalidInputError, MAX_EXPERIMENTS, parseOrThrow, pipelineSchema, sweepSchema } from './shared/schema';
+import type { ResolvedPolicy } from './shared/policy';
 import type { ApproveInput, ExperimentSpec, SessionPolicy } from './shared/types';
 import type { z } from 'zod';
 
@@ -19,7 +21,7 @@ import type { z } from 'zod';
 export const MAX_PIPELINE_BYTES = 10 * 1024 * 1024;
 
 export type Sweep = z.infer<typeof sweepSchema>;
-type GridValue = Sweep['grid'][string][number];
+type GridValue = NonNullable<Sweep['grid']>[string][number];
 
 /**
  * What validates experiments and policies: ExperimentsClient does, with the trainers that the
@@ -28,6 +30,8 @@ type GridValue = Sweep['grid'][string][number];
 export interface SpecValidator {
   validateExperiments(raw: readonly unknown[], existing?: readonly string[], prefix?: string): ExperimentSpec[];
   validatePolicy(raw: unknown): unknown;
+  /** Rejects a search metric no trainer of the specs reports (when they all declare theirs). */
+  checkSearchMetric?(policy: ResolvedPolicy, specs: readonly ExperimentSpec[]): void;
 }
 
 export interface Pipeline {
@@ -241,9 +245,10 @@ export function locateJsonError(text: string): { offset: number; message: string
   }
 }
 
-/** Number of experiments a sweep's grid expands to. */
-export function sweepSize(sweep: Pick<Sweep, 'grid'>): number {
-  return Object.values(sweep.grid).reduce((n, values) => n * values.length, 1);
+/** Number of experiments a sweep expands to: its grid's combinations, or its random samples. */
+export function sweepSize(sweep: Pick<Sweep, 'grid' | 'random'>): number {
+  if (sweep.random) return sweep.random.samples;
+  return Object.values(sweep.grid ?? {}).reduce((n, values) => n * values.length, 1);
 }
 
 /**
@@ -251,14 +256,18 @@ export function sweepSize(sweep: Pick<Sweep, 'grid'>): number {
  * replaced by `_` (ids become workflow ids and directory names, see shared/ids.ts).
  */
 function idPart(key: string, value: GridValue): string {
-  const text = typeof value === 'number' ? String(value) : String(value);
+  const text = idValue(value);
   return `${key.slice(key.lastIndexOf('.') + 1)}${text}`.replace(/[^A-Za-z0-9._-]/g, '_').replace(/\.{2,}/g, '.');
 }
 
-/** One experiment of a sweep, with the grid indices it came from (for error paths). */
+/** One experiment of a sweep, with the grid indices (or the random sample) it came from (for error paths). */
 export interface SweepPoint {
   readonly spec: { id: string; trainer: string; params: Record<string, unknown>; estimatedDuration?: string; longRunning?: boolean };
   readonly indices: Readonly<Record<string, number>>;
+  /** Index of the draw, for a `random` sweep. */
+  readonly sample?: number;
+  /** The keys drawn from the random space. */
+  readonly drawn?: readonly string[];
 }
 
 /** `params` with `value` at a dotted `key` (`params.lr`), copying each object on the way. */
@@ -278,23 +287,50 @@ function withValue(params: Record<string, unknown>, key: string, value: GridValu
  * the last segment (`lr0.1`).
  */
 export function expandSweep(sweep: Sweep): SweepPoint[] {
-  const keys = Object.keys(sweep.grid);
+  if (sweep.random) return expandRandom(sweep, sweep.random);
+  const grid = sweep.grid ?? {};
+  const keys = Object.keys(grid);
   const points: SweepPoint[] = [];
   const walk = (k: number, params: Record<string, unknown>, parts: string[], indices: Record<string, number>) => {
     if (k === keys.length) {
-      const spec: SweepPoint['spec'] = { id: [sweep.idPrefix, ...parts].join('-'), trainer: sweep.trainer, params };
-      if (sweep.estimatedDuration !== undefined) spec.estimatedDuration = sweep.estimatedDuration;
-      if (sweep.longRunning !== undefined) spec.longRunning = sweep.longRunning;
-      points.push({ spec, indices });
+      points.push({ spec: sweepSpec(sweep, [sweep.idPrefix, ...parts].join('-'), params), indices });
       return;
     }
     const key = keys[k];
-    sweep.grid[key].forEach((value, j) => {
+    grid[key].forEach((value, j) => {
       walk(k + 1, withValue(params, key, value), [...parts, idPart(key, value)], { ...indices, [key]: j });
     });
   };
   walk(0, { ...(sweep.params ?? {}) }, [], {});
   return points;
+}
+
+function sweepSpec(sweep: Sweep, id: string, params: Record<string, unknown>): SweepPoint['spec'] {
+  const spec: SweepPoint['spec'] = { id, trainer: sweep.trainer, params };
+  if (sweep.estimatedDuration !== undefined) spec.estimatedDuration = sweep.estimatedDuration;
+  if (sweep.longRunning !== undefined) spec.longRunning = sweep.longRunning;
+  return spec;
+}
+
+/**
+ * `samples` seeded draws of a random space: `{ idPrefix: 'mlp', random: { samples: 2, space:
+ * { lr: { loguniform: [1e-4, 1e-1] } } } }` gives `mlp-0-lr0.00312` and `mlp-1-lr0.0457`
+ * (values in ids to 3 significant digits; the params hold the full value). The seed is
+ * `random.seed`, or a hash of the idPrefix, so the same file always draws the same trials.
+ */
+function expandRandom(sweep: Sweep, random: NonNullable<Sweep['random']>): SweepPoint[] {
+  const seed = random.seed ?? hashSeed(sweep.idPrefix);
+  const width = String(random.samples - 1).length;
+  return Array.from({ length: random.samples }, (_, n) => {
+    const drawn = drawPoint(random.space, seed, n);
+    let params: Record<string, unknown> = { ...(sweep.params ?? {}) };
+    const parts = [String(n).padStart(width, '0')];
+    for (const [key, value] of Object.entries(drawn)) {
+      params = withValue(params, key, value);
+      parts.push(idPart(key, value));
+    }
+    return { spec: sweepSpec(sweep, [sweep.idPrefix, ...parts].join('-'), params), indices: {}, sample: n, drawn: Object.keys(drawn) };
+  });
 }
 
 /**
@@ -358,9 +394,12 @@ export function parsePipeline(raw: unknown, validator: SpecValidator, options: P
       }
     };
     for (const point of expandSweep(sweep)) {
-      const where = Object.entries(point.indices)
-        .map(([k, j]) => `${k}=${JSON.stringify(sweep.grid[k][j])}`)
-        .join(', ');
+      const where =
+        point.sample !== undefined
+          ? `sample ${point.sample}`
+          : Object.entries(point.indices)
+              .map(([k, j]) => `${k}=${JSON.stringify(sweep.grid?.[k][j])}`)
+              .join(', ');
       const idIssue = idProblem('', point.spec.id);
       if (idIssue) {
         add(`${at}.idPrefix: the derived experiment id for ${where} is not a valid id: ${idIssue.replace(/^: /, '')}`);
@@ -368,7 +407,7 @@ export function parsePipeline(raw: unknown, validator: SpecValidator, options: P
       }
       const first = owner.get(point.spec.id);
       if (first !== undefined) {
-        add(`${at}.grid: expected unique experiment ids, but ${where} gives ${JSON.stringify(point.spec.id)}, already used by ${first}`);
+        add(`${at}.${sweep.random ? 'idPrefix' : 'grid'}: expected unique experiment ids, but ${where} gives ${JSON.stringify(point.spec.id)}, already used by ${first}`);
         continue;
       }
       try {
@@ -382,6 +421,10 @@ export function parsePipeline(raw: unknown, validator: SpecValidator, options: P
     }
   });
 
+  if (problems.length === 0 && doc.policy?.search && validator.checkSearchMetric) {
+    const resolved = validator.validatePolicy(doc.policy);
+    collect(() => validator.checkSearchMetric?.(resolved as ResolvedPolicy, specs));
+  }
   if (problems.length > 0) throw new InvalidInputError(problems);
   return { session: doc.session, policy: doc.policy, experiments: specs, preApproved: doc.preApproved };
 }
@@ -392,6 +435,8 @@ export function parsePipeline(raw: unknown, validator: SpecValidator, options: P
  */
 function sweepProblemPath(at: string, point: SweepPoint, line: string): string {
   const rest = line.replace(/^@\[0\]\.?/, '');
+  const drawn = (point.drawn ?? []).find((k) => rest === `params.${k}` || rest.startsWith(`params.${k}:`) || rest.startsWith(`params.${k}.`));
+  if (drawn !== undefined) return `${at}.random.space.${drawn} (sample ${point.sample})${rest.slice(`params.${drawn}`.length)}`;
   // The longest grid key the problem's path starts with (`params.params.lr` for grid key `params.lr`).
   const key = Object.keys(point.indices)
     .sort((x, y) => y.length - x.length)

@@ -36,6 +36,8 @@ const SCENARIOS = [
   'raw-start-invalid',
   'user-metadata',
   'priority',
+  'search-asha',
+  'pause-session',
 ];
 /** A completed experiment: the history the altered workflows are replayed on. */
 const NEGATIVE_FIXTURE = 'experimentWorkflow.approval.short.json';

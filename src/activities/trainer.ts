@@ -96,6 +96,12 @@ export interface Trainer<P = unknown> {
    * what was expected and what was received (e.g. `params.lr: expected a positive number, received -1`).
    */
   parseParams(raw: unknown): P;
+  /**
+   * Metric names the trainer reports in every epoch's checkpoint, when it knows them up front. A
+   * search whose `metric` none of a session's trainers declares is rejected before it starts;
+   * a trainer that declares nothing is trusted (the session warns at the first gate instead).
+   */
+  readonly metrics?: readonly string[];
   /** Total epochs for the given params, if known up front (used by hints and progress). */
   epochs?(params: P): number | undefined;
   /**

@@ -268,6 +268,8 @@ async function train(
     metrics = Object.keys(pointer.metrics).length > 0 ? pointer.metrics : metrics;
     beat();
     log.info({ epoch, step, checkpointId: pointer.checkpointId, sha256: pointer.sha256, bytes: pointer.bytes }, 'checkpoint saved');
+    // A search gate: this epoch's checkpoint is the stopping point; the session decides what follows.
+    if (input.stopAtEpoch !== undefined && pointer.step === 0 && pointer.epoch >= input.stopAtEpoch && (epochs === null || pointer.epoch < epochs)) interrupt('gate');
     return pointer;
   };
 
@@ -320,6 +322,7 @@ async function train(
   log.info({ reason, epoch, step, checkpointId: latest?.checkpointId ?? null }, 'training stopped at a step boundary');
   switch (reason) {
     case 'cancelled':
+    case 'gate':
       return stopped;
     case 'worker-shutdown':
       throw shutdownFailure(spec.id, stopped);

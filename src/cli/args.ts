@@ -133,6 +133,25 @@ refresh). Reads only the Temporal server and the checkpoint store's metric histo
     options: { json: { type: 'boolean', help: 'print one JSON object' }, ...CONNECTION_OPTIONS },
   },
   {
+    name: 'pause',
+    positionals: ['SESSION'],
+    summary: 'pause a session: running experiments checkpoint and free their workers, none starts',
+    options: {},
+    details: 'The same as signalling `pause` to the session (for example from the Web UI). `unpause` resumes it.',
+  },
+  {
+    name: 'unpause',
+    positionals: ['SESSION'],
+    summary: 'resume a paused session: its experiments continue from their checkpoints',
+    options: {},
+  },
+  {
+    name: 'best',
+    positionals: ['SESSION'],
+    summary: "show a search session's best trial: params, metric and checkpoint (uri, sha256)",
+    options: { json: { type: 'boolean', help: 'print one JSON object (null while no trial has the metric)' } },
+  },
+  {
     name: 'hints',
     positionals: ['ID'],
     summary: 'show how to resume an experiment, or every experiment of a session',

@@ -47,6 +47,9 @@ const HANDLERS: Record<string, () => Handler> = {
   server: () => commands().serverCommand,
   metrics: () => lazy<typeof import('./commands/metrics')>('./commands/metrics')().metricsCommand,
   report: () => lazy<typeof import('./commands/report')>('./commands/report')().reportCommand,
+  pause: () => lazy<typeof import('./commands/pause')>('./commands/pause')().pauseCommand,
+  unpause: () => lazy<typeof import('./commands/pause')>('./commands/pause')().unpauseCommand,
+  best: () => lazy<typeof import('./commands/best')>('./commands/best')().bestCommand,
   'codec-server': () => lazy<typeof import('./commands/codec-server')>('./commands/codec-server')().codecServerCommand,
 };
 

@@ -6,6 +6,8 @@
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import type { SessionSnapshot } from '../shared/definitions';
+import { metricValue, rankTrials } from '../shared/search/best';
+import type { ResolvedSearch } from '../shared/search/types';
 import type { ExperimentStatus, ResumeHints } from '../shared/types';
 import { safe, safeText } from './terminal';
 
@@ -62,14 +64,18 @@ export function colorState(state: string, stream?: NodeJS.WriteStream): string {
   const st = styles(stream);
   if (state === 'completed') return st.green(state);
   if (state === 'running' || state === 'queued') return st.cyan(state);
-  if (state === 'awaiting-approval') return st.yellow(state);
+  if (state === 'awaiting-approval' || state === 'pruned') return st.yellow(state);
   return st.red(state);
 }
 
-/** The results table: one row per experiment. */
-export function experimentsTable(experiments: readonly ExperimentStatus[], stream?: NodeJS.WriteStream): string {
+/**
+ * The results table: one row per experiment. With a search, sorted best first by its metric
+ * (completed trials before pruned ones), with a column for the metric.
+ */
+export function experimentsTable(experiments: readonly ExperimentStatus[], stream?: NodeJS.WriteStream, search?: ResolvedSearch): string {
   const headers = ['ID', 'STATE', 'TIMEOUT', 'ATTEMPTS', 'PREEMPTED', 'RESUMED', 'EPOCHS', 'FINAL LOSS', 'ACCURACY', 'MODEL SHA256', 'LATEST CHECKPOINT'];
-  const rows = experiments.map((e) => [
+  const sorted = search ? rankTrials(experiments, search) : experiments;
+  const rows = sorted.map((e) => [
     e.id,
     colorState(e.state, stream),
     e.timeoutMode,
@@ -82,7 +88,9 @@ export function experimentsTable(experiments: readonly ExperimentStatus[], strea
     e.result?.modelSha256 ? e.result.modelSha256.slice(0, 12) : '-',
     e.latestCheckpoint ? `${e.latestCheckpoint.id} (epoch ${e.latestCheckpoint.epoch})` : '-',
   ]);
-  return table(headers, rows, new Set([3, 4, 7, 8]));
+  if (!search) return table(headers, rows, new Set([3, 4, 7, 8]));
+  const value = (e: ExperimentStatus) => fmtNumber(metricValue(e, search.metric));
+  return table([...headers.slice(0, 2), search.metric.toUpperCase(), ...headers.slice(2)], rows.map((r, i) => [...r.slice(0, 2), value(sorted[i]), ...r.slice(2)]), new Set([2, 4, 5, 8, 9]));
 }
 
 /** Why experiments did not complete, one line each (empty when all completed). */
@@ -120,7 +128,7 @@ export function sessionText(snap: SessionSnapshot, stream?: NodeJS.WriteStream):
     `approval: ${approval}`,
     `experiments: ${[...counts].map(([s, n]) => `${n} ${s}`).join(', ') || 'none'}`,
     '',
-    experimentsTable(snap.experiments, stream),
+    experimentsTable(snap.experiments, stream, snap.policy.search),
   ];
   const reasons = reasonsBlock(snap.experiments);
   if (reasons.length > 0) lines.push('', 'not completed:', ...reasons);

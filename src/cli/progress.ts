@@ -50,7 +50,7 @@ export interface ProgressView {
 const time = () => new Date().toTimeString().slice(0, 8);
 
 function counts(snap: LiveSnapshot): string {
-  const order = ['running', 'queued', 'awaiting-approval', 'completed', 'interrupted', 'failed', 'timed-out', 'rejected', 'cancelled'];
+  const order = ['running', 'queued', 'awaiting-approval', 'completed', 'pruned', 'interrupted', 'failed', 'timed-out', 'rejected', 'cancelled'];
   const n = new Map<string, number>();
   for (const e of snap.experiments) n.set(e.state, (n.get(e.state) ?? 0) + 1);
   return order

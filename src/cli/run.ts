@@ -134,7 +134,8 @@ export async function runCommand(parsed: ParsedArgs): Promise<number> {
     const summary = await watch(target, sessionId, pipeline.experiments.map((e) => e.id), interrupts, say);
     printResults(summary, Date.now() - started, say);
     if (interrupts.count > 0) return EXIT.interrupted;
-    const allCompleted = summary.experiments.length > 0 && summary.experiments.every((e) => e.state === 'completed');
+    // A trial the search pruned ended as the session meant it to.
+    const allCompleted = summary.experiments.length > 0 && summary.experiments.every((e) => e.state === 'completed' || e.state === 'pruned');
     return allCompleted ? EXIT.ok : EXIT.failed;
   } catch (err) {
     if (err instanceof StartAborted) return EXIT.interrupted;
@@ -379,7 +380,7 @@ function printResults(summary: SessionSummary, elapsedMs: number, say: (line: st
   const total = summary.experiments.length;
   const completed = summary.experiments.filter((e) => e.state === 'completed').length;
   say('');
-  say(experimentsTable(summary.experiments));
+  say(experimentsTable(summary.experiments, undefined, summary.policy.search));
   const reasons = reasonsBlock(summary.experiments);
   if (reasons.length > 0) say(['', 'Not completed:', ...reasons].join('\n'));
   const dirs = checkpointDirs(summary.experiments);
@@ -389,6 +390,8 @@ function printResults(summary: SessionSummary, elapsedMs: number, say: (line: st
     const a = summary.approval;
     say(`Approval: ${a.approved ? `by ${safe(a.by)} at ${safe(a.at)}${a.note ? ` (“${safe(a.note)}”)` : ''}` : 'not given'}`);
   }
-  const line = `Session ${summary.id} ${summary.state}: ${completed}/${total} experiments completed in ${fmtElapsed(elapsedMs)}`;
-  say(completed === total && total > 0 ? st.green(line) : st.red(line));
+  const pruned = summary.experiments.filter((e) => e.state === 'pruned').length;
+  if (summary.best) say(`Best: ${summary.best.experimentId}  ${summary.best.metric} ${summary.best.value}  (experiments best ${summary.id})`);
+  const line = `Session ${summary.id} ${summary.state}: ${completed}/${total} experiments completed${pruned > 0 ? `, ${pruned} pruned by the search` : ''} in ${fmtElapsed(elapsedMs)}`;
+  say(completed + pruned === total && total > 0 ? st.green(line) : st.red(line));
 }

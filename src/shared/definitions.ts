@@ -6,6 +6,8 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { ApprovalEstimate } from './approval';
 import type { ResolvedPolicy } from './policy';
 import type { Retention } from './retention';
+import type { SearchState } from './search/decide';
+import type { BestTrial } from './search/types';
 import type {
   ApprovalRecord,
   ApproveInput,
@@ -53,6 +55,10 @@ export interface SessionCarry {
   readonly closeRequested: boolean;
   readonly stopping: string | null;
   readonly runs: number;
+  /** Whether the session was paused (absent: not paused). */
+  readonly paused?: boolean;
+  /** The search's reports and decisions (sessions with a `search` policy). */
+  readonly search?: SearchState;
 }
 
 /** Input of one experiment's workflow (a child of its session). */
@@ -82,6 +88,11 @@ export interface TrainInput {
    * writes, compared lexicographically. @default 0 (inputs recorded before the field existed)
    */
   readonly invocation?: number;
+  /**
+   * A search gate: stop after the checkpoint at the end of this many epochs (interrupt reason
+   * `gate`), so the session can decide. Absent: train to the end.
+   */
+  readonly stopAtEpoch?: number;
 }
 
 export interface SessionSnapshot {
@@ -100,12 +111,19 @@ export interface SessionSnapshot {
   readonly experiments: ExperimentStatus[];
   /** Continue-as-new runs so far (0 for the first run). */
   readonly runs: number;
+  /** True while the session is paused (`pause`); absent otherwise. */
+  readonly paused?: boolean;
+  /** Sessions with a `search` policy: the best trial so far (null until one has the metric). */
+  readonly best?: BestTrial | null;
 }
 
 /** The result of a session workflow. */
 export interface SessionSummary extends SessionSnapshot {
   readonly completed: number;
+  /** Experiments that ended neither completed nor pruned. */
   readonly failed: number;
+  /** Trials the search pruned (absent in summaries from before search existed). */
+  readonly pruned?: number;
 }
 
 export interface ApprovalState {

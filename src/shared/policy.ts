@@ -5,6 +5,8 @@
 import { requireDuration } from './duration';
 import type { Approver } from './approval';
 import { resolveRetention, type Retention } from './retention';
+import { resolveSearch } from './search/schema';
+import type { ResolvedSearch } from './search/types';
 import type { ExperimentSpec, SessionPolicy } from './types';
 
 export const POLICY_DEFAULTS = {
@@ -51,6 +53,8 @@ export interface ResolvedPolicy {
   readonly priority?: number;
   /** Present only when the policy set it; the session id applies otherwise. */
   readonly fairnessKey?: string;
+  /** The hyperparameter search, when the policy sets one (absent otherwise, so older policies keep their shape). */
+  readonly search?: ResolvedSearch;
 }
 
 /** Applies defaults; throws an error naming the field for a malformed duration. */
@@ -62,7 +66,7 @@ export function resolvePolicy(policy: SessionPolicy = {}): ResolvedPolicy {
     heartbeatTimeoutMs: requireDuration('policy.heartbeatTimeout', policy.heartbeatTimeout ?? POLICY_DEFAULTS.heartbeatTimeout),
     approvalTimeoutMs: policy.approvalTimeout === undefined ? null : requireDuration('policy.approvalTimeout', policy.approvalTimeout),
     maxConcurrent: policy.maxConcurrent ?? POLICY_DEFAULTS.maxConcurrent,
-    checkpointsToKeep: resolveRetention(policy.checkpointsToKeep ?? POLICY_DEFAULTS.checkpointsToKeep, searchOf(policy)),
+    checkpointsToKeep: resolveRetention(policy.checkpointsToKeep ?? POLICY_DEFAULTS.checkpointsToKeep, policy.search),
     maxPreemptions: policy.maxPreemptions ?? POLICY_DEFAULTS.maxPreemptions,
     onFailure: policy.onFailure ?? POLICY_DEFAULTS.onFailure,
     retry: {
@@ -75,13 +79,8 @@ export function resolvePolicy(policy: SessionPolicy = {}): ResolvedPolicy {
     ...(policy.allowCrossSessionResume !== undefined ? { allowCrossSessionResume: policy.allowCrossSessionResume } : {}),
     ...(policy.priority !== undefined ? { priority: policy.priority } : {}),
     ...(policy.fairnessKey !== undefined ? { fairnessKey: policy.fairnessKey } : {}),
+    ...(policy.search ? { search: resolveSearch(policy.search) } : {}),
   };
-}
-
-/** The session's search metric and mode (`policy.search`, added with the schedulers), when set. */
-function searchOf(policy: SessionPolicy): { metric?: string; mode?: 'min' | 'max' } | undefined {
-  const search = (policy as { search?: unknown }).search;
-  return typeof search === 'object' && search !== null ? (search as { metric?: string; mode?: 'min' | 'max' }) : undefined;
 }
 
 /**

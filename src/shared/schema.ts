@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { parseDuration } from './duration';
 import { approverProblems } from './approval';
 import { idProblem } from './ids';
+import { randomSpaceSchema, resolvedSearchSchema, searchPolicySchema } from './search/schema';
 
 /** Serialised size cap of one experiment's params, in bytes of JSON. */
 export const MAX_PARAMS_BYTES = 64 * 1024;
@@ -85,6 +86,7 @@ export const sessionPolicySchema = z.strictObject({
   allowCrossSessionResume: z.union([z.boolean(), z.array(id).max(1000)]).optional(),
   priority: priority.optional(),
   fairnessKey: fairnessKey.optional(),
+  search: searchPolicySchema.optional(),
 });
 
 const params = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
@@ -128,16 +130,26 @@ export function experimentListSchema(existing: readonly string[] = []) {
     });
 }
 
-/** A sweep: `base` params plus a grid; every combination becomes an experiment `<prefix>-<k>=<v>-…`. */
-export const sweepSchema = z.strictObject({
-  idPrefix: id,
-  trainer: z.string().min(1).max(128),
-  params: params.optional(),
-  // A dotted key reaches into nested params: `params.lr` for a command program's own params.
-  grid: z.record(z.string().regex(/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/), z.array(z.union([z.number(), z.string(), z.boolean()])).min(1).max(100)),
-  estimatedDuration: duration.optional(),
-  longRunning: z.boolean().optional(),
-});
+/**
+ * A sweep: `base` params plus a `grid` (every combination becomes an experiment
+ * `<prefix>-<k><v>-…`) or a `random` space (`samples` seeded draws, `<prefix>-<n>-<k><v>-…`).
+ */
+export const sweepSchema = z
+  .strictObject({
+    idPrefix: id,
+    trainer: z.string().min(1).max(128),
+    params: params.optional(),
+    // A dotted key reaches into nested params: `params.lr` for a command program's own params.
+    grid: z.record(z.string().regex(/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/), z.array(z.union([z.number(), z.string(), z.boolean()])).min(1).max(100)).optional(),
+    random: randomSpaceSchema.optional(),
+    estimatedDuration: duration.optional(),
+    longRunning: z.boolean().optional(),
+  })
+  .superRefine((sweep, ctx) => {
+    if ((sweep.grid === undefined) === (sweep.random === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['grid'], message: `expected exactly one of "grid" or "random", received ${sweep.grid ? 'both' : 'neither'}` });
+    }
+  });
 
 export const pipelineSchema = z.strictObject({
   session: id,
@@ -192,6 +204,7 @@ export const resolvedPolicySchema = z.strictObject({
   approvers: approversSchema.optional(),
   priority: priority.optional(),
   fairnessKey: fairnessKey.optional(),
+  search: resolvedSearchSchema.optional(),
 });
 
 /** What continue-as-new carries: checked for shape only, since the session itself wrote it. */

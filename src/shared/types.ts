@@ -6,6 +6,7 @@
 
 import type { ApprovalEstimate, Approver } from './approval';
 import type { CheckpointRetention } from './retention';
+import type { SearchPolicy } from './search/types';
 
 /** A Temporal duration string such as `'90s'`, `'2h'` or `'1 day'` (the `ms` format). */
 export type DurationString = string;
@@ -86,6 +87,12 @@ export interface SessionPolicy {
    * `matching.enableFairness` on the server. At most 64 bytes. @default the session id
    */
   readonly fairnessKey?: string;
+  /**
+   * A hyperparameter search over the session's experiments: the metric to optimise and an
+   * early-stopping scheduler (ASHA or the median rule, src/shared/search/types.ts). Pruned
+   * trials end `pruned` with their checkpoint kept. @default none (every trial runs to the end)
+   */
+  readonly search?: SearchPolicy;
 }
 
 /** Where a new run starts from: another experiment's newest verified checkpoint, or one checkpoint. */
@@ -121,7 +128,9 @@ export type ExperimentState =
   | 'failed'
   | 'timed-out'
   | 'rejected'
-  | 'cancelled';
+  | 'cancelled'
+  /** Stopped early by the session's search scheduler; its checkpoint is kept and `resume` continues it. */
+  | 'pruned';
 
 export const TERMINAL_EXPERIMENT_STATES: readonly ExperimentState[] = [
   'completed',
@@ -130,6 +139,7 @@ export const TERMINAL_EXPERIMENT_STATES: readonly ExperimentState[] = [
   'timed-out',
   'rejected',
   'cancelled',
+  'pruned',
 ];
 
 export type SessionState = 'running' | 'awaiting-approval' | 'completed' | 'failed' | 'cancelled';
@@ -142,7 +152,11 @@ export type TimeoutMode = 'bounded' | 'none';
  * Why a run was interrupted. `stalled`: the trainer made no progress (no step, checkpoint or
  * output) for the heartbeat timeout, so the worker stopped it itself; the attempt fails retryably.
  */
-export type InterruptReason = 'cancelled' | 'worker-shutdown' | 'timed-out' | 'paused' | 'stalled';
+/**
+ * `gate`: the run reached `TrainInput.stopAtEpoch` (a search gate) and stopped after that
+ * epoch's checkpoint, so the session can decide whether it goes on.
+ */
+export type InterruptReason = 'cancelled' | 'worker-shutdown' | 'timed-out' | 'paused' | 'stalled' | 'gate';
 
 /**
  * A small pointer to a durable checkpoint. This, never the weights, is what heartbeats carry.
@@ -255,8 +269,13 @@ export interface ExperimentStatus {
   readonly preemptions: number;
   /** Why it ended, for failed, timed-out, rejected, interrupted and cancelled experiments. */
   readonly reason: string | null;
-  /** Metrics of the last heartbeat (e.g. `loss`), for running experiments read through the client. */
+  /**
+   * Metrics of the last heartbeat (e.g. `loss`), for running experiments read through the client;
+   * in a search session, the final metrics of an ended trial (the result's, or the last checkpoint's).
+   */
   readonly metrics?: Metrics;
+  /** Where the search scheduler pruned it: epochs done and the ASHA rung (null for the median rule). */
+  readonly pruned?: { readonly epoch: number; readonly rung: number | null };
 }
 
 /** Resumability hints for one experiment. */

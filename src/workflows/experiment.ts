@@ -50,6 +50,9 @@ import type { CheckpointPointer, ExperimentState, ExperimentStatus, TimeoutMode,
 import { experimentSummary, trainingSummary } from '../shared/user-metadata';
 import { describeFailure } from './failures';
 import { countPreemption } from './metrics';
+import { SEARCH_GATES_PATCH, TrialGates } from './search/trial';
+import { PAUSED, PauseGuard } from './pause';
+import type { SearchDecision } from '../shared/search/types';
 
 /** Activity options of the training activity for a timeout mode. */
 export function trainingActivityOptions(policy: ResolvedPolicy, mode: TimeoutMode): ActivityOptions {
@@ -146,14 +149,21 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     status = withCheckpoint({ ...status, preemptions: preempted.preemptions }, preempted.latest);
     publish();
   }, priority) : null;
+  // A search session's trial trains between gates and may be pruned (src/workflows/search/trial.ts).
+  const parentWorkflowId = input.parentWorkflowId;
+  const gates = loop && policy.search && parentWorkflowId && patched(SEARCH_GATES_PATCH) ? new TrialGates({ ...input, parentWorkflowId }, policy.search) : null;
+  let pruned: SearchDecision | null = null;
   let state: ExperimentState;
   let reason: string | null = null;
   try {
-    const trained = loop ? await loop.run(trainInput) : await proxyActivities<Activities>({ ...trainingActivityOptions(policy, timeoutMode), ...summarize(0) }).trainExperiment(trainInput);
+    const trained = gates && loop
+      ? await gates.run(trainInput, (next) => loop.run(next)).then((g) => ((pruned = g.pruned), g.outcome))
+      : loop ? await loop.run(trainInput) : await proxyActivities<Activities>({ ...trainingActivityOptions(policy, timeoutMode), ...summarize(0) }).trainExperiment(trainInput);
     outcome = trained;
     status = withOutcome(status, trained, loop?.failedAttempts ?? 0);
-    state = trained.status === 'completed' ? 'completed' : 'interrupted';
+    state = trained.status === 'completed' ? 'completed' : pruned ? 'pruned' : 'interrupted';
     if (state === 'interrupted') reason = cancelReason ?? trained.interruptReason;
+    if (pruned) reason = (pruned as SearchDecision).reason;
   } catch (err) {
     const failure = describeFailure(err);
     state = isCancellation(err) ? 'interrupted' : failure.timedOut ? 'timed-out' : 'failed';
@@ -171,10 +181,11 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   // Under the loop the limit is the policy's total, whichever side (activity or server) hit it first.
   if (loop && state === 'timed-out' && timeoutMode === 'bounded') reason = timeoutReason(spec.id, policy, status);
   status = { ...status, state, reason };
+  if (gates) status = searchStatus(status, outcome, pruned);
   publish();
   log.info('experiment ended', { experimentId: spec.id, state, reason, epoch: status.epoch, attempt: status.attempt, preemptions: status.preemptions });
 
-  if (state === 'completed') return status;
+  if (state === 'completed' || state === 'pruned') return status;
   if (cancelRequested && input.parentWorkflowId) {
     // A Canceled child returns nothing to its parent, so the session learns the outcome here;
     // the run id lets the session tell this run's report from a forged one.
@@ -199,9 +210,13 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
  */
 class PreemptionLoop {
   preemptions = 0;
+  /** Training invocations so far: run() is called once per search segment, and the fencing token only grows. */
+  private invocation = 0;
   /** Attempts that failed (not preempted) in earlier invocations. */
   failedAttempts = 0;
   private readonly deadline: number | null;
+  /** Session pauses end an invocation like a preemption does, and the next one waits for unpause. */
+  private readonly pause: PauseGuard;
 
   constructor(
     private readonly input: ExperimentInput,
@@ -210,11 +225,13 @@ class PreemptionLoop {
     private readonly priority: Pick<ActivityOptions, 'priority'> = {},
   ) {
     this.deadline = input.timeoutMode === 'bounded' ? Date.now() + input.policy.defaultTimeoutMs : null;
+    this.pause = new PauseGuard(input.spec.id);
   }
 
   async run(trainInput: TrainInput): Promise<TrainingOutcome> {
     const { policy, spec, timeoutMode } = this.input;
-    for (let invocation = 0; ; invocation++) {
+    for (; ; this.invocation++) {
+      const invocation = this.invocation;
       const remaining = this.deadline === null ? null : this.deadline - Date.now();
       if (remaining !== null && remaining <= 0) {
         throw ApplicationFailure.nonRetryable(`experiment ${spec.id}: no time left of defaultTimeout`, 'ExperimentTimedOut');
@@ -222,7 +239,13 @@ class PreemptionLoop {
       const attempts = policy.retry.maximumAttempts === 0 ? 0 : Math.max(1, policy.retry.maximumAttempts - this.failedAttempts);
       const { trainExperiment } = proxyActivities<Activities>({ ...invocationOptions(policy, timeoutMode, remaining, attempts), ...this.summarize(invocation), ...this.priority });
       try {
-        return await trainExperiment({ ...trainInput, invocation });
+        const trained = await this.pause.run(() => trainExperiment({ ...trainInput, invocation }));
+        if (trained === PAUSED) {
+          await this.pause.resumed();
+          continue;
+        }
+        this.invocation++;
+        return trained;
       } catch (err) {
         const stopped = preemption(err);
         if (!stopped) throw err;
@@ -245,6 +268,12 @@ class PreemptionLoop {
       }
     }
   }
+}
+
+/** A search trial's final metrics (the result's, else its last checkpoint's) and where it was pruned. */
+function searchStatus(status: ExperimentStatus, outcome: TrainingOutcome | null, pruned: SearchDecision | null): ExperimentStatus {
+  const metrics = outcome?.result?.metrics ?? outcome?.latest?.metrics;
+  return { ...status, ...(metrics ? { metrics } : {}), ...(pruned ? { pruned: { epoch: pruned.epoch, rung: pruned.rung } } : {}) };
 }
 
 /** The stopped outcome a WorkerShutdown failure carries, or null for any other error. */

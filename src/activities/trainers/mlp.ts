@@ -648,6 +648,7 @@ async function train(ctx: TrainerContext<MlpParams>): Promise<TrainerResultInput
 export const mlpTrainer: Trainer<MlpParams> = {
   name: 'mlp',
   parseParams: parseMlpParams,
+  metrics: ['loss'],
   epochs: (params) => params.epochs,
   train,
 };

@@ -11,6 +11,7 @@ import type { SessionRow, SessionSnapshot } from '../../shared/definitions';
 import { blankStatus } from '../../shared/hints';
 import { experimentWorkflowId } from '../../shared/ids';
 import { isLongRunning, type ResolvedPolicy } from '../../shared/policy';
+import { bestTrial } from '../../shared/search/best';
 import { TERMINAL_EXPERIMENT_STATES, type ApprovalRecord, type ExperimentSpec, type ExperimentStatus, type SessionState } from '../../shared/types';
 
 /** Everything the session decides with; the workflow owns one and carries most of it across continue-as-new. */
@@ -30,6 +31,8 @@ export interface SchedulerState {
   /** Draining before continue-as-new: no new starts. */
   draining: boolean;
   cancelled: boolean;
+  /** Paused (`pause` signal or update): no experiment starts. Absent: not paused. */
+  paused?: boolean;
   /** Continue-as-new runs before this one. */
   readonly runs: number;
 }
@@ -83,7 +86,7 @@ export function plan(state: SchedulerState, now: number): { start: SessionRow[];
       continue;
     }
     if (row.state === 'awaiting-approval') row.state = 'queued';
-    if (!state.draining && state.running < policy.maxConcurrent) {
+    if (!state.draining && !state.paused && state.running < policy.maxConcurrent) {
       row.state = 'running';
       row.awaitingSince = null;
       state.running++;
@@ -127,7 +130,8 @@ export const allDone = (state: SchedulerState): boolean => [...state.rows.values
 export function sessionState(state: SchedulerState): SessionState {
   if (state.cancelled) return 'cancelled';
   const all = [...state.rows.values()];
-  if (allDone(state)) return all.every((r) => r.state === 'completed') ? 'completed' : 'failed';
+  // A trial the search pruned ended as meant: the session still completed.
+  if (allDone(state)) return all.every((r) => r.state === 'completed' || r.state === 'pruned') ? 'completed' : 'failed';
   if (state.running === 0 && all.some((r) => r.state === 'awaiting-approval')) return 'awaiting-approval';
   return 'running';
 }
@@ -148,6 +152,8 @@ export function rowStatus(sessionId: string, row: SessionRow): ExperimentStatus 
 export function snapshot(state: SchedulerState): SessionSnapshot {
   const rows = [...state.rows.values()];
   const { approval } = state;
+  const experiments = rows.map((row) => rowStatus(state.sessionId, row));
+  const { search } = state.policy;
   return {
     kind: 'session',
     id: state.sessionId,
@@ -161,15 +167,18 @@ export function snapshot(state: SchedulerState): SessionSnapshot {
     },
     audit: state.audit,
     policy: state.policy,
-    experiments: rows.map((row) => rowStatus(state.sessionId, row)),
+    experiments,
     runs: state.runs,
+    ...(state.paused ? { paused: true } : {}),
+    ...(search ? { best: bestTrial(experiments, new Map(rows.map((r) => [r.spec.id, r.spec])), search) } : {}),
   };
 }
 
-/** The summary's counts: completed, and everything that ended otherwise. */
-export function summaryCounts(snap: SessionSnapshot): { completed: number; failed: number } {
+/** The summary's counts: completed, pruned (search sessions only), and everything that ended otherwise. */
+export function summaryCounts(snap: SessionSnapshot): { completed: number; failed: number; pruned?: number } {
   const completed = snap.experiments.filter((e) => e.state === 'completed').length;
-  return { completed, failed: snap.experiments.length - completed };
+  const pruned = snap.experiments.filter((e) => e.state === 'pruned').length;
+  return { completed, failed: snap.experiments.length - completed - pruned, ...(snap.policy.search ? { pruned } : {}) };
 }
 
 /** What the session knows of one child it started. */
@@ -227,5 +236,5 @@ export function sessionMarkdown(snap: SessionSnapshot): string {
     : snap.approval.required
       ? '**awaiting approval**: send the `approve` signal with `{"by": "<name>"}`'
       : 'approval not required';
-  return [`**${snap.state}** · ${experiments}`, approval].join('  \n');
+  return [`**${snap.state}**${snap.paused ? ' (paused: send `unpause` to resume)' : ''} · ${experiments}`, approval].join('  \n');
 }

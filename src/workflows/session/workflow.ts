@@ -64,6 +64,10 @@ import { applyClaim, pendingEstimates, refusal, type ClaimKind, type ClaimSource
 import { experimentDetails, experimentSummary } from '../../shared/user-metadata';
 import { experimentWorkflow } from '../experiment';
 import { publishStateCounts } from '../metrics';
+import { newSearchState } from '../../shared/search/decide';
+import { trialReportSignal } from '../../shared/search/definitions';
+import { SEARCH_SCHEDULER_PATCH, SessionSearch } from './search';
+import { installPauseHandlers } from './pause';
 import {
   allDone,
   finish,
@@ -108,12 +112,14 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     draining: false,
     cancelled: false,
     runs: carry?.runs ?? 0,
+    ...(carry?.paused ? { paused: true } : {}),
   };
   const { rows } = state;
   const children = new Map<string, ChildRecord>();
   let cancelReason: string | null = null;
   let wake = true;
   const scopes = new Map<string, CancellationScope>();
+  const search = policy.search && patched(SEARCH_SCHEDULER_PATCH) ? new SessionSearch(sessionId, policy.search, carry?.search ?? newSearchState(), rows, children) : null;
   // Declared before any handler: a buffered signal is delivered as soon as its handler is set.
   let published = '';
   let stateCounts = new Map<string, number>();
@@ -136,6 +142,14 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     wake = true;
   });
   setHandler(experimentFinishedSignal, (payload: unknown) => onReport(payload));
+  setHandler(trialReportSignal, (payload: unknown) => {
+    if (search) search.onReport(payload);
+    else log.warn('trialReport signal ignored: this session has no search policy', { sessionId });
+  });
+  const pause = installPauseHandlers(state, children, () => {
+    publish();
+    wake = true;
+  });
   setHandler(sessionStatusQuery, () => snapshot(state));
   setHandler(approvalQuery, () => ({ approval: state.approval, audit: state.audit, pending: pendingEstimates(state) }));
   setHandler(sessionHintsQuery, () => [...rows.values()].map((row) => hintsFromStatus(rowStatus(sessionId, row))));
@@ -207,6 +221,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
       log.warn('stopping session after a failure', { sessionId, experimentId: row.spec.id });
       for (const scope of scopes.values()) scope.cancel();
     }
+    // A trial that ended no longer holds up the decisions of the trials after it.
+    search?.dispatch();
     wake = true;
   }
 
@@ -231,6 +247,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
           }),
         });
         record.runId = child.firstExecutionRunId;
+        pause.started(row.spec.id);
         return await child.result();
       })
       .then(
@@ -302,6 +319,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
           closeRequested: state.closeRequested,
           stopping: state.stopping,
           runs: state.runs + 1,
+          ...(search ? { search: search.state } : {}),
+          ...(state.paused ? { paused: true } : {}),
         };
         await continueAsNew<typeof sessionWorkflow>({ ...input, experiments: [], preApproved: undefined, carry: next });
       }
