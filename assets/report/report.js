@@ -44,6 +44,17 @@
           ctx.setLineDash([4, 3]);
           ctx.lineWidth = 1.5;
           ctx.font = '11px sans-serif';
+          (data.search ? data.search.rungs : []).forEach(function (r, k) {
+            var x = u.valToPos(r, 'x', true);
+            if (!isFinite(x)) return;
+            ctx.strokeStyle = '#9ca3af';
+            ctx.beginPath();
+            ctx.moveTo(x, u.bbox.top);
+            ctx.lineTo(x, u.bbox.top + u.bbox.height);
+            ctx.stroke();
+            ctx.fillStyle = '#6b7280';
+            ctx.fillText('rung ' + k, x + 3, u.bbox.top + u.bbox.height - 4);
+          });
           markersOf().forEach(function (m) {
             var x = u.valToPos(m.epoch, 'x', true);
             if (!isFinite(x)) return;
@@ -96,7 +107,7 @@
     var n = data.series.length;
     var series = data.series.map(function (s, i) { return { label: s.label, stroke: color(i, n), width: 1.5, spanGaps: true }; });
     var width = Math.max(480, Math.min(1100, target.clientWidth || 1000));
-    charts.push(new uPlot(chartOptions(state.metric + ' — all experiments', width, 360, series, null), overlayData(), target));
+    charts.push(new uPlot(chartOptions(state.metric + ' — all experiments', width, 360, series, function () { return []; }), overlayData(), target));
   }
 
   function drawSmall(section, s, i) {
@@ -128,6 +139,8 @@
         list.appendChild(el('li', { class: 'marker', 'data-kind': m.kind, 'data-cause': m.cause, 'data-epoch': String(m.epoch) },
           (m.cause === 'preemption' ? 'preempted' : 'attempt ended') + ' after epoch ' + m.epoch + ': invocation ' + m.to.invocation + ' attempt ' + m.to.attempt + ' resumed from its checkpoint'));
       });
+      var pruned = data.search && data.search.pruned.filter(function (p) { return p.id === s.id; })[0];
+      if (pruned) list.appendChild(el('li', { class: 'marker pruned', 'data-kind': 'pruned', 'data-epoch': String(pruned.epoch) }, 'pruned after epoch ' + pruned.epoch + (pruned.rung === null ? '' : ' at rung ' + pruned.rung) + (pruned.reason ? ': ' + pruned.reason : '')));
       if (s.epochs.length === 0) list.appendChild(el('li', { class: 'empty' }, 'no epoch finished yet'));
       section.appendChild(list);
       grid.appendChild(section);
@@ -204,6 +217,15 @@
       estimates: (a.estimates || []).map(function (e) { return e.experimentId + (e.estimatedDurationMs === null ? '' : ' ~' + duration(e.estimatedDurationMs)); }).join(', '),
     };
   }));
+  if (data.search) {
+    var box = document.getElementById('search');
+    var b = data.search.best;
+    box.appendChild(el('p', null, 'metric ' + data.search.metric + ' (' + data.search.mode + ') · scheduler ' + data.search.scheduler +
+      (data.search.rungs.length ? ' · rungs at epochs ' + data.search.rungs.join(', ') : '') + ' · ' + data.search.pruned.length + ' of ' + data.series.length + ' trials pruned'));
+    if (b) box.appendChild(el('p', { id: 'best', 'data-experiment': b.experimentId }, 'best: ' + b.experimentId + ' ' + b.metric + '=' + fmt(b.value) +
+      (b.checkpoint ? ' · checkpoint ' + b.checkpoint.id + ' (epoch ' + b.checkpoint.epoch + ', sha256 ' + b.checkpoint.sha256.slice(0, 12) + '…)' : '')));
+    box.hidden = false;
+  }
   document.getElementById('policy').textContent = JSON.stringify(data.policy, null, 2);
   document.body.setAttribute('data-ready', '1');
 })();

@@ -56,6 +56,7 @@ ${live}
 </nav>
 <main>
 <div id="overlay" class="overlay"></div>
+<section id="search" class="search" hidden><h2>Search</h2></section>
 <h2>Results</h2>
 <table id="results" class="sortable"></table>
 <h2>Experiments</h2>

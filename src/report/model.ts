@@ -6,7 +6,19 @@
  */
 import type { SessionSnapshot } from '../shared/definitions';
 import type { MetricPoint } from '../shared/metric-history';
+import type { BestTrial, ResolvedSearch } from '../shared/search/types';
 import type { ExperimentStatus } from '../shared/types';
+
+/** The search a session ran, when its policy had one: rungs, pruned trials and the best trial. */
+export interface ReportSearch {
+  readonly metric: string;
+  readonly mode: 'min' | 'max';
+  readonly scheduler: string;
+  /** ASHA's rung epochs (grace·η^k up to maxEpochs); empty for the median rule. */
+  readonly rungs: number[];
+  readonly pruned: { readonly id: string; readonly epoch: number; readonly rung: number | null; readonly reason: string | null }[];
+  readonly best: BestTrial | null;
+}
 
 /** Where an attempt of an experiment ended and the next one took over from a checkpoint. */
 export interface ReportMarker {
@@ -56,6 +68,28 @@ export interface ReportData {
   readonly rows: ReportRow[];
   readonly audit: SessionSnapshot['audit'];
   readonly policy: SessionSnapshot['policy'];
+  readonly search: ReportSearch | null;
+}
+
+/** ASHA's rungs: gracePeriod·η^k for k = 0, 1, … while at most maxEpochs. */
+export function ashaRungs(scheduler: { gracePeriod: number; reductionFactor: number; maxEpochs: number }): number[] {
+  const rungs: number[] = [];
+  for (let r = scheduler.gracePeriod; r <= scheduler.maxEpochs && rungs.length < 64; r *= scheduler.reductionFactor) rungs.push(r);
+  return rungs;
+}
+
+function searchOf(snapshot: SessionSnapshot): ReportSearch | null {
+  const search = (snapshot.policy as { search?: ResolvedSearch }).search;
+  if (!search) return null;
+  const s = search.scheduler;
+  return {
+    metric: search.metric,
+    mode: search.mode,
+    scheduler: s ? (s.type === 'asha' ? `ASHA η=${s.reductionFactor} grace=${s.gracePeriod} max=${s.maxEpochs}` : `median rule grace=${s.gracePeriod} minTrials=${s.minTrials}`) : 'none',
+    rungs: s && s.type === 'asha' ? ashaRungs(s) : [],
+    pruned: snapshot.experiments.filter((e) => e.state === 'pruned').map((e) => ({ id: e.id, epoch: e.pruned?.epoch ?? e.epoch, rung: e.pruned?.rung ?? null, reason: e.reason })),
+    best: snapshot.best ?? null,
+  };
 }
 
 /** Keeps only epoch points, one per epoch (the last written wins, as after a rewind), in order. */
@@ -89,8 +123,9 @@ function paramsLabel(params: unknown): string {
   return entries.map(([k, v]) => `${k}=${typeof v === 'number' ? String(Number(v.toPrecision(6))) : String(v)}`).join(' ');
 }
 
-function metricOrder(names: Iterable<string>): string[] {
-  return [...new Set(names)].sort((a, b) => (a === 'loss' ? -1 : b === 'loss' ? 1 : a.localeCompare(b)));
+/** Metric names, the search metric (else `loss`) first. */
+function metricOrder(names: Iterable<string>, first = 'loss'): string[] {
+  return [...new Set(names)].sort((a, b) => (a === first ? -1 : b === first ? 1 : a.localeCompare(b)));
 }
 
 /** What the report shows of a spec: its trainer and params (from the experiment workflow's memo). */
@@ -141,11 +176,12 @@ export function buildReport(
     state: snapshot.state,
     generatedAt,
     live: snapshot.state === 'running' || snapshot.state === 'awaiting-approval',
-    metricNames: metricOrder(names),
+    metricNames: metricOrder(names, (snapshot.policy as { search?: ResolvedSearch }).search?.metric),
     series,
     rows,
     audit: snapshot.audit,
     policy: snapshot.policy,
+    search: searchOf(snapshot),
   };
 }
 
