@@ -15,7 +15,7 @@ const sandboxForbidden = [
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.tools/**', '.data/**', '.artifacts/**', 'dist/**', 'bench/.work/**', 'examples/python/**'] },
+  { ignores: ['node_modules/**', '.tools/**', '.data/**', '.artifacts/**', 'dist/**', 'lib/**', 'bench/.work/**', 'examples/python/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
