@@ -1,5 +1,5 @@
 /**
- * Entry point of the `experiments` command (bin/experiments.js loads it through tsx): picks the
+ * Entry point of the `experiments` command (bin/experiments.js loads its compiled lib/cli/main.js): picks the
  * command, runs it, and turns its outcome into the exit-code contract of errors.ts. Command
  * modules load lazily so `--help` and `--version` answer without loading the Temporal SDK.
  */
@@ -13,7 +13,7 @@ type Handler = (parsed: ParsedArgs) => Promise<number>;
 
 /**
  * Loads a command module on first use. `require` rather than `import()`: this package is
- * CommonJS, and tsx's require hook compiles the TypeScript module.
+ * CommonJS (compiled to lib/; tests load the sources through tsx).
  */
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const lazy = <T>(id: string) => (): T => require(id) as T;
