@@ -1,6 +1,16 @@
-# Image of the experiments worker used by docker-compose.yml. TypeScript runs through tsx (a
-# runtime dependency), so there is no build step; dev dependencies (tsc, eslint, playwright)
-# stay out of the image.
+# Image of the experiments worker used by docker-compose.yml. A build stage compiles src/ to lib/
+# (tsc is a dev dependency); the image itself holds lib/ and the production dependencies only, so
+# no TypeScript compiler runs in it.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --ignore-scripts: `prepare` builds lib/, and the sources are not copied yet.
+RUN npm ci --ignore-scripts
+COPY tsconfig.json tsconfig.build.json ./
+COPY scripts/build.js ./scripts/
+COPY src ./src
+RUN npm run build
+
 FROM node:20-bookworm-slim
 
 ENV NODE_ENV=production \
@@ -12,12 +22,12 @@ WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends python3 && rm -rf /var/lib/apt/lists/*
 
 # Dependencies first: this layer is reused as long as the lockfile does not change.
+# --ignore-scripts: `prepare` would build lib/ with tsc, which --omit=dev leaves out.
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev && npm cache clean --force
+RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 
-COPY tsconfig.json ./
 COPY bin ./bin
-COPY src ./src
+COPY --from=build /app/lib ./lib
 COPY examples ./examples
 COPY python ./python
 

@@ -15,7 +15,7 @@ const sandboxForbidden = [
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.tools/**', '.data/**', '.artifacts/**', 'dist/**', 'bench/.work/**', 'examples/python/**'] },
+  { ignores: ['node_modules/**', '.tools/**', '.data/**', '.artifacts/**', 'dist/**', 'lib/**', 'bench/.work/**', 'examples/python/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -36,6 +36,14 @@ export default tseslint.config(
       globals: { require: 'readonly', module: 'writable', process: 'readonly', console: 'readonly', __dirname: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', URL: 'readonly' },
     },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
+    // The report page's script runs in a browser (src/report/html.ts inlines it, with uPlot).
+    files: ['assets/report/**/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: { window: 'readonly', document: 'readonly', uPlot: 'readonly', IntersectionObserver: 'readonly' },
+    },
   },
   {
     files: ['src/shared/**/*.ts'],

@@ -8,6 +8,7 @@
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
+const { ensureBuilt } = require('./build');
 
 const root = path.resolve(__dirname, '..');
 const only = process.argv.slice(2);
@@ -25,6 +26,9 @@ if (files.length === 0) {
   console.error('no test files found under test/');
   process.exit(1);
 }
+// The CLI tests run bin/experiments.js and the consumer test packs the package: both use lib/.
+const built = ensureBuilt();
+if (built !== 0) process.exit(built);
 const concurrency = process.env.TEST_CONCURRENCY ?? '2';
 console.error(`running ${files.length} test files, ${concurrency} at a time`);
 const result = spawnSync(

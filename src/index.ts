@@ -1,4 +1,8 @@
-/** Public entry point (Node side). Workflow code lives in ./workflows, bundled by the plugin. */
+/**
+ * Public entry point (Node side): `import { ExperimentPlugin, ExperimentsClient } from 'temporal-experiments'`.
+ * Workflow code is `temporal-experiments/workflows` (sandbox-safe, bundled by the worker), the
+ * client alone `temporal-experiments/client`, a local test server `temporal-experiments/testing`.
+ */
 export { ExperimentPlugin, PLUGIN_NAME, WORKFLOWS_PATH, type ExperimentPluginOptions } from './plugin';
 export { ExperimentsClient, InvalidInputError, NotFoundError, type ExperimentsClientOptions, type StartSessionOptions } from './client';
 export { createExperimentWorker, runExperimentWorker, type ExperimentWorkerOptions } from './worker';
@@ -11,3 +15,4 @@ export type { AnyTrainer, Trainer, TrainerContext, CheckpointData, ResumeState }
 export { mlpTrainer } from './activities/trainers/mlp';
 export * from './shared/types';
 export * from './shared/definitions';
+export { exportHistory, historyFromJson, historyToJson, loadHistoryFile, replayHistoryFiles, writeHistory, type HistoryJson, type ReplayFileResult } from './replay';

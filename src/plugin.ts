@@ -5,7 +5,7 @@
  * What it contributes, and how it merges with what you pass to `Worker.create`:
  * - `workflowsPath`: **replaces** yours with this package's workflows. To run your own
  *   workflows on the same worker, write one module that re-exports both
- *   (`export * from 'temporal-experiments/src/workflows'; export * from './my-workflows';`)
+ *   (`export * from 'temporal-experiments/workflows'; export * from './my-workflows';`)
  *   and pass it as `new ExperimentPlugin({ workflowsPath: require.resolve('./all-workflows') })`.
  * - `activities`: **appended** to yours (the training activity with the trainers and the
  *   checkpoint store injected, and the checkpoint lookup used when recording outcomes).

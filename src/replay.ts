@@ -14,11 +14,12 @@
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import * as proto from '@temporalio/proto';
 import { patchProtobufRoot } from '@temporalio/proto/lib/patch-protobuf-root';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { commandHelp, findCommand, parseOptions, type CommandSpec } from './cli/args';
+import { UsageError } from './cli/errors';
 import { encryptedKeyIds, missingKeyProblem } from './codec/history';
 import { configFromEnv, DEFAULT_ADDRESS } from './config';
 import { applyConnectionFlags, CONNECTION_FLAG_ENV, connectionOptions, type ConnectionFlag } from './connection';
@@ -276,24 +277,12 @@ export class ReplayUsageError extends Error {
   override readonly name = 'ReplayUsageError';
 }
 
-export const HISTORY_EXPORT_USAGE = `Usage: experiments history export WORKFLOW_ID [--run-id RUN_ID] [--out FILE]
-       [--profile NAME] [--address HOST:PORT] [--namespace NAME] [--api-key KEY]
+/** The command specs live with every other command's (src/cli/args.ts): one parser, one help format. */
+const HISTORY_EXPORT_SPEC = findCommand('history export') as CommandSpec;
+const REPLAY_SPEC = findCommand('replay') as CommandSpec;
 
-Writes the event history of a session or experiment workflow as JSON (the newest run unless
---run-id is given), to FILE or else to stdout. Connects as the \`temporal\` CLI does: the
-connection profile (--profile, $TEMPORAL_PROFILE) of the config file, then $TEMPORAL_ADDRESS
-(default ${DEFAULT_ADDRESS}), $TEMPORAL_NAMESPACE (default "default"), $TEMPORAL_API_KEY and
-the TLS variables, then the flags.
-Exits 0 when exported, 1 if it failed, 2 for bad usage or no such workflow, 3 if the server
-cannot be reached.`;
-
-export const REPLAY_USAGE = `Usage: experiments replay FILE|DIR... [--workflows-path MODULE]
-
-Replays saved workflow histories against the current workflow code; a DIR stands for its
-*.json files. Prints one line per history and exits 0 if all replayed, 1 if any failed,
-2 for bad usage. Encrypted histories need their keys in EXPERIMENTS_CODEC_KEYS or
-EXPERIMENTS_CODEC_KEY_FILE. --workflows-path replays against your own workflows module (one that
-re-exports this package's workflows), as given to new ExperimentPlugin({ workflowsPath }).`;
+export const HISTORY_EXPORT_USAGE = commandHelp(HISTORY_EXPORT_SPEC);
+export const REPLAY_USAGE = commandHelp(REPLAY_SPEC);
 
 export interface HistoryExportArgs {
   readonly workflowId: string;
@@ -305,13 +294,8 @@ export interface HistoryExportArgs {
 }
 
 export function parseHistoryExportArgs(argv: readonly string[]): HistoryExportArgs {
-  const { values, positionals } = parseOrUsage(argv, {
-    'run-id': { type: 'string' },
-    out: { type: 'string', short: 'o' },
-    help: { type: 'boolean', short: 'h' },
-    ...Object.fromEntries(Object.keys(CONNECTION_FLAG_ENV).map((flag) => [flag, { type: 'string' as const }])),
-  });
-  if (values.help) return { workflowId: '', help: true };
+  const { options: values, positionals, help } = parseOrUsage(HISTORY_EXPORT_SPEC, argv);
+  if (help) return { workflowId: '', help: true };
   const connection = Object.fromEntries(Object.keys(CONNECTION_FLAG_ENV).map((flag) => [flag, values[flag] as string | undefined]));
   if (positionals.length !== 1) {
     throw new ReplayUsageError(`history export: expected one WORKFLOW_ID, received ${positionals.length === 0 ? 'none' : positionals.map((p) => JSON.stringify(p)).join(' ')}`);
@@ -326,22 +310,18 @@ export interface ReplayArgs {
 }
 
 export function parseReplayArgs(argv: readonly string[]): ReplayArgs {
-  const { values, positionals } = parseOrUsage(argv, {
-    'workflows-path': { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  });
-  if (values.help) return { paths: [], help: true };
+  const { options: values, positionals, help } = parseOrUsage(REPLAY_SPEC, argv);
+  if (help) return { paths: [], help: true };
   if (positionals.length === 0) throw new ReplayUsageError('replay: expected at least one history FILE or DIR');
   return { paths: positionals, workflowsPath: values['workflows-path'] as string | undefined, help: false };
 }
 
-type ParseOptions = Record<string, { type: 'string' | 'boolean'; short?: string }>;
-
-function parseOrUsage(argv: readonly string[], options: ParseOptions) {
+function parseOrUsage(spec: CommandSpec, argv: readonly string[]) {
   try {
-    return parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
+    return parseOptions(spec, argv);
   } catch (err) {
-    throw new ReplayUsageError((err as Error).message);
+    if (!(err instanceof UsageError)) throw err;
+    throw new ReplayUsageError(err.message, { cause: err });
   }
 }
 

@@ -1,8 +1,10 @@
 /**
- * Command-line parsing and help text. A small parser of our own instead of a framework: the
- * grammar is tiny (`--name value`, `--name=value`, booleans, `--`), and owning it lets every
- * mistake become one UsageError line that names the command and the fix.
+ * Command-line parsing and help text for every command, `history export` and `replay` included:
+ * the specs below are the one source of each command's flags, its usage line and its help.
+ * Parsing is node:util's parseArgs (`--name value`, `--name=value`, `-x value`, booleans, `--`).
+ * Add a command as a CommandSpec entry in COMMANDS plus a handler in src/cli/main.ts HANDLERS.
  */
+import { parseArgs as nodeParseArgs } from 'node:util';
 import { UsageError } from './errors';
 
 export interface OptionSpec {
@@ -16,6 +18,8 @@ export interface CommandSpec {
   readonly name: string;
   /** Positional arguments, in order; all required. */
   readonly positionals: readonly string[];
+  /** The last positional takes one or more values (`replay FILE|DIR...`). @default false */
+  readonly variadic?: boolean;
   readonly options: Readonly<Record<string, OptionSpec>>;
   readonly summary: string;
   readonly details?: string;
@@ -37,6 +41,7 @@ const ENV_HELP = `Environment:
   TEMPORAL_TLS, TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_CLIENT_CERT_PATH,
   TEMPORAL_TLS_CLIENT_KEY_PATH, TEMPORAL_TLS_SERVER_NAME  TLS, as the temporal CLI reads them
   TEMPORAL_TASK_QUEUE         task queue of the workers (default "experiments")
+  TEMPORAL_UI_URL             Web UI base URL for printed links (unset: no link, except the embedded server's own)
   EXPERIMENTS_CHECKPOINT_DIR  checkpoint directory (default <project>/.data/checkpoints)
   EXPERIMENTS_CHECKPOINT_URL  s3://bucket/prefix: checkpoints in S3 (with AWS_ENDPOINT_URL, AWS_REGION,
                               AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, EXPERIMENTS_S3_FORCE_PATH_STYLE)
@@ -68,6 +73,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       'approve-as': { type: 'string', value: 'NAME', help: 'pre-approve long-running experiments, recorded as approved by NAME' },
       detach: { type: 'boolean', help: 'start the session, print its id and UI link, and exit (needs TEMPORAL_ADDRESS)' },
       resume: { type: 'boolean', help: 'continue experiments from their newest checkpoints of an earlier run of this session id' },
+      'ui-url': { type: 'string', value: 'URL', help: 'Web UI base URL for the printed link (default $TEMPORAL_UI_URL; unset: no link, except the embedded server\'s own)' },
       ...CONNECTION_OPTIONS,
     },
     details: `Exits 0 only if every experiment completed, 1 if any did not.
@@ -130,26 +136,30 @@ refresh). Reads only the Temporal server and the checkpoint store's metric histo
     name: 'status',
     positionals: ['ID'],
     summary: 'show a session or an experiment (<session>:<experiment>)',
-    options: { json: { type: 'boolean', help: 'print one JSON object' }, ...CONNECTION_OPTIONS },
+    options: {
+      json: { type: 'boolean', help: 'print one JSON object' },
+      'ui-url': { type: 'string', value: 'URL', help: 'Web UI base URL for the printed link (default $TEMPORAL_UI_URL; unset: no link)' },
+      ...CONNECTION_OPTIONS,
+    },
   },
   {
     name: 'pause',
     positionals: ['SESSION'],
     summary: 'pause a session: running experiments checkpoint and free their workers, none starts',
-    options: {},
+    options: { ...CONNECTION_OPTIONS },
     details: 'The same as signalling `pause` to the session (for example from the Web UI). `unpause` resumes it.',
   },
   {
     name: 'unpause',
     positionals: ['SESSION'],
     summary: 'resume a paused session: its experiments continue from their checkpoints',
-    options: {},
+    options: { ...CONNECTION_OPTIONS },
   },
   {
     name: 'best',
     positionals: ['SESSION'],
     summary: "show a search session's best trial: params, metric and checkpoint (uri, sha256)",
-    options: { json: { type: 'boolean', help: 'print one JSON object (null while no trial has the metric)' } },
+    options: { json: { type: 'boolean', help: 'print one JSON object (null while no trial has the metric)' }, ...CONNECTION_OPTIONS },
   },
   {
     name: 'hints',
@@ -184,6 +194,7 @@ past the resume checkpoint are left out, so no epoch appears twice. Exits 2 when
     options: {
       session: { type: 'string', value: 'SESSION', help: 'add it to this running session (default: a new session <session>-resume-<n>)' },
       'approve-as': { type: 'string', value: 'NAME', help: 'pre-approve the new session (for long-running experiments)' },
+      'ui-url': { type: 'string', value: 'URL', help: 'Web UI base URL for the printed link (default $TEMPORAL_UI_URL; unset: no link)' },
       ...CONNECTION_OPTIONS,
     },
   },
@@ -227,6 +238,35 @@ past the resume checkpoint are left out, so no epoch appears twice. Exits 2 when
     details: `Uses the keys of EXPERIMENTS_CODEC_KEYS or EXPERIMENTS_CODEC_KEY_FILE, as the workers do.`,
   },
   {
+    name: 'history export',
+    positionals: ['WORKFLOW_ID'],
+    summary: 'save the event history of a session or experiment workflow as JSON',
+    options: {
+      'run-id': { type: 'string', value: 'RUN_ID', help: 'that run of the workflow (default: the newest)' },
+      out: { type: 'string', short: 'o', value: 'FILE', help: 'write to FILE (default: stdout)' },
+      ...CONNECTION_OPTIONS,
+    },
+    details: `Writes the newest run unless --run-id is given. Connects as the \`temporal\` CLI does: the
+connection profile (--profile, $TEMPORAL_PROFILE) of the config file, then $TEMPORAL_ADDRESS
+(default localhost:7233), $TEMPORAL_NAMESPACE (default "default"), $TEMPORAL_API_KEY and the
+TLS variables, then the flags.
+Exits 0 when exported, 1 if it failed, 2 for bad usage or no such workflow, 3 if the server
+cannot be reached.`,
+  },
+  {
+    name: 'replay',
+    positionals: ['FILE|DIR...'],
+    variadic: true,
+    summary: 'replay saved histories against the current workflow code',
+    options: {
+      'workflows-path': { type: 'string', value: 'MODULE', help: 'replay against your own workflows module (one that re-exports this package\'s workflows)' },
+    },
+    details: `A DIR stands for its *.json files. Prints one line per history and exits 0 if all
+replayed, 1 if any failed, 2 for bad usage. Encrypted histories need their keys in
+EXPERIMENTS_CODEC_KEYS or EXPERIMENTS_CODEC_KEY_FILE. --workflows-path is the module given to
+new ExperimentPlugin({ workflowsPath }).`,
+  },
+  {
     name: 'help',
     positionals: [],
     summary: 'show help (`experiments help <command>` for one command)',
@@ -238,51 +278,54 @@ export function findCommand(name: string): CommandSpec | undefined {
   return COMMANDS.find((c) => c.name === name);
 }
 
-/** Parses argv (after the command name) against a command's spec. */
+/**
+ * Parses argv (after the command name, `history export` after both words) against a command's
+ * spec with node:util's parseArgs (in its token mode, so each mistake becomes one UsageError
+ * line that names the command and the fix), then checks the positionals' count.
+ */
 export function parseArgs(spec: CommandSpec, argv: readonly string[]): ParsedArgs {
-  const positionals: string[] = [];
-  const options: Record<string, string | boolean | undefined> = {};
-  let help = false;
-  const usageHint = `see \`experiments ${spec.name} --help\``;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--') {
-      positionals.push(...argv.slice(i + 1));
-      break;
-    }
-    if (arg === '--help' || arg === '-h') {
-      help = true;
-      continue;
-    }
-    if (arg.startsWith('-') && arg !== '-') {
-      const eq = arg.indexOf('=');
-      const long = arg.startsWith('--');
-      const rawName = long ? arg.slice(2, eq > 0 ? eq : undefined) : arg.slice(1);
-      const name = long ? rawName : Object.entries(spec.options).find(([, o]) => o.short === rawName)?.[0];
-      const option = name === undefined ? undefined : spec.options[name];
-      if (!option || name === undefined) throw new UsageError(`unknown option ${long ? `--${rawName}` : arg} for \`experiments ${spec.name}\` (${usageHint})`);
-      if (option.type === 'boolean') {
-        if (eq > 0) throw new UsageError(`option --${name} of \`experiments ${spec.name}\` takes no value`);
-        options[name] = true;
-        continue;
-      }
-      let value: string | undefined;
-      if (long && eq > 0) value = arg.slice(eq + 1);
-      else if (i + 1 < argv.length && !(argv[i + 1].startsWith('--') && argv[i + 1].length > 2)) value = argv[++i];
-      if (value === undefined) throw new UsageError(`option --${name} of \`experiments ${spec.name}\` needs a value: --${name} ${option.value ?? 'VALUE'}`);
-      if (options[name] !== undefined) throw new UsageError(`option --${name} of \`experiments ${spec.name}\` was given twice`);
-      options[name] = value;
-      continue;
-    }
-    positionals.push(arg);
-  }
-  if (help) return { positionals, options, help };
+  const parsed = parseOptions(spec, argv);
+  if (parsed.help) return parsed;
+  const { positionals } = parsed;
   if (positionals.length < spec.positionals.length) {
     const missing = spec.positionals.slice(positionals.length).join(' ');
     throw new UsageError(`\`experiments ${spec.name}\` needs ${missing} (usage: ${usageLine(spec)})`);
   }
-  if (positionals.length > spec.positionals.length) {
+  if (positionals.length > spec.positionals.length && !spec.variadic) {
     throw new UsageError(`unexpected argument ${JSON.stringify(positionals[spec.positionals.length])} for \`experiments ${spec.name}\` (usage: ${usageLine(spec)})`);
+  }
+  return parsed;
+}
+
+/** The options and positionals of argv, without checking how many positionals there are. */
+export function parseOptions(spec: CommandSpec, argv: readonly string[]): ParsedArgs {
+  const config: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
+  for (const [name, o] of Object.entries(spec.options)) config[name] = { type: o.type, ...(o.short && { short: o.short }) };
+  const { tokens } = nodeParseArgs({ args: [...argv], options: config, strict: false, allowPositionals: true, tokens: true });
+  const positionals: string[] = [];
+  const options: Record<string, string | boolean | undefined> = {};
+  let help = false;
+  const command = `\`experiments ${spec.name}\``;
+  for (const token of tokens) {
+    if (token.kind === 'positional') positionals.push(token.value);
+    if (token.kind !== 'option') continue;
+    if (token.name === 'help') {
+      help = true;
+      continue;
+    }
+    const option = Object.hasOwn(spec.options, token.name) ? spec.options[token.name] : undefined;
+    if (!option) throw new UsageError(`unknown option ${token.rawName} for ${command} (see \`experiments ${spec.name} --help\`)`);
+    const flag = `--${token.name}`;
+    if (option.type === 'boolean') {
+      if (token.value !== undefined) throw new UsageError(`option ${flag} of ${command} takes no value`);
+      options[token.name] = true;
+      continue;
+    }
+    // A following `--other` is the next option, not this one's value (pass `--name=--x` for that).
+    const value = token.value === undefined || (!token.inlineValue && /^--./.test(token.value)) ? undefined : token.value;
+    if (value === undefined) throw new UsageError(`option ${flag} of ${command} needs a value: ${flag} ${option.value ?? 'VALUE'}`);
+    if (options[token.name] !== undefined) throw new UsageError(`option ${flag} of ${command} was given twice`);
+    options[token.name] = value;
   }
   return { positionals, options, help };
 }
@@ -315,18 +358,13 @@ export function commandHelp(spec: CommandSpec): string {
   const opts = Object.entries(spec.options);
   if (opts.length > 0) {
     lines.push('', 'Options:');
-    for (const [name, o] of opts) lines.push(`  ${`--${name}${o.type === 'string' ? ` ${o.value ?? 'VALUE'}` : ''}`.padEnd(34)}${o.help}`);
+    for (const [name, o] of opts) lines.push(`  ${`${o.short ? `-${o.short}, ` : ''}--${name}${o.type === 'string' ? ` ${o.value ?? 'VALUE'}` : ''}`.padEnd(34)}${o.help}`);
   }
+  lines.push(`${opts.length > 0 ? '' : '\nOptions:\n'}  ${'-h, --help'.padEnd(34)}show this help`);
   if (spec.details) lines.push('', spec.details);
   lines.push('', ENV_HELP);
   return lines.join('\n');
 }
-
-/** Commands with their own argument parsing (src/replay.ts), listed in the main help. */
-export const REPLAY_COMMANDS: readonly (readonly [string, string])[] = [
-  ['history', 'history export WORKFLOW_ID [--out FILE]: save a workflow history as JSON'],
-  ['replay', 'replay FILE|DIR...: replay histories against the current workflow code'],
-];
 
 export function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
@@ -337,8 +375,8 @@ export function mainHelp(): string {
     'restarts and cancellations, and resume from their newest verified checkpoint.',
     '',
     'Commands:',
-    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
-    ...REPLAY_COMMANDS.map(([name, summary]) => `  ${name.padEnd(width)}${summary}`),
+    // Every command with every flag: the usage line is generated from the same spec as the parser.
+    ...COMMANDS.flatMap((c) => [`  ${c.name.padEnd(width)}${c.summary}`, ...(c.name === 'help' ? [] : [`  ${''.padEnd(width)}${usageLine(c)}`])]),
     '',
     'Quick start (starts a local server and worker, no setup):',
     '  npx experiments run examples/quickstart.json --approve-as you',

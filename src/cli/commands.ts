@@ -17,7 +17,7 @@ import { approveInputSchema, parseOrThrow } from '../shared/schema';
 import type { ResumeHints } from '../shared/types';
 import { runExperimentWorker } from '../worker';
 import { intOption, stringOption, type ParsedArgs } from './args';
-import { connect, ensureReachable, offlineValidator, programsOf, uiBaseFor, workflowUrl, type Connected } from './connect';
+import { connect, ensureReachable, offlineValidator, programsOf, configuredUiBase, workflowUrl, type Connected } from './connect';
 import { fileLogger } from './embedded';
 import { EXIT, UsageError } from './errors';
 import { displayPath, experimentText, hintsText, sessionText } from './output';
@@ -87,6 +87,7 @@ export async function closedSessionSummary(c: Connected, id: string): Promise<Se
 
 export async function statusCommand(parsed: ParsedArgs): Promise<number> {
   const [id] = parsed.positionals;
+  const uiBase = configuredUiBase(stringOption(parsed, 'ui-url'));
   return withConnection(async (c) => {
     const status = (await closedSessionSummary(c, id)) ?? (await queried(c, id, () => c.experiments.status(id)));
     if (parsed.options.json) {
@@ -99,7 +100,7 @@ export async function statusCommand(parsed: ParsedArgs): Promise<number> {
     }
     if (status.kind === 'session') {
       say(sessionText(status));
-      const url = workflowUrl(uiBaseFor(c.address), c.namespace, status.id);
+      const url = workflowUrl(uiBase, c.namespace, status.id);
       if (url) say(`\nUI: ${url}`);
     } else {
       say(experimentText(status));
@@ -139,11 +140,12 @@ export async function resumeCommand(parsed: ParsedArgs): Promise<number> {
   const approveAs = stringOption(parsed, 'approve-as');
   const preApproved = approveAs ? parseOrThrow(approveInputSchema, { by: approveAs, note: 'approved with --approve-as at resume' }, '--approve-as') : undefined;
   if (session && preApproved) throw new UsageError('--approve-as applies to a new session; with --session, approve that session with `experiments approve`');
+  const uiBase = configuredUiBase(stringOption(parsed, 'ui-url'));
   return withConnection(async (c) => {
     const r = await c.experiments.resume(id, { session, preApproved });
     say(`Resumed ${id} as ${r.workflowId} (session ${r.sessionId}).`);
     say(`Follow it with: experiments status ${r.workflowId}`);
-    const url = workflowUrl(uiBaseFor(c.address), c.namespace, r.sessionId);
+    const url = workflowUrl(uiBase, c.namespace, r.sessionId);
     if (url) say(`UI: ${url}`);
     return EXIT.ok;
   });
@@ -217,7 +219,7 @@ export async function serverCommand(parsed: ParsedArgs): Promise<number> {
   say(`  gRPC:     ${server.address}`);
   say(`  Web UI:   http://localhost:${uiPort}`);
   say(`  database: ${server.dbFile}`);
-  say(`Use it from other shells with: export ${ENV_VARS.address}=${server.address}`);
+  say(`Use it from other shells with: export ${ENV_VARS.address}=${server.address} TEMPORAL_UI_URL=http://localhost:${uiPort}`);
   say('Ctrl-C stops it.');
   const stopped = new Promise<'signal' | 'exit'>((resolve) => {
     process.once('SIGINT', () => resolve('signal'));

@@ -140,19 +140,23 @@ export function programsOf(config: RuntimeConfig, file = config.programsFile): P
 }
 
 /**
- * The Web UI address for a server address: TEMPORAL_UI_URL when set, else, for a server on
- * this machine, the dev server's convention of UI port = gRPC port + 1000. Undefined otherwise.
+ * The Web UI's base URL as configured: `--ui-url`, else TEMPORAL_UI_URL, else undefined (then no
+ * link is printed: a server's UI can be anywhere, and a guessed link that is wrong is worse than
+ * none). The embedded server of `run` knows its own UI and does not ask here.
  */
-export function uiBaseFor(address: string): string | undefined {
-  const explicit = process.env.TEMPORAL_UI_URL;
-  if (explicit) return explicit.replace(/\/+$/, '');
+export function configuredUiBase(option: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const [raw, field] = option !== undefined ? [option, '--ui-url'] : [env.TEMPORAL_UI_URL || undefined, 'TEMPORAL_UI_URL'];
+  if (raw === undefined) return undefined;
+  let url: URL;
   try {
-    const { host, port } = parseAddress(address);
-    if (!['localhost', '127.0.0.1', '::1', '0.0.0.0'].includes(host) || port + 1000 > 65535) return undefined;
-    return `http://localhost:${port + 1000}`;
+    url = new URL(raw);
   } catch {
-    return undefined;
+    throw new UsageError(`${field}: expected an http(s) URL such as http://localhost:8233, received ${JSON.stringify(raw)}`);
   }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new UsageError(`${field}: expected an http(s) URL such as http://localhost:8233, received ${JSON.stringify(raw)}`);
+  }
+  return raw.replace(/\/+$/, '');
 }
 
 export function workflowUrl(uiBase: string | undefined, namespace: string, workflowId: string): string | undefined {

@@ -1,5 +1,5 @@
 /**
- * Entry point of the `experiments` command (bin/experiments.js loads it through tsx): picks the
+ * Entry point of the `experiments` command (bin/experiments.js loads its compiled lib/cli/main.js): picks the
  * command, runs it, and turns its outcome into the exit-code contract of errors.ts. Command
  * modules load lazily so `--help` and `--version` answer without loading the Temporal SDK.
  */
@@ -13,7 +13,7 @@ type Handler = (parsed: ParsedArgs) => Promise<number>;
 
 /**
  * Loads a command module on first use. `require` rather than `import()`: this package is
- * CommonJS, and tsx's require hook compiles the TypeScript module.
+ * CommonJS (compiled to lib/; tests load the sources through tsx).
  */
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const lazy = <T>(id: string) => (): T => require(id) as T;
@@ -22,14 +22,23 @@ const replayModule = lazy<typeof import('../replay')>('../replay');
 
 const io = { stdout: (s: string) => process.stdout.write(`${s}\n`), stderr: (s: string) => process.stderr.write(`${s}\n`) };
 
-/** `history export` and `replay` parse their own arguments (src/replay.ts). */
+/**
+ * `history export` and `replay` are library functions too (src/replay.ts) that own their output
+ * and exit code; they parse with the same specs and parser (args.ts) as every other command.
+ */
 const REPLAY_HANDLERS: Record<string, (rest: string[]) => Promise<number>> = {
-  history: async (rest) => {
-    if (rest[0] !== 'export') throw new UsageError(`history: expected \`history export WORKFLOW_ID [--out FILE]\`, received ${JSON.stringify(rest.join(' '))}`);
-    return replayModule().runHistoryExportCommand(rest.slice(1), io);
-  },
+  'history export': (rest) => replayModule().runHistoryExportCommand(rest, io),
   replay: (rest) => replayModule().runReplayCommand(rest, io),
 };
+
+/** `history export ...` is one command of two words. */
+function commandName(argv: readonly string[]): [string | undefined, string[]] {
+  const [name, ...rest] = argv;
+  if (name !== 'history') return [name, rest];
+  if (rest[0] === '--help' || rest[0] === '-h') return ['history export', rest];
+  if (rest[0] !== 'export') throw new UsageError(`history: expected \`history export WORKFLOW_ID [--out FILE]\`, received ${JSON.stringify(rest.join(' '))}`);
+  return ['history export', rest.slice(1)];
+}
 const commands = lazy<typeof import('./commands')>('./commands');
 const approvalCommands = lazy<typeof import('./approval-commands')>('./approval-commands');
 
@@ -60,8 +69,8 @@ function version(): string {
 
 /** Runs one command line and resolves with its exit code; never throws. */
 export async function main(argv: readonly string[]): Promise<number> {
-  const [name, ...rest] = argv;
   try {
+    const [name, rest] = commandName(argv);
     if (name === undefined) {
       process.stdout.write(`${mainHelp()}\n`);
       throw new UsageError('missing a command (see the list above)');
@@ -71,7 +80,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       return EXIT.ok;
     }
     if (name === '--help' || name === '-h' || name === 'help') {
-      const topic = rest.find((a) => !a.startsWith('-'));
+      const words = rest.filter((a) => !a.startsWith('-'));
+      const topic = words[0] === 'history' ? 'history export' : words[0];
       if (topic === undefined) {
         process.stdout.write(`${mainHelp()}\n`);
         return EXIT.ok;

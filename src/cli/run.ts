@@ -21,7 +21,7 @@ import { isLongRunning, resolvePolicy } from '../shared/policy';
 import { approveInputSchema, parseOrThrow } from '../shared/schema';
 import type { ApproveInput, ExperimentSpec } from '../shared/types';
 import { stringOption, type ParsedArgs } from './args';
-import { connect, offlineValidator, uiBaseFor, workflowUrl } from './connect';
+import { configuredUiBase, connect, offlineValidator, workflowUrl } from './connect';
 import { startEmbedded, StartAborted, type Embedded } from './embedded';
 import { EXIT, ExitCode, UsageError } from './errors';
 import { checkpointDirs, displayPath, experimentsTable, fmtElapsed, reasonsBlock, styles } from './output';
@@ -86,6 +86,7 @@ export async function runCommand(parsed: ParsedArgs): Promise<number> {
   const approveAs = stringOption(parsed, 'approve-as');
   const detach = parsed.options.detach === true;
   const resume = parsed.options.resume === true;
+  const uiUrl = configuredUiBase(stringOption(parsed, 'ui-url'));
   const config = configFromEnv();
   const embeddedMode = config.address === undefined;
   if (detach && embeddedMode) {
@@ -107,7 +108,7 @@ export async function runCommand(parsed: ParsedArgs): Promise<number> {
       if (n === 1) say('Interrupted: stopping…');
       else process.exit(EXIT.interrupted);
     });
-    target = embeddedMode ? await embeddedTarget(config, say, () => interrupts.count > 0) : await remoteTarget(config);
+    target = embeddedMode ? await embeddedTarget(config, say, () => interrupts.count > 0) : await remoteTarget(config, uiUrl);
     if (interrupts.count > 0) throw new ExitCode(EXIT.interrupted);
     await ensureNotRunning(target, sessionId);
     // Earlier checkpoints are looked up by a worker, so only when one is polling.
@@ -117,7 +118,7 @@ export async function runCommand(parsed: ParsedArgs): Promise<number> {
 
     const started = Date.now();
     await target.experiments.startSession({ sessionId, policy: pipeline.policy, experiments, preApproved });
-    const url = workflowUrl(target.uiBase, target.namespace, sessionId);
+    const url = workflowUrl(uiUrl ?? target.uiBase, target.namespace, sessionId);
     const policy = resolvePolicy(pipeline.policy);
     const longRunning = pipeline.experiments.filter((e) => isLongRunning(e, policy)).length;
     say(
@@ -162,9 +163,9 @@ async function embeddedTarget(config: RuntimeConfig, say: (line: string) => void
   };
 }
 
-async function remoteTarget(config: RuntimeConfig): Promise<Target> {
+async function remoteTarget(config: RuntimeConfig, uiBase: string | undefined): Promise<Target> {
   const c = await connect({ config });
-  return { experiments: c.experiments, address: c.address, namespace: c.namespace, uiBase: uiBaseFor(c.address), embedded: undefined, close: () => c.close() };
+  return { experiments: c.experiments, address: c.address, namespace: c.namespace, uiBase, embedded: undefined, close: () => c.close() };
 }
 
 /**

@@ -23,7 +23,7 @@ const id = z.string().superRefine((value, ctx) => {
 });
 
 const duration = z.string().refine((v) => parseDuration(v) !== undefined, {
-  message: "expected a duration such as '90s', '15m' or '2h'",
+  message: "expected a duration such as '90s', '15m', '2h' or '1h30m'",
 });
 
 const count = (min: number) => z.number().int().min(min);

@@ -338,6 +338,7 @@ describe('experiments CLI', { timeout: TIMEOUT * 4 }, () => {
     await waitFor(() => /Ctrl-C stops it\./.test(server.stdout()), { timeoutMs: 120_000, what: `the server to be ready (${server.stdout()}${server.stderr()})` });
     assert.match(server.stdout(), new RegExp(`gRPC: +127\\.0\\.0\\.1:${port}`));
     assert.match(server.stdout(), new RegExp(`Web UI: +http://localhost:${uiPort}`));
+    assert.match(server.stdout(), new RegExp(`export TEMPORAL_ADDRESS=127\\.0\\.0\\.1:${port} TEMPORAL_UI_URL=http://localhost:${uiPort}`));
     const address = `127.0.0.1:${port}`;
     const queue = uniqueQueue('cli-worker-cmd');
     const worker = start(['worker', '--task-queue', queue, '--checkpoint-dir', path.join(h.tmp, 'ck-worker-cmd'), '--max-concurrent-activities', '2'], { TEMPORAL_ADDRESS: address, LOG_LEVEL: 'info' });
@@ -350,6 +351,7 @@ describe('experiments CLI', { timeout: TIMEOUT * 4 }, () => {
       const file = writeFile('cmd.json', { session, experiments: [{ id: 'a', trainer: 'mlp', params: tiny() }] });
       const r = await cli(['run', file], { TEMPORAL_ADDRESS: address, TEMPORAL_TASK_QUEUE: queue });
       assert.equal(r.code, 0, describeWithinContext(r));
+      assert.doesNotMatch(r.stdout, /Temporal UI/, 'no --ui-url or TEMPORAL_UI_URL: no link (the UI port is not guessed from the gRPC port)');
       assert.ok(fs.existsSync(path.join(h.tmp, 'ck-worker-cmd', session, 'a')), 'the worker used its --checkpoint-dir');
     } finally {
       worker.child.kill('SIGTERM');
@@ -369,8 +371,9 @@ describe('experiments CLI', { timeout: TIMEOUT * 4 }, () => {
     const session = sid('cancel');
     // ~16 s of training: the cancel must land mid-run even on a loaded machine.
     const file = writeFile('cancel.json', { session, experiments: [{ id: 'slow', trainer: 'mlp', params: { epochs: 40, samples: 128, batchSize: 32, stepDelayMs: 100 } }] });
-    const detached = await cli(['run', file, '--detach']);
+    const detached = await cli(['run', file, '--detach', '--ui-url', 'http://ui.example:8080/']);
     assert.equal(detached.code, 0, describeWithinContext(detached));
+    assert.ok(detached.stdout.includes(`Watch or cancel it in the Temporal UI: http://ui.example:8080/namespaces/default/workflows/${session}\n`), detached.stdout);
     assert.match(detached.stdout, new RegExp(`Detached\\. Follow it with: experiments status ${session}`));
 
     const running = await cli(['run', file]);
