@@ -27,8 +27,8 @@ after(async () => {
   await h?.teardown();
 });
 
-// 8 steps × 40 ms ≈ 0.3 s per epoch: long enough to land the kill mid-epoch.
-const trials: ExperimentSpec[] = [0.03, 0.0001, 0.01, 0.003, 0.00003, 0.02].map((lr, i) => ({ id: `t${i}`, trainer: 'mlp', params: { epochs: 4, samples: 256, batchSize: 32, stepDelayMs: 40, lr, seed: 1 } }));
+// 8 steps × 80 ms ≈ 0.65 s per epoch: long enough to land the kill mid-epoch.
+const trials: ExperimentSpec[] = [0.03, 0.0001, 0.01, 0.003, 0.00003, 0.02].map((lr, i) => ({ id: `t${i}`, trainer: 'mlp', params: { epochs: 4, samples: 256, batchSize: 32, stepDelayMs: 80, lr, seed: 1 } }));
 const policy: SessionPolicy = {
   maxConcurrent: 3,
   heartbeatTimeout: '3s',
@@ -51,8 +51,14 @@ test('kill -9 mid-epoch during an ASHA search: the same decisions as an uninterr
   await a.ready;
   const uninterrupted = reference.client.startSession({ sessionId: 'rewind-ref', policy, experiments: trials }).then((hd) => hd.result());
   const handle = await client.startSession({ sessionId: 'rewind', policy, experiments: trials });
-  await waitFor(async () => ((await store.list(storeKey('rewind', 't0')))[0]?.epoch ?? 0) >= 1, { what: 'a first epoch checkpoint', timeoutMs: 120_000 });
-  await new Promise((r) => setTimeout(r, 150)); // into the middle of the next epoch
+  // Between gates a trial waits for the session's decision without training, so kill while one
+  // trains: a checkpoint at epoch 3 is the middle of the rung-2 → rung-4 segment, epoch 4 is running.
+  const midSegment = async () => {
+    for (const t of trials) if (((await store.list(storeKey('rewind', t.id)))[0]?.epoch ?? 0) === 3) return true;
+    return false;
+  };
+  await waitFor(midSegment, { what: 'a trial training its fourth epoch', timeoutMs: 120_000, intervalMs: 50 });
+  await new Promise((r) => setTimeout(r, 150)); // into the middle of that epoch
   a.child.kill('SIGKILL');
   assert.equal((await a.exited).signal, 'SIGKILL');
   const b = worker('b');
