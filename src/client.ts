@@ -339,7 +339,9 @@ export class ExperimentsClient {
     try {
       const desc = await this.client.workflow.getHandle(status.workflowId).describe();
       const pending = desc.raw.pendingActivities?.find((a) => a.activityType?.name === 'trainExperiment');
-      if (!pending) return status;
+      // A routed child waiting for a worker that fits is `running` to its session: its memo says more.
+      const own = desc.memo?.experiment as ExperimentStatus | undefined;
+      if (!pending) return own?.state === 'awaiting-resources' ? { ...status, state: own.state, reason: own.reason } : { ...status, ...(own?.hardwareClass && { hardwareClass: own.hardwareClass }) };
       // Raw from describe: the codecs (encryption) have not run on it yet.
       const payloads = pending.heartbeatDetails?.payloads;
       const details = payloads?.length ? await decodeFromPayloadsAtIndex<HeartbeatDetails>(this.client.options.loadedDataConverter, 0, payloads) : undefined;

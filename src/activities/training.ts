@@ -36,6 +36,13 @@ export interface TrainingDeps {
    * @default min(1000, heartbeatTimeout / 4) milliseconds
    */
   readonly heartbeatIntervalMs?: number;
+  /** Where a run on a shape queue claims the devices of its slot. @default none (no devices) */
+  readonly devices?: DeviceClaims;
+}
+
+/** The devices of the slot an activity on `taskQueue` just started in (src/hardware/slots.ts DevicePool). */
+export interface DeviceClaims {
+  claim(taskQueue: string): Promise<readonly number[] | null>;
 }
 
 /**
@@ -186,6 +193,8 @@ async function train(
     }),
   );
   let checkpointDir: string | undefined;
+  const devices = (await deps.devices?.claim(info.taskQueue)) ?? [];
+  if (devices.length > 0) log.info({ devices, taskQueue: info.taskQueue }, 'devices of this slot');
 
   let lastYield = performance.now();
   const tctx: TrainerContext<unknown> = {
@@ -194,6 +203,7 @@ async function train(
     params,
     attempt,
     resume,
+    devices,
     get interrupted() {
       return reason !== undefined;
     },

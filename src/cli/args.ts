@@ -128,6 +128,17 @@ policy's approvers, or an unsigned or badly signed approval by an approver with 
       'checkpoint-cache-dir': { type: 'string', value: 'DIR', help: 'local cache of an S3 store (default $EXPERIMENTS_CHECKPOINT_CACHE_DIR)' },
       'max-concurrent-activities': { type: 'string', value: 'N', help: 'trainings run at once by this worker (default 4)' },
       programs: { type: 'string', value: 'FILE', help: 'programs the command trainer may run here, JSON or YAML (default $EXPERIMENTS_PROGRAMS; none: it runs nothing)' },
+      class: { type: 'string', value: 'NAME', help: 'hardware class name (default derived, e.g. cpu-2c-8g or gpu-h100x8)' },
+      hardware: { type: 'string', value: 'FILE', help: 'JSON hardware profile fields that replace detected ones (className, cpu, memoryGiB, gpus)' },
+    },
+  },
+  {
+    name: 'workers',
+    positionals: [],
+    summary: 'list live workers of the task queue with their hardware profiles and free slots',
+    options: {
+      'task-queue': { type: 'string', value: 'NAME', help: 'task queue (default $TEMPORAL_TASK_QUEUE or "experiments")' },
+      json: { type: 'boolean', help: 'print a JSON array' },
     },
   },
   {

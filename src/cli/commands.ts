@@ -15,6 +15,7 @@ import { WORKFLOW_TYPES, type SessionSnapshot, type SessionSummary } from '../sh
 import { approveInputSchema, parseOrThrow } from '../shared/schema';
 import type { ResumeHints } from '../shared/types';
 import { runExperimentWorker } from '../worker';
+import { hardwareOptions } from './commands/worker-hardware';
 import { intOption, stringOption, type ParsedArgs } from './args';
 import { connect, ensureReachable, offlineValidator, programsOf, uiBaseFor, workflowUrl, type Connected } from './connect';
 import { fileLogger } from './embedded';
@@ -182,6 +183,7 @@ export async function workerCommand(parsed: ParsedArgs): Promise<number> {
   const maxConcurrentActivities = intOption(parsed, 'max-concurrent-activities', 1, 1000);
   // Read before connecting, so a bad programs file is exit 2 naming the field, with nothing started.
   const programs = programsOf(config, stringOption(parsed, 'programs') ?? config.programsFile) ?? new ProgramRegistry([]);
+  const hardware = hardwareOptions(parsed);
   const address = config.address ?? 'localhost:7233';
   // Probe first, so a missing server is exit 3 naming the address rather than a native stack.
   await ensureReachable(address);
@@ -191,7 +193,7 @@ export async function workerCommand(parsed: ParsedArgs): Promise<number> {
   const store = checkpointUrl ? { checkpointUrl, checkpointCacheDir } : { checkpointDir };
   logger.info({ address, namespace: config.namespace, taskQueue, ...store, programs: programs.names() }, 'connecting');
   if (programs.size === 0) logger.info('no programs registered: the command trainer runs nothing here (see --programs FILE)');
-  await runExperimentWorker({ address, namespace: config.namespace, taskQueue, ...store, maxConcurrentActivities, logger, programs });
+  await runExperimentWorker({ address, namespace: config.namespace, taskQueue, ...store, maxConcurrentActivities, logger, programs, hardware });
   return EXIT.ok;
 }
 

@@ -44,6 +44,7 @@ const HANDLERS: Record<string, () => Handler> = {
   cancel: () => commands().cancelCommand,
   resume: () => commands().resumeCommand,
   worker: () => commands().workerCommand,
+  workers: () => lazy<typeof import('./commands/workers')>('./commands/workers')().workersCommand,
   server: () => commands().serverCommand,
   'codec-server': () => lazy<typeof import('./commands/codec-server')>('./commands/codec-server')().codecServerCommand,
 };

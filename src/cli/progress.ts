@@ -49,7 +49,7 @@ export interface ProgressView {
 const time = () => new Date().toTimeString().slice(0, 8);
 
 function counts(snap: LiveSnapshot): string {
-  const order = ['running', 'queued', 'awaiting-approval', 'completed', 'interrupted', 'failed', 'timed-out', 'rejected', 'cancelled'];
+  const order = ['running', 'queued', 'awaiting-approval', 'awaiting-resources', 'completed', 'interrupted', 'failed', 'timed-out', 'rejected', 'cancelled'];
   const n = new Map<string, number>();
   for (const e of snap.experiments) n.set(e.state, (n.get(e.state) ?? 0) + 1);
   return order
@@ -232,7 +232,7 @@ export class BarsView implements ProgressView {
         this.multibar.remove(bar);
         this.bars.delete(e.id);
       }
-      const terminal = !['queued', 'awaiting-approval', 'running'].includes(e.state);
+      const terminal = !['queued', 'awaiting-approval', 'awaiting-resources', 'running'].includes(e.state);
       if (terminal && !this.ended.has(e.id)) {
         this.ended.add(e.id);
         const mark = e.state === 'completed' ? this.st.green('✓') : this.st.red('✗');

@@ -15,6 +15,7 @@ export const POLICY_DEFAULTS = {
   maxPreemptions: 1000,
   onFailure: 'continue',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
+  resourceTimeout: '1h',
 } as const;
 
 /**
@@ -45,6 +46,8 @@ export interface ResolvedPolicy {
   readonly approvers?: readonly Approver[];
   /** Present only when the policy set it, so resolved policies recorded before it existed are unchanged. */
   readonly allowCrossSessionResume?: boolean | readonly string[];
+  /** Present only when the policy set it: read it with `resourceTimeoutMs(policy)`. */
+  readonly resourceTimeoutMs?: number;
 }
 
 /** Applies defaults; throws an error naming the field for a malformed duration. */
@@ -67,7 +70,13 @@ export function resolvePolicy(policy: SessionPolicy = {}): ResolvedPolicy {
     },
     ...(policy.approvers && policy.approvers.length > 0 ? { approvers: policy.approvers.map((a) => ({ ...a })) } : {}),
     ...(policy.allowCrossSessionResume !== undefined ? { allowCrossSessionResume: policy.allowCrossSessionResume } : {}),
+    ...(policy.resourceTimeout !== undefined ? { resourceTimeoutMs: requireDuration('policy.resourceTimeout', policy.resourceTimeout) } : {}),
   };
+}
+
+/** How long an unsatisfiable request waits before it is rejected (SessionPolicy.resourceTimeout). */
+export function resourceTimeoutMs(policy: ResolvedPolicy): number {
+  return policy.resourceTimeoutMs ?? requireDuration('policy.resourceTimeout', POLICY_DEFAULTS.resourceTimeout);
 }
 
 /**

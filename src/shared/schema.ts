@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { parseDuration } from './duration';
 import { approverProblems } from './approval';
 import { idProblem } from './ids';
+import { CLASS_NAME, RESOURCE_LIMITS } from './hardware';
 
 /** Serialised size cap of one experiment's params, in bytes of JSON. */
 export const MAX_PARAMS_BYTES = 64 * 1024;
@@ -54,6 +55,7 @@ export const sessionPolicySchema = z.strictObject({
   retry: retryPolicySchema.optional(),
   approvers: approversSchema.optional(),
   allowCrossSessionResume: z.union([z.boolean(), z.array(id).max(1000)]).optional(),
+  resourceTimeout: duration.optional(),
 });
 
 const params = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
@@ -72,6 +74,18 @@ export const resumeFromSchema = z.strictObject({
   checkpointId: id.optional(),
 });
 
+/** A spec's resource request (ResourceRequest): positive, whole where devices are counted, below RESOURCE_LIMITS. */
+export const resourcesSchema = z
+  .strictObject({
+    gpus: count(0).max(RESOURCE_LIMITS.gpus).optional(),
+    gpuMemoryGiB: z.number().positive().max(RESOURCE_LIMITS.gpuMemoryGiB).optional(),
+    cpus: count(1).max(RESOURCE_LIMITS.cpus).optional(),
+    memoryGiB: z.number().positive().max(RESOURCE_LIMITS.memoryGiB).optional(),
+  })
+  .refine((r) => !(r.gpus === 0 && r.gpuMemoryGiB !== undefined), { message: 'gpuMemoryGiB needs gpus of at least 1, received gpus: 0' });
+
+export const hardwareClassSchema = z.string().regex(CLASS_NAME, 'expected a class name: lowercase letters, digits, ".", "_", "-" (at most 64), such as "gpu-h100x8"');
+
 export const experimentSpecSchema = z.strictObject({
   id,
   trainer: z.string().min(1).max(128),
@@ -79,6 +93,8 @@ export const experimentSpecSchema = z.strictObject({
   estimatedDuration: duration.optional(),
   longRunning: z.boolean().optional(),
   resumeFrom: resumeFromSchema.optional(),
+  resources: resourcesSchema.optional(),
+  hardwareClass: hardwareClassSchema.optional(),
 });
 
 /** Specs, checked as a list: ids must be unique (also against `existing`). */
@@ -159,6 +175,7 @@ export const resolvedPolicySchema = z.strictObject({
   }),
   allowCrossSessionResume: z.union([z.boolean(), z.array(id).max(1000)]).optional(),
   approvers: approversSchema.optional(),
+  resourceTimeoutMs: ms.min(1).optional(),
 });
 
 /** What continue-as-new carries: checked for shape only, since the session itself wrote it. */

@@ -5,6 +5,7 @@
  */
 
 import type { ApprovalEstimate, Approver } from './approval';
+import type { ResourceRequest } from './hardware';
 
 /** A Temporal duration string such as `'90s'`, `'2h'` or `'1 day'` (the `ms` format). */
 export type DurationString = string;
@@ -65,6 +66,11 @@ export interface SessionPolicy {
    * @default false (the session's own experiments only)
    */
   readonly allowCrossSessionResume?: boolean | readonly string[];
+  /**
+   * How long an experiment whose `resources` / `hardwareClass` no live worker satisfies stays
+   * `awaiting-resources` before it ends `rejected`. @default '1h'
+   */
+  readonly resourceTimeout?: DurationString;
 }
 
 /** Where a new run starts from: another experiment's newest verified checkpoint, or one checkpoint. */
@@ -89,11 +95,20 @@ export interface ExperimentSpec {
   readonly longRunning?: boolean;
   /** Start from an earlier experiment's checkpoint instead of from scratch. */
   readonly resumeFrom?: ResumeFrom;
+  /**
+   * What the trial needs; its training runs only on a worker whose hardware profile satisfies it
+   * (src/shared/hardware.ts), and holds `gpus` of its GPUs while it runs. @default none: any worker
+   */
+  readonly resources?: ResourceRequest;
+  /** Only workers of this hardware class (`experiments workers` lists them) train it. @default any */
+  readonly hardwareClass?: string;
 }
 
 export type ExperimentState =
   | 'queued'
   | 'awaiting-approval'
+  /** Routed (`resources` / `hardwareClass`) and no live worker satisfies it; `reason` says why. */
+  | 'awaiting-resources'
   | 'running'
   | 'completed'
   | 'interrupted'
@@ -236,6 +251,8 @@ export interface ExperimentStatus {
   readonly reason: string | null;
   /** Metrics of the last heartbeat (e.g. `loss`), for running experiments read through the client. */
   readonly metrics?: Metrics;
+  /** The hardware class a routed experiment was placed on (`resources` / `hardwareClass`). */
+  readonly hardwareClass?: string;
 }
 
 /** Resumability hints for one experiment. */

@@ -42,12 +42,14 @@ import {
 } from '../shared/definitions';
 import { formatDuration } from '../shared/duration';
 import { experimentWorkflowId } from '../shared/ids';
-import { NO_TIMEOUT_START_TO_CLOSE, maxPreemptions, type ResolvedPolicy } from '../shared/policy';
+import { NO_TIMEOUT_START_TO_CLOSE, maxPreemptions, resourceTimeoutMs, type ResolvedPolicy } from '../shared/policy';
 import { blankStatus, hintsFromStatus } from '../shared/hints';
 import { experimentInputSchema, inputProblems } from '../shared/schema';
 import { searchAttributeKey } from '../shared/search-attributes';
 import type { CheckpointPointer, ExperimentState, ExperimentStatus, TimeoutMode, TrainingOutcome } from '../shared/types';
 import { describeFailure } from './failures';
+import { HARDWARE_ROUTING, awaitPlacement } from './placement';
+import { wantsResources } from '../shared/hardware';
 
 /** Activity options of the training activity for a timeout mode. */
 export function trainingActivityOptions(policy: ResolvedPolicy, mode: TimeoutMode): ActivityOptions {
@@ -119,6 +121,24 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   };
   publish();
   log.info('experiment started', { experimentId: spec.id, sessionId, timeoutMode, trainer: spec.trainer });
+  // Routed experiments only (no recorded history has one): wait for a worker class that fits.
+  const placement = wantsResources(spec) && patched(HARDWARE_ROUTING)
+    ? await awaitPlacement(spec, workflowInfo().taskQueue, resourceTimeoutMs(policy), (waiting) => {
+        status = { ...status, state: 'awaiting-resources', reason: waiting };
+        publish();
+        log.info('experiment awaiting resources', { experimentId: spec.id, reason: waiting });
+      })
+    : null;
+  if (placement && 'rejected' in placement) {
+    status = { ...status, state: 'rejected', reason: placement.rejected };
+    publish();
+    log.warn('experiment rejected: no live worker satisfies its resources', { experimentId: spec.id, reason: placement.rejected });
+    return status;
+  }
+  if (placement) {
+    status = { ...status, state: 'running', reason: null, hardwareClass: placement.className };
+    publish();
+  }
 
   const trainInput: TrainInput = {
     sessionId,
@@ -129,7 +149,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     // Only when set: for every policy recorded before the field existed the input is unchanged.
     ...(policy.allowCrossSessionResume !== undefined ? { allowCrossSessionResume: policy.allowCrossSessionResume } : {}),
   };
-  const loop = v2 ? new PreemptionLoop(input, (preempted) => {
+  const loop = v2 ? new PreemptionLoop(input, placement?.taskQueue, (preempted) => {
     status = withCheckpoint({ ...status, preemptions: preempted.preemptions }, preempted.latest);
     publish();
   }) : null;
@@ -192,6 +212,8 @@ class PreemptionLoop {
 
   constructor(
     private readonly input: ExperimentInput,
+    /** The placed shape queue of a routed experiment; the workflow's own queue when undefined. */
+    private readonly taskQueue: string | undefined,
     private readonly onPreempted: (p: { preemptions: number; latest: CheckpointPointer | null }) => void,
   ) {
     this.deadline = input.timeoutMode === 'bounded' ? Date.now() + input.policy.defaultTimeoutMs : null;
@@ -205,7 +227,8 @@ class PreemptionLoop {
         throw ApplicationFailure.nonRetryable(`experiment ${spec.id}: no time left of defaultTimeout`, 'ExperimentTimedOut');
       }
       const attempts = policy.retry.maximumAttempts === 0 ? 0 : Math.max(1, policy.retry.maximumAttempts - this.failedAttempts);
-      const { trainExperiment } = proxyActivities<Activities>(invocationOptions(policy, timeoutMode, remaining, attempts));
+      const options = invocationOptions(policy, timeoutMode, remaining, attempts);
+      const { trainExperiment } = proxyActivities<Activities>(this.taskQueue ? { ...options, taskQueue: this.taskQueue } : options);
       try {
         return await trainExperiment({ ...trainInput, invocation });
       } catch (err) {
