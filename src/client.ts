@@ -13,6 +13,7 @@ import { LocalCheckpointStore } from './activities/checkpoint-store';
 import type { CheckpointStore } from './activities/checkpoint-store';
 import type { AnyTrainer } from './activities/trainer';
 import { builtInTrainers } from './activities/trainers';
+import { readRegistry } from './hardware/registry-client';
 import { ProgramRegistry, type ProgramDefinition } from './activities/trainers/command';
 import { signClaim } from './approver-keys';
 import { configFromEnv } from './config';
@@ -135,6 +136,22 @@ export class ExperimentsClient {
     if (problems.length > 0) throw new InvalidInputError(problems);
   }
 
+  /**
+   * Throws InvalidInputError for a `hardwareClass` no worker of this task queue ever registered
+   * (a typo would otherwise wait `awaiting-resources` until the resourceTimeout).
+   */
+  async checkHardwareClasses(specs: readonly ExperimentSpec[], prefix = 'experiments'): Promise<void> {
+    if (!specs.some((s) => s.hardwareClass !== undefined)) return;
+    const { classes } = await readRegistry(this.client, this.taskQueue);
+    const known = classes.length > 0 ? classes.join(', ') : 'none yet: start a worker';
+    const problems = specs.flatMap((spec, i) =>
+      spec.hardwareClass === undefined || classes.includes(spec.hardwareClass)
+        ? []
+        : [`${prefix}[${i}].hardwareClass: expected a class registered on task queue ${this.taskQueue} (${known}), received ${JSON.stringify(spec.hardwareClass)}`],
+    );
+    if (problems.length > 0) throw new InvalidInputError(problems);
+  }
+
   validatePolicy(raw: unknown): ResolvedPolicy {
     return resolvePolicy(parseOrThrow(sessionPolicySchema, raw ?? {}, 'policy'));
   }
@@ -146,6 +163,7 @@ export class ExperimentsClient {
     const policy = this.validatePolicy(options.policy);
     const experiments = this.validateExperiments(options.experiments);
     this.checkResumeSources(experiments, options.sessionId, policy);
+    await this.checkHardwareClasses(experiments);
     const preApproved = options.preApproved ? parseOrThrow(approveInputSchema, options.preApproved, 'preApproved') : undefined;
     const input: SessionInput = {
       sessionId: options.sessionId,
@@ -197,6 +215,7 @@ export class ExperimentsClient {
     const snapshot = await this.sessionSnapshot(sessionId);
     const specs = this.validateExperiments(raw, snapshot.experiments.map((e) => e.id));
     this.checkResumeSources(specs, sessionId, snapshot.policy);
+    await this.checkHardwareClasses(specs);
     const { added } = await this.sessionHandle(sessionId).executeUpdate(addExperimentsUpdate, { args: [specs] });
     return added;
   }
