@@ -28,6 +28,8 @@ export class DevicePool {
   private freeCpuSlots: number;
   private readonly waiters: Waiter[] = [];
   private readonly used: Permit[] = [];
+  /** Permits running a task now (marked used, not yet released); idle pollers' reservations are not. */
+  private readonly busy = new Set<Permit>();
   private nextId = 1;
 
   constructor(
@@ -44,9 +46,15 @@ export class DevicePool {
     return this.gpuIndexes.length > 0 ? this.gpuIndexes.length : this.cpuSlots;
   }
 
-  /** Free slots, in the same unit as `total`. */
+  /**
+   * Slots not running a task, in the same unit as `total`. Pollers waiting for a task hold
+   * reservations too; those count as free, since any task that arrives takes them.
+   */
   get free(): number {
-    return this.gpuIndexes.length > 0 ? this.freeGpus.length : this.freeCpuSlots;
+    const busy = [...this.busy];
+    return this.gpuIndexes.length > 0
+      ? this.total - busy.reduce((n, p) => n + p.devices.length, 0)
+      : this.total - busy.filter((p) => p.devices.length === 0).length;
   }
 
   /** Resolves with `gpus` device indexes (or [] and a CPU slot for 0) once they are free. */
@@ -98,6 +106,7 @@ export class DevicePool {
 
   markUsed(permit: Permit): void {
     this.used.push(permit);
+    this.busy.add(permit);
   }
 
   /**
@@ -119,6 +128,7 @@ export class DevicePool {
   releasePermit(permit: Permit): void {
     const i = this.used.indexOf(permit);
     if (i >= 0) this.used.splice(i, 1);
+    this.busy.delete(permit);
     this.release(permit.devices);
   }
 }

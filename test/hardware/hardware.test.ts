@@ -70,18 +70,19 @@ test('the device pool hands out distinct GPUs, queues what does not fit, and fre
   const ctx = { slotType: 'activity', taskQueue: 'q@c/g1', workerIdentity: 'w', workerBuildId: '', isSticky: false } as const;
   const a = await supplier.reserveSlot(ctx, new AbortController().signal);
   const b = await supplier.reserveSlot(ctx, new AbortController().signal);
-  assert.equal(pool.free, 0);
+  assert.equal(pool.free, 2, 'reserved by pollers, not yet running: still free to any task');
   assert.equal(supplier.tryReserveSlot(ctx), null, 'no third 1-GPU slot on 2 GPUs');
   let third: unknown = null;
   const pending = supplier.reserveSlot(ctx, new AbortController().signal).then((p) => (third = p));
   supplier.markSlotUsed({ slotInfo: { type: 'activity', activityType: 'trainExperiment' }, permit: a });
   supplier.markSlotUsed({ slotInfo: { type: 'activity', activityType: 'trainExperiment' }, permit: b });
+  assert.equal(pool.free, 0, 'both running');
   const claimed = [await pool.claim('q@c/g1'), await pool.claim('q@c/g1')];
   assert.deepEqual(claimed.flat().sort(), [0, 1], 'two runs, two distinct devices');
   assert.equal(third, null, 'the third waits');
   supplier.releaseSlot({ permit: a });
-  await pending;
-  assert.deepEqual((third as { devices: number[] }).devices, (a as { devices: number[] }).devices, 'the third gets the freed device');
+  const got = (await pending) as { devices: number[] };
+  assert.deepEqual(got.devices, (a as { devices: number[] }).devices, 'the third gets the freed device');
 
   const aborted = new AbortController();
   const waiting = supplier.reserveSlot(ctx, aborted.signal);
