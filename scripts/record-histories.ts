@@ -26,6 +26,7 @@ import { exportHistory, writeHistory, type HistoryJson } from '../src/replay';
 import { sessionStatusQuery, type SessionSnapshot } from '../src/shared/definitions';
 import { storeKey } from '../src/shared/ids';
 import { resolvePolicy } from '../src/shared/policy';
+import { readRegistry } from '../src/hardware/registry-client';
 import { ROOT, spawnWorker, startHarness, startWorker, uniqueQueue, waitFor, type ChildWorker, type Harness, type RunningWorker } from '../test/helpers/env';
 
 const OUT_DIR = path.join(ROOT, 'test', 'fixtures', 'histories');
@@ -348,6 +349,33 @@ const SCENARIOS: readonly Scenario[] = [
         if (!failed) throw new Error(`raw-start-invalid: ${handle.workflowId} did not fail`);
       }
       return { sessionId, experiments: ['e'] };
+    },
+  },
+  {
+    name: 'hardware-routing',
+    about: 'a 1-GPU experiment placed on a worker with a (given) 1-GPU profile and trained on its shape queue; an 8-GPU one awaiting-resources, then rejected',
+    async run({ h }) {
+      const sessionId = 'hardware-routing';
+      const taskQueue = uniqueQueue(sessionId);
+      const gpu = { index: 0, model: 'Recorded GPU', memoryGiB: 16 };
+      const hw = await startWorker(h, { taskQueue, hardware: { overrides: { className: 'rec-gpu1', gpus: [gpu] }, beatIntervalMs: 1000 } });
+      try {
+        await waitFor(async () => (await readRegistry(h.env.client, taskQueue)).workers.length > 0, { what: 'the worker in the registry' });
+        const handle = await hw.client.startSession({
+          sessionId,
+          policy: { resourceTimeout: '3s' },
+          experiments: [
+            { id: 'placed', trainer: 'mlp', params: tiny, resources: { gpus: 1 } },
+            { id: 'big', trainer: 'mlp', params: tiny, resources: { gpus: 8 } },
+          ],
+        });
+        const summary = await handle.result();
+        if (rowOf(summary, 'placed')?.state !== 'completed') throw new Error(`hardware-routing: placed ${rowOf(summary, 'placed')?.state}`);
+        if (rowOf(summary, 'big')?.state !== 'rejected') throw new Error(`hardware-routing: big ${rowOf(summary, 'big')?.state}`);
+      } finally {
+        await hw.stop();
+      }
+      return { sessionId, experiments: ['placed', 'big'] };
     },
   },
 ];

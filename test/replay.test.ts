@@ -34,6 +34,7 @@ const SCENARIOS = [
   'cancel-run-report',
   'bounded-total',
   'raw-start-invalid',
+  'hardware-routing',
 ];
 /** A completed experiment: the history the altered workflows are replayed on. */
 const NEGATIVE_FIXTURE = 'experimentWorkflow.approval.short.json';
