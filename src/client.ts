@@ -118,7 +118,10 @@ export class ExperimentsClient {
         return;
       }
       try {
-        trainer.parseParams(spec.params ?? {});
+        const params: unknown = trainer.parseParams(spec.params ?? {});
+        if (spec.estimatedDuration === 'auto' && trainer.totalSteps?.(params) === undefined) {
+          problems.push(`${prefix}[${i}].estimatedDuration: "auto" needs a trainer that reports its total steps (Trainer.totalSteps); trainer ${JSON.stringify(spec.trainer)} does not, so give a duration such as '2h'`);
+        }
       } catch (err) {
         problems.push(`${prefix}[${i}].${(err as Error).message}`);
       }

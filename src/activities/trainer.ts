@@ -105,6 +105,11 @@ export interface Trainer<P = unknown> {
   /** Total epochs for the given params, if known up front (used by hints and progress). */
   epochs?(params: P): number | undefined;
   /**
+   * Total training steps for the given params, if known up front: what `estimatedDuration:
+   * "auto"` projects from (a spec asking for `auto` with a trainer without it is rejected).
+   */
+  totalSteps?(params: P): number | undefined;
+  /**
    * Longest time the trainer may need between being interrupted and its checkpoint being durable
    * (an external program's grace period). In bounded mode the runtime interrupts at least this
    * long, plus a second, before the start-to-close limit. @default 0 (the runtime's own margin)

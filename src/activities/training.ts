@@ -22,7 +22,7 @@ import type { TrainInput } from '../shared/definitions';
 import { formatDuration } from '../shared/duration';
 import { storeKey } from '../shared/ids';
 import { crossSessionResumeProblem } from '../shared/policy';
-import type { CheckpointPointer, HeartbeatDetails, InterruptReason, Metrics, TrainingOutcome } from '../shared/types';
+import type { CheckpointPointer, HeartbeatDetails, InterruptReason, Metrics, ProfileMeasurement, TrainingOutcome } from '../shared/types';
 import { StaleAttemptError, type CheckpointStore, type FenceToken, type VerifiedCheckpoint } from './checkpoint-store';
 import type { AnyTrainer, Trainer, TrainerContext } from './trainer';
 import { startWatchdog } from './watchdog';
@@ -43,6 +43,8 @@ export interface TrainingDeps {
 /** The devices of the slot an activity on `taskQueue` just started in (src/hardware/slots.ts DevicePool). */
 export interface DeviceClaims {
   claim(taskQueue: string): Promise<readonly number[] | null>;
+  /** The worker's hardware class, recorded with profiling measurements. */
+  readonly className?: string;
 }
 
 /**
@@ -195,6 +197,7 @@ async function train(
   let checkpointDir: string | undefined;
   const devices = (await deps.devices?.claim(info.taskQueue)) ?? [];
   if (devices.length > 0) log.info({ devices, taskQueue: info.taskQueue }, 'devices of this slot');
+  const profiler = input.profile ? new Profiler(input.profile, () => interrupt('profiled')) : null;
 
   let lastYield = performance.now();
   const tctx: TrainerContext<unknown> = {
@@ -227,6 +230,7 @@ async function train(
     },
     async step(report) {
       watchdog.touch();
+      if (!reason) profiler?.step();
       epoch = report.epoch;
       step = report.step;
       fields.epoch = epoch;
@@ -263,6 +267,7 @@ async function train(
 
   log.info({ epoch, step, resumedFrom, trainer: trainer.name, timeoutMode: input.timeoutMode }, resume ? 'resuming training' : 'starting training');
   beat();
+  const trainStart = performance.now();
   const outcome = (status: TrainingOutcome['status'], result: TrainingOutcome['result']): TrainingOutcome => ({
     status,
     interruptReason: reason ?? null,
@@ -272,6 +277,8 @@ async function train(
     resumedFrom,
     epochs,
     epoch,
+    trainingMs: Math.round(performance.now() - trainStart),
+    ...(profiler && { profile: profiler.measurement(trainer.totalSteps?.(params) ?? null, deps.devices?.className ?? null) }),
   });
 
   let trained: Awaited<ReturnType<Trainer['train']>>;
@@ -309,6 +316,7 @@ async function train(
   log.info({ reason, epoch, step, checkpointId: latest?.checkpointId ?? null }, 'training stopped at a step boundary');
   switch (reason) {
     case 'cancelled':
+    case 'profiled':
       return stopped;
     case 'worker-shutdown':
       throw shutdownFailure(spec.id, stopped);
@@ -328,6 +336,37 @@ async function train(
         type: 'TrainerStalled',
         details: [stopped],
       });
+  }
+}
+
+/**
+ * The profiling window of an `estimatedDuration: "auto"` run: counts steps, asks to stop once the
+ * window (steps or milliseconds since the first step) is over, and measures the step rate
+ * between the first and the last step, so start-up and resume reading are not in it.
+ */
+class Profiler {
+  private steps = 0;
+  private first = 0;
+  private last = 0;
+
+  constructor(
+    private readonly window: { readonly steps?: number; readonly durationMs?: number },
+    private readonly stop: () => void,
+  ) {}
+
+  step(): void {
+    const now = performance.now();
+    this.steps++;
+    if (this.steps === 1) this.first = now;
+    this.last = now;
+    const { steps, durationMs } = this.window;
+    if ((steps !== undefined && this.steps >= steps) || (durationMs !== undefined && now - this.first >= durationMs)) this.stop();
+  }
+
+  measurement(totalSteps: number | null, hardwareClass: string | null): ProfileMeasurement {
+    const spanMs = this.last - this.first;
+    const stepsPerSecond = this.steps >= 2 && spanMs > 0 ? ((this.steps - 1) * 1000) / spanMs : 0;
+    return { steps: this.steps, stepsPerSecond, totalSteps, hardwareClass };
   }
 }
 

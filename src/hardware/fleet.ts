@@ -34,7 +34,7 @@ export async function detectHardware(hardware: HardwareOptions, logger: Logger):
   const { profile, problem } = await detectProfile(hardware.overrides ?? {});
   if (problem) logger.warn({ problem }, 'GPU detection failed: this worker offers no GPUs');
   logger.info({ profile }, `hardware profile ${describeProfile(profile)}`);
-  return { profile, pool: new DevicePool(profile.gpus.map((g) => g.index), hardware.cpuSlots ?? 4) };
+  return { profile, pool: new DevicePool(profile.gpus.map((g) => g.index), hardware.cpuSlots ?? 4, profile.className) };
 }
 
 /** Builds the shape workers (not yet running) and the registry publisher (not yet beating). */

@@ -36,6 +36,8 @@ export class DevicePool {
     readonly gpuIndexes: readonly number[],
     /** Trials that ask for no GPU (shape g0) run at once. */
     readonly cpuSlots: number,
+    /** The worker's hardware class, for profiling measurements. */
+    readonly className?: string,
   ) {
     this.freeGpus = [...gpuIndexes];
     this.freeCpuSlots = cpuSlots;

@@ -80,6 +80,11 @@ export interface TrainInput {
    * writes, compared lexicographically. @default 0 (inputs recorded before the field existed)
    */
   readonly invocation?: number;
+  /**
+   * A profiling invocation (`estimatedDuration: "auto"`): stop after this many steps or
+   * milliseconds of training, checkpoint, and report the measured rate. Absent otherwise.
+   */
+  readonly profile?: { readonly steps?: number; readonly durationMs?: number };
 }
 
 export interface SessionSnapshot {

@@ -56,6 +56,10 @@ export const sessionPolicySchema = z.strictObject({
   approvers: approversSchema.optional(),
   allowCrossSessionResume: z.union([z.boolean(), z.array(id).max(1000)]).optional(),
   resourceTimeout: duration.optional(),
+  profile: z
+    .strictObject({ steps: count(2).max(1_000_000).optional(), duration: duration.optional() })
+    .refine((p) => p.steps !== undefined || p.duration !== undefined, { message: 'expected steps or duration' })
+    .optional(),
 });
 
 const params = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
@@ -90,7 +94,7 @@ export const experimentSpecSchema = z.strictObject({
   id,
   trainer: z.string().min(1).max(128),
   params: params.optional(),
-  estimatedDuration: duration.optional(),
+  estimatedDuration: z.union([z.literal('auto'), duration], { message: "expected a duration such as '90s', '15m' or '2h', or \"auto\"" }).optional(),
   longRunning: z.boolean().optional(),
   resumeFrom: resumeFromSchema.optional(),
   resources: resourcesSchema.optional(),
@@ -176,6 +180,7 @@ export const resolvedPolicySchema = z.strictObject({
   allowCrossSessionResume: z.union([z.boolean(), z.array(id).max(1000)]).optional(),
   approvers: approversSchema.optional(),
   resourceTimeoutMs: ms.min(1).optional(),
+  profile: z.strictObject({ steps: count(2).optional(), durationMs: ms.min(1).optional() }).optional(),
 });
 
 /** What continue-as-new carries: checked for shape only, since the session itself wrote it. */

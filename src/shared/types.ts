@@ -71,6 +71,11 @@ export interface SessionPolicy {
    * `awaiting-resources` before it ends `rejected`. @default '1h'
    */
   readonly resourceTimeout?: DurationString;
+  /**
+   * The profiling window of `estimatedDuration: "auto"` experiments: it ends after `steps`
+   * training steps or `duration`, whichever comes first. @default { duration: '3s' }
+   */
+  readonly profile?: { readonly steps?: number; readonly duration?: DurationString };
 }
 
 /** Where a new run starts from: another experiment's newest verified checkpoint, or one checkpoint. */
@@ -89,8 +94,12 @@ export interface ExperimentSpec {
   readonly trainer: string;
   /** Trainer parameters; serialised size is capped (see MAX_PARAMS_BYTES). */
   readonly params?: Readonly<Record<string, unknown>>;
-  /** Expected run time; above the session's `longRunningThreshold` the experiment is long-running. */
-  readonly estimatedDuration?: DurationString;
+  /**
+   * Expected run time; above the session's `longRunningThreshold` the experiment is long-running.
+   * `"auto"`: measured by a short profiling run on the hardware it gets (policy `profile`), which
+   * projects the total from the trainer's total steps; needs a trainer with `totalSteps`.
+   */
+  readonly estimatedDuration?: DurationString | 'auto';
   /** Forces long-running mode (needs the session's approval). */
   readonly longRunning?: boolean;
   /** Start from an earlier experiment's checkpoint instead of from scratch. */
@@ -136,7 +145,7 @@ export type TimeoutMode = 'bounded' | 'none';
  * Why a run was interrupted. `stalled`: the trainer made no progress (no step, checkpoint or
  * output) for the heartbeat timeout, so the worker stopped it itself; the attempt fails retryably.
  */
-export type InterruptReason = 'cancelled' | 'worker-shutdown' | 'timed-out' | 'paused' | 'stalled';
+export type InterruptReason = 'cancelled' | 'worker-shutdown' | 'timed-out' | 'paused' | 'stalled' | 'profiled';
 
 /**
  * A small pointer to a durable checkpoint. This, never the weights, is what heartbeats carry.
@@ -189,6 +198,19 @@ export interface TrainingOutcome {
   readonly resumedFrom: number | null;
   readonly epochs: number | null;
   readonly epoch: number;
+  /** Milliseconds the trainer ran in this invocation (absent in outcomes recorded before it existed). */
+  readonly trainingMs?: number;
+  /** A profiling invocation's measurement (TrainInput.profile). */
+  readonly profile?: ProfileMeasurement;
+}
+
+/** What a profiling window measured: steps and their rate, and the trainer's total steps. */
+export interface ProfileMeasurement {
+  readonly steps: number;
+  readonly stepsPerSecond: number;
+  readonly totalSteps: number | null;
+  /** The hardware class of the worker that measured it, when it has a profile. */
+  readonly hardwareClass: string | null;
 }
 
 /** One entry of a session's approval audit: an approval, a rejection, or a refused attempt. */
@@ -253,6 +275,10 @@ export interface ExperimentStatus {
   readonly metrics?: Metrics;
   /** The hardware class a routed experiment was placed on (`resources` / `hardwareClass`). */
   readonly hardwareClass?: string;
+  /** `estimatedDuration: "auto"`: the projection of the profiling run, in milliseconds. */
+  readonly estimatedDurationMs?: number;
+  /** Milliseconds of training in total (profiling included), to compare with the estimate. */
+  readonly actualDurationMs?: number;
 }
 
 /** Resumability hints for one experiment. */

@@ -42,13 +42,14 @@ import {
 } from '../shared/definitions';
 import { formatDuration } from '../shared/duration';
 import { experimentWorkflowId } from '../shared/ids';
-import { NO_TIMEOUT_START_TO_CLOSE, maxPreemptions, resourceTimeoutMs, type ResolvedPolicy } from '../shared/policy';
+import { NO_TIMEOUT_START_TO_CLOSE, maxPreemptions, profileWindow, resourceTimeoutMs, type ResolvedPolicy } from '../shared/policy';
 import { blankStatus, hintsFromStatus } from '../shared/hints';
 import { experimentInputSchema, inputProblems } from '../shared/schema';
 import { searchAttributeKey } from '../shared/search-attributes';
 import type { CheckpointPointer, ExperimentState, ExperimentStatus, TimeoutMode, TrainingOutcome } from '../shared/types';
 import { describeFailure } from './failures';
 import { HARDWARE_ROUTING, awaitPlacement } from './placement';
+import { AUTO_ESTIMATE, estimateText, profileRun, stoppedForProfile } from './profiling';
 import { wantsResources } from '../shared/hardware';
 
 /** Activity options of the training activity for a timeout mode. */
@@ -156,9 +157,25 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   let state: ExperimentState;
   let reason: string | null = null;
   try {
-    const trained = loop ? await loop.run(trainInput) : await proxyActivities<Activities>(trainingActivityOptions(policy, timeoutMode)).trainExperiment(trainInput);
+    // `auto` (behind its patch): a short profiling invocation first; see profiling.ts.
+    const profiled = loop && spec.estimatedDuration === 'auto' && patched(AUTO_ESTIMATE) ? await profileRun((i) => loop.run(i), trainInput, profileWindow(policy)) : null;
+    if (profiled) {
+      status = { ...withOutcome(status, profiled.outcome, loop?.failedAttempts ?? 0), ...(profiled.estimatedMs !== null && { estimatedDurationMs: profiled.estimatedMs }) };
+      if (stoppedForProfile(profiled.outcome) && profiled.estimatedMs !== null && profiled.estimatedMs > policy.longRunningThresholdMs) {
+        status = { ...status, state: 'awaiting-approval', reason: estimateText(profiled.estimatedMs, profiled.outcome.profile?.hardwareClass), actualDurationMs: profiled.outcome.trainingMs };
+        publish();
+        log.info('profiled: estimate over longRunningThreshold, waiting for approval', { experimentId: spec.id, estimatedDurationMs: profiled.estimatedMs });
+        return status;
+      }
+    }
+    const trained = profiled && !stoppedForProfile(profiled.outcome)
+      ? profiled.outcome
+      : loop ? await loop.run(trainInput) : await proxyActivities<Activities>(trainingActivityOptions(policy, timeoutMode)).trainExperiment(trainInput);
     outcome = trained;
     status = withOutcome(status, trained, loop?.failedAttempts ?? 0);
+    // Training time of this run (profiling included), to set beside an estimate; absent in old outcomes.
+    const profiledMs = profiled && profiled.outcome !== trained ? profiled.outcome.trainingMs ?? 0 : 0;
+    if (trained.trainingMs !== undefined) status = { ...status, actualDurationMs: profiledMs + trained.trainingMs };
     state = trained.status === 'completed' ? 'completed' : 'interrupted';
     if (state === 'interrupted') reason = cancelReason ?? trained.interruptReason;
   } catch (err) {
@@ -208,6 +225,8 @@ class PreemptionLoop {
   preemptions = 0;
   /** Attempts that failed (not preempted) in earlier invocations. */
   failedAttempts = 0;
+  /** The next invocation's number: runs after the first (after profiling) go on counting. */
+  private nextInvocation = 0;
   private readonly deadline: number | null;
 
   constructor(
@@ -221,7 +240,8 @@ class PreemptionLoop {
 
   async run(trainInput: TrainInput): Promise<TrainingOutcome> {
     const { policy, spec, timeoutMode } = this.input;
-    for (let invocation = 0; ; invocation++) {
+    for (let invocation = this.nextInvocation; ; invocation++) {
+      this.nextInvocation = invocation + 1;
       const remaining = this.deadline === null ? null : this.deadline - Date.now();
       if (remaining !== null && remaining <= 0) {
         throw ApplicationFailure.nonRetryable(`experiment ${spec.id}: no time left of defaultTimeout`, 'ExperimentTimedOut');

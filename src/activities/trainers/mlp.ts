@@ -649,6 +649,7 @@ export const mlpTrainer: Trainer<MlpParams> = {
   name: 'mlp',
   parseParams: parseMlpParams,
   epochs: (params) => params.epochs,
+  totalSteps: (params) => params.epochs * stepsPerEpoch(params),
   train,
 };
 

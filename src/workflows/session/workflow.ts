@@ -60,6 +60,7 @@ import { experimentListSchema, inputProblems, parseOrThrow, sessionInputSchema }
 import { searchAttributeKey } from '../../shared/search-attributes';
 import type { ApprovalRecord, ExperimentStatus } from '../../shared/types';
 import { applyClaim, pendingEstimates, refusal, type ClaimKind, type ClaimSource } from './approvals';
+import { AUTO_ESTIMATE_SESSION, isProfiledRequest, requeueProfiled, withEstimate } from './auto-estimate';
 import { experimentWorkflow } from '../experiment';
 import {
   allDone,
@@ -222,7 +223,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
       .then(
         (status) => {
           record.settled = 'other';
-          end(row, status);
+          // `auto` rows: a profiled child asking for approval comes back as a long-running row.
+          if (isProfiledRequest(row, status) && patched(AUTO_ESTIMATE_SESSION)) requeueProfiled(sessionId, row, status);
+          else end(row, withEstimate(row.status, status));
         },
         (err) => {
           record.settled = isCancellation(err) ? 'cancelled' : 'other';
