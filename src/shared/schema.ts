@@ -94,7 +94,7 @@ export const experimentSpecSchema = z.strictObject({
   id,
   trainer: z.string().min(1).max(128),
   params: params.optional(),
-  estimatedDuration: z.union([z.literal('auto'), duration], { message: "expected a duration such as '90s', '15m' or '2h', or \"auto\"" }).optional(),
+  estimatedDuration: z.string().refine((v) => v === 'auto' || parseDuration(v) !== undefined, { message: `expected a duration such as '90s', '15m' or '2h', or "auto"` }).optional(),
   longRunning: z.boolean().optional(),
   resumeFrom: resumeFromSchema.optional(),
   resources: resourcesSchema.optional(),
