@@ -378,6 +378,43 @@ const SCENARIOS: readonly Scenario[] = [
       return { sessionId, experiments: ['placed', 'big'] };
     },
   },
+  {
+    name: 'auto-estimate',
+    about: 'estimatedDuration auto: one over the threshold profiles, waits, is approved and restarts long-running from the profiling checkpoint; one under it goes on bounded',
+    async run({ w }) {
+      const sessionId = 'auto-estimate';
+      const handle = await w.client.startSession({
+        sessionId,
+        policy: { longRunningThreshold: '1s', profile: { steps: 10 } },
+        experiments: [{ id: 'long', trainer: 'mlp', params: { ...slow, epochs: 4 }, estimatedDuration: 'auto' }],
+        keepOpen: true,
+      });
+      await waitFor(async () => rowOf(await handle.query(sessionStatusQuery), 'long')?.state === 'awaiting-approval', { what: 'long awaiting approval' });
+      await w.client.approve(sessionId, { by: 'recorder' });
+      await w.client.addExperiments(sessionId, [{ id: 'short', trainer: 'mlp', params: { epochs: 3, samples: 256, batchSize: 32, stepDelayMs: 5, seed: 11 }, estimatedDuration: 'auto' }]);
+      await waitFor(async () => (await handle.query(sessionStatusQuery)).experiments.every((e) => e.state === 'completed'), { timeoutMs: 120_000, what: 'both completed' });
+      await handle.signal('close');
+      await handle.result();
+      return { sessionId, experiments: ['long', 'short'] };
+    },
+  },
+  {
+    name: 'auto-estimate-rejected',
+    about: 'estimatedDuration auto over the threshold: the profiling run ends awaiting-approval with the estimate, and the session rejects it',
+    async run({ w }) {
+      const sessionId = 'auto-estimate-rejected';
+      const handle = await w.client.startSession({
+        sessionId,
+        policy: { longRunningThreshold: '1s', profile: { steps: 10 } },
+        experiments: [{ id: 'long', trainer: 'mlp', params: { ...slow, epochs: 4 }, estimatedDuration: 'auto' }],
+      });
+      await waitFor(async () => rowOf(await handle.query(sessionStatusQuery), 'long')?.state === 'awaiting-approval', { what: 'long awaiting approval' });
+      await w.client.reject(sessionId, { by: 'recorder', reason: 'too long' });
+      const summary = await handle.result().catch(() => w.client.sessionSnapshot(sessionId));
+      if (rowOf(summary, 'long')?.state !== 'rejected') throw new Error(`auto-estimate-rejected: long ${rowOf(summary, 'long')?.state}`);
+      return { sessionId, experiments: ['long'] };
+    },
+  },
 ];
 
 const CLOSED_EVENT = /^workflowExecution(Completed|Failed|Canceled|TimedOut|Terminated|ContinuedAsNew)EventAttributes$/;

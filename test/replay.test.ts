@@ -35,6 +35,8 @@ const SCENARIOS = [
   'bounded-total',
   'raw-start-invalid',
   'hardware-routing',
+  'auto-estimate',
+  'auto-estimate-rejected',
 ];
 /** A completed experiment: the history the altered workflows are replayed on. */
 const NEGATIVE_FIXTURE = 'experimentWorkflow.approval.short.json';
