@@ -341,13 +341,16 @@ async function train(
 
 /**
  * The profiling window of an `estimatedDuration: "auto"` run: counts steps, asks to stop once the
- * window (steps or milliseconds since the first step) is over, and measures the step rate
- * between the first and the last step, so start-up and resume reading are not in it.
+ * window (steps or milliseconds since the first step) is over, and measures the step rate over
+ * the window's second half, so start-up, resume reading and warm-up are not in it.
  */
 class Profiler {
   private steps = 0;
   private first = 0;
   private last = 0;
+  private readonly started = performance.now();
+  /** Step times, for the second half's rate; capped (a long duration window keeps its first ones). */
+  private readonly times: number[] = [];
 
   constructor(
     private readonly window: { readonly steps?: number; readonly durationMs?: number },
@@ -359,14 +362,18 @@ class Profiler {
     this.steps++;
     if (this.steps === 1) this.first = now;
     this.last = now;
+    if (this.times.length < 100_000) this.times.push(now);
     const { steps, durationMs } = this.window;
     if ((steps !== undefined && this.steps >= steps) || (durationMs !== undefined && now - this.first >= durationMs)) this.stop();
   }
 
   measurement(totalSteps: number | null, hardwareClass: string | null): ProfileMeasurement {
-    const spanMs = this.last - this.first;
-    const stepsPerSecond = this.steps >= 2 && spanMs > 0 ? ((this.steps - 1) * 1000) / spanMs : 0;
-    return { steps: this.steps, stepsPerSecond, totalSteps, hardwareClass };
+    const half = Math.floor(this.times.length / 2);
+    const from = this.times[half] ?? this.first;
+    const to = this.times[this.times.length - 1] ?? this.last;
+    const n = this.times.length - 1 - half;
+    const stepsPerSecond = n >= 1 && to > from ? (n * 1000) / (to - from) : 0;
+    return { steps: this.steps, stepsPerSecond, totalSteps, hardwareClass, elapsedMs: Math.round(performance.now() - this.started) };
   }
 }
 

@@ -211,6 +211,8 @@ export interface ProfileMeasurement {
   readonly totalSteps: number | null;
   /** The hardware class of the worker that measured it, when it has a profile. */
   readonly hardwareClass: string | null;
+  /** Milliseconds the profiling run took, start-up included. */
+  readonly elapsedMs?: number;
 }
 
 /** One entry of a session's approval audit: an approval, a rejection, or a refused attempt. */

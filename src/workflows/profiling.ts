@@ -20,10 +20,14 @@ export interface Profiled {
   readonly estimatedMs: number | null;
 }
 
-/** Total training time projected from a profiling measurement, in ms; null without a rate or total. */
+/**
+ * Total training time projected from a profiling measurement, in ms: the profiling run's own time
+ * plus the steps left at the measured rate; null without a rate or total.
+ */
 export function projectMs(m: ProfileMeasurement | undefined): number | null {
   if (!m || m.totalSteps === null || !(m.stepsPerSecond > 0)) return null;
-  return Math.round((m.totalSteps / m.stepsPerSecond) * 1000);
+  const left = Math.max(0, m.totalSteps - m.steps);
+  return Math.round((m.elapsedMs ?? 0) + (left / m.stepsPerSecond) * 1000);
 }
 
 /** `est. 6h10m on gpu-h100x8`, as shown while the experiment waits for approval. */

@@ -23,7 +23,7 @@ after(async () => {
 });
 
 // 16 steps of 40 ms per epoch, 6 epochs: about 4 s of training, dominated by the step delay, so
-// the rate measured over the first 20 steps holds for the rest even on a loaded machine.
+// the rate measured over the profiling window's second half holds for the rest even on a loaded machine.
 const params = { epochs: 6, samples: 512, batchSize: 32, stepDelayMs: 40, seed: 5 };
 const expected = () => runMlpBare(parseMlpParams(params)).modelSha256;
 
@@ -32,7 +32,7 @@ test('auto over the threshold: profiles, waits with "est. … on <class>", resum
   const className = (await detectProfile()).profile.className;
   const handle = await w.client.startSession({
     sessionId: 'auto-long',
-    policy: { longRunningThreshold: '1s', profile: { steps: 20 } },
+    policy: { longRunningThreshold: '1s', profile: { steps: 32 } },
     experiments: [{ id: 'e', trainer: 'mlp', params, estimatedDuration: 'auto' }],
   });
   const waiting = await waitFor(async () => {
