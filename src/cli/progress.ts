@@ -11,6 +11,7 @@ import type { SessionSnapshot } from '../shared/definitions';
 import type { ExperimentStatus } from '../shared/types';
 import { colorState, fmtNumber, fmtPercent, fmtElapsed, styles } from './output';
 import { safe, safeText } from './terminal';
+import { estimateVsActual } from './estimate-text';
 
 export interface LiveExperiment extends ExperimentStatus {
   /** Loss of the latest step (from the heartbeat), or the final loss once completed. */
@@ -64,6 +65,8 @@ function endLine(e: LiveExperiment): string {
   else if (e.reason) parts.push(`(${safeText(e.reason)})`);
   if (e.attempt > 1) parts.push(`after ${e.attempt} attempts`);
   if (e.resumedFrom !== null) parts.push(`resumed from epoch ${e.resumedFrom}`);
+  const estimate = estimateVsActual(e);
+  if (estimate && e.state === 'completed') parts.push(estimate);
   return parts.join('  ');
 }
 

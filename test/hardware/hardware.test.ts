@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { estimateVsActual } from '../../src/cli/estimate-text';
 import { parseNvidiaSmi } from '../../src/hardware/detect';
 import { DevicePool, shapeSlotSupplier } from '../../src/hardware/slots';
 import { deriveClassName, fitProblem, place, shapeQueue, type HardwareProfile, type WorkerEntry } from '../../src/shared/hardware';
@@ -89,6 +90,12 @@ test('the device pool hands out distinct GPUs, queues what does not fit, and fre
   aborted.abort();
   await assert.rejects(waiting, { name: 'AbortError' });
   assert.equal(await pool.claim('q@c/g1', 50), null, 'nothing to claim when no slot was used');
+});
+
+test('status shows an estimate beside the actual duration', () => {
+  assert.equal(estimateVsActual({ estimatedDurationMs: 4000, actualDurationMs: 5000, hardwareClass: 'gpu-h100x8' }), 'est. 4s on gpu-h100x8, actual 5s (+25%)');
+  assert.equal(estimateVsActual({ estimatedDurationMs: 22_200_000 }), 'est. 6h10m');
+  assert.equal(estimateVsActual({}), null);
 });
 
 test('bad resources and classes are rejected naming the field', () => {

@@ -114,6 +114,12 @@ test('profiles: this machine detected right; the fake 2-GPU worker and the CPU w
   assert.equal(cpu?.profile.className, `cpu-${profile.cpu.cores}c-${Math.round(profile.memoryGiB)}g`);
   assert.equal(cpu?.profile.cpu.cores, profile.cpu.cores);
   for (const c of children) assert.match(fs.readFileSync(c.logFile, 'utf8'), /hardware profile (gpu-h100x2|cpu-\d+c-\d+g): /, 'the worker shows its profile at start');
+  const { stdout: text } = await run(process.execPath, [path.join(ROOT, 'bin', 'experiments.js'), 'workers'], {
+    cwd: ROOT,
+    env: { ...process.env, TEMPORAL_ADDRESS: h.address, TEMPORAL_TASK_QUEUE: taskQueue },
+  });
+  assert.match(text, /gpu-h100x2 .*2x NVIDIA H100 80GB HBM3 \(79\.6G, 79\.6G\)\s+2\/2/, 'the table shows the GPUs and free slots');
+  assert.match(text, new RegExp(`cpu-${profile.cpu.cores}c-`), 'and the CPU worker');
 });
 
 test('routing: 1-GPU trials run only on the GPU worker, two at once, on distinct devices; CPU trials run anywhere', { timeout: 180_000 }, async () => {
