@@ -114,11 +114,11 @@ export async function createExperimentWorker(options: ExperimentWorkerOptions = 
       await hardware?.publisher.beat();
       // One worker stopping (a signal reaches all, a fatal error one) stops the rest.
       const runs = all.map((w) => w.run().finally(() => all.forEach((o) => o.getState() === 'RUNNING' && o.shutdown())));
-      try {
-        await Promise.all(runs);
-      } finally {
-        await hardware?.publisher.stop();
-      }
+      // Wait for every worker to stop (never leave one draining), then report the first failure.
+      const settled = await Promise.allSettled(runs);
+      await hardware?.publisher.stop();
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
     },
     shutdown() {
       for (const w of all) if (w.getState() === 'RUNNING') w.shutdown();
