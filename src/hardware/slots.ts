@@ -31,6 +31,8 @@ export class DevicePool {
   /** Permits running a task now (marked used, not yet released); idle pollers' reservations are not. */
   private readonly busy = new Set<Permit>();
   private nextId = 1;
+  /** The shape queues whose slots come from this pool; a run on any other queue has no devices. */
+  private readonly queues = new Set<string>();
 
   constructor(
     readonly gpuIndexes: readonly number[],
@@ -102,6 +104,11 @@ export class DevicePool {
     }
   }
 
+  /** Registers a shape queue served from this pool (shapeSlotSupplier does). */
+  serve(taskQueue: string): void {
+    this.queues.add(taskQueue);
+  }
+
   permit(taskQueue: string, devices: readonly number[]): Permit {
     return { id: this.nextId++, taskQueue, devices };
   }
@@ -117,6 +124,7 @@ export class DevicePool {
    * moment after the activity starts.
    */
   async claim(taskQueue: string, timeoutMs = 10_000): Promise<readonly number[] | null> {
+    if (!this.queues.has(taskQueue)) return null;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const i = this.used.findIndex((p) => p.taskQueue === taskQueue);
@@ -137,6 +145,7 @@ export class DevicePool {
 
 /** The activity slot supplier of shape queue `taskQueue` (trials of `gpus` GPUs each). */
 export function shapeSlotSupplier(pool: DevicePool, taskQueue: string, gpus: number): CustomSlotSupplier<ActivitySlotInfo> {
+  pool.serve(taskQueue);
   return {
     type: 'custom',
     async reserveSlot(_ctx, abortSignal) {

@@ -90,6 +90,9 @@ test('the device pool hands out distinct GPUs, queues what does not fit, and fre
   aborted.abort();
   await assert.rejects(waiting, { name: 'AbortError' });
   assert.equal(await pool.claim('q@c/g1', 50), null, 'nothing to claim when no slot was used');
+  const t0 = Date.now();
+  assert.equal(await pool.claim('q'), null, 'a run on the base queue has no devices');
+  assert.ok(Date.now() - t0 < 1000, 'and learns so at once, without waiting for a slot');
 });
 
 test('status shows an estimate beside the actual duration', () => {
