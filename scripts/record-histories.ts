@@ -26,6 +26,7 @@ import { exportHistory, writeHistory, type HistoryJson } from '../src/replay';
 import { sessionStatusQuery, type SessionSnapshot } from '../src/shared/definitions';
 import { storeKey } from '../src/shared/ids';
 import { resolvePolicy } from '../src/shared/policy';
+import { readRegistry } from '../src/hardware/registry-client';
 import { ROOT, spawnWorker, startHarness, startWorker, uniqueQueue, waitFor, type ChildWorker, type Harness, type RunningWorker } from '../test/helpers/env';
 
 const OUT_DIR = path.join(ROOT, 'test', 'fixtures', 'histories');
@@ -434,6 +435,70 @@ const SCENARIOS: readonly Scenario[] = [
       const summary = await handle.result();
       if (!summary.experiments.every((e) => e.state === 'completed')) throw new Error(`pause-session: expected both completed, got ${summary.experiments.map((e) => e.state).join(', ')}`);
       return { sessionId, experiments: ['running', 'queued'] };
+    },
+  },
+  {
+    name: 'hardware-routing',
+    about: 'a 1-GPU experiment placed on a worker with a (given) 1-GPU profile and trained on its shape queue; an 8-GPU one awaiting-resources, then rejected',
+    async run({ h }) {
+      const sessionId = 'hardware-routing';
+      const taskQueue = uniqueQueue(sessionId);
+      const gpu = { index: 0, model: 'Recorded GPU', memoryGiB: 16 };
+      const hw = await startWorker(h, { taskQueue, hardware: { overrides: { className: 'rec-gpu1', gpus: [gpu] }, beatIntervalMs: 1000 } });
+      try {
+        await waitFor(async () => (await readRegistry(h.env.client, taskQueue)).workers.length > 0, { what: 'the worker in the registry' });
+        const handle = await hw.client.startSession({
+          sessionId,
+          policy: { resourceTimeout: '3s' },
+          experiments: [
+            { id: 'placed', trainer: 'mlp', params: tiny, resources: { gpus: 1 } },
+            { id: 'big', trainer: 'mlp', params: tiny, resources: { gpus: 8 } },
+          ],
+        });
+        const summary = await handle.result();
+        if (rowOf(summary, 'placed')?.state !== 'completed') throw new Error(`hardware-routing: placed ${rowOf(summary, 'placed')?.state}`);
+        if (rowOf(summary, 'big')?.state !== 'rejected') throw new Error(`hardware-routing: big ${rowOf(summary, 'big')?.state}`);
+      } finally {
+        await hw.stop();
+      }
+      return { sessionId, experiments: ['placed', 'big'] };
+    },
+  },
+  {
+    name: 'auto-estimate',
+    about: 'estimatedDuration auto: one over the threshold profiles, waits, is approved and restarts long-running from the profiling checkpoint; one under it goes on bounded',
+    async run({ w }) {
+      const sessionId = 'auto-estimate';
+      const handle = await w.client.startSession({
+        sessionId,
+        policy: { longRunningThreshold: '1s', profile: { steps: 10 } },
+        experiments: [{ id: 'long', trainer: 'mlp', params: { ...slow, epochs: 4 }, estimatedDuration: 'auto' }],
+        keepOpen: true,
+      });
+      await waitFor(async () => rowOf(await handle.query(sessionStatusQuery), 'long')?.state === 'awaiting-approval', { what: 'long awaiting approval' });
+      await w.client.approve(sessionId, { by: 'recorder' });
+      await w.client.addExperiments(sessionId, [{ id: 'short', trainer: 'mlp', params: { epochs: 3, samples: 256, batchSize: 32, stepDelayMs: 5, seed: 11 }, estimatedDuration: 'auto' }]);
+      await waitFor(async () => (await handle.query(sessionStatusQuery)).experiments.every((e) => e.state === 'completed'), { timeoutMs: 120_000, what: 'both completed' });
+      await handle.signal('close');
+      await handle.result();
+      return { sessionId, experiments: ['long', 'short'] };
+    },
+  },
+  {
+    name: 'auto-estimate-rejected',
+    about: 'estimatedDuration auto over the threshold: the profiling run ends awaiting-approval with the estimate, and the session rejects it',
+    async run({ w }) {
+      const sessionId = 'auto-estimate-rejected';
+      const handle = await w.client.startSession({
+        sessionId,
+        policy: { longRunningThreshold: '1s', profile: { steps: 10 } },
+        experiments: [{ id: 'long', trainer: 'mlp', params: { ...slow, epochs: 4 }, estimatedDuration: 'auto' }],
+      });
+      await waitFor(async () => rowOf(await handle.query(sessionStatusQuery), 'long')?.state === 'awaiting-approval', { what: 'long awaiting approval' });
+      await w.client.reject(sessionId, { by: 'recorder', reason: 'too long' });
+      const summary = await handle.result().catch(() => w.client.sessionSnapshot(sessionId));
+      if (rowOf(summary, 'long')?.state !== 'rejected') throw new Error(`auto-estimate-rejected: long ${rowOf(summary, 'long')?.state}`);
+      return { sessionId, experiments: ['long'] };
     },
   },
 ];

@@ -12,6 +12,7 @@ import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-w
 import { experimentIdProblem, openCheckpointStore, readNewestRunHistory, type CheckpointStore, type RunHistory } from './activities/checkpoint-store';
 import type { AnyTrainer } from './activities/trainer';
 import { builtInTrainers } from './activities/trainers';
+import { readRegistry } from './hardware/registry-client';
 import { ProgramRegistry, type ProgramDefinition } from './activities/trainers/command';
 import { signClaim } from './approver-keys';
 import { configFromEnv } from './config';
@@ -125,7 +126,10 @@ export class ExperimentsClient {
         return;
       }
       try {
-        trainer.parseParams(spec.params ?? {});
+        const params: unknown = trainer.parseParams(spec.params ?? {});
+        if (spec.estimatedDuration === 'auto' && trainer.totalSteps?.(params) === undefined) {
+          problems.push(`${prefix}[${i}].estimatedDuration: "auto" needs a trainer that reports its total steps (Trainer.totalSteps); trainer ${JSON.stringify(spec.trainer)} does not, so give a duration such as '2h'`);
+        }
       } catch (err) {
         problems.push(`${prefix}[${i}].${(err as Error).message}`);
       }
@@ -156,6 +160,22 @@ export class ExperimentsClient {
     throw new InvalidInputError([`policy.search.metric: expected a metric the trainers report at each epoch (${known}), received ${JSON.stringify(metric)}`]);
   }
 
+  /**
+   * Throws InvalidInputError for a `hardwareClass` no worker of this task queue ever registered
+   * (a typo would otherwise wait `awaiting-resources` until the resourceTimeout).
+   */
+  async checkHardwareClasses(specs: readonly ExperimentSpec[], prefix = 'experiments'): Promise<void> {
+    if (!specs.some((s) => s.hardwareClass !== undefined)) return;
+    const { classes } = await readRegistry(this.client, this.taskQueue);
+    const known = classes.length > 0 ? classes.join(', ') : 'none yet: start a worker';
+    const problems = specs.flatMap((spec, i) =>
+      spec.hardwareClass === undefined || classes.includes(spec.hardwareClass)
+        ? []
+        : [`${prefix}[${i}].hardwareClass: expected a class registered on task queue ${this.taskQueue} (${known}), received ${JSON.stringify(spec.hardwareClass)}`],
+    );
+    if (problems.length > 0) throw new InvalidInputError(problems);
+  }
+
   validatePolicy(raw: unknown): ResolvedPolicy {
     return resolvePolicy(parseOrThrow(sessionPolicySchema, raw ?? {}, 'policy'));
   }
@@ -168,6 +188,7 @@ export class ExperimentsClient {
     const experiments = this.validateExperiments(options.experiments);
     this.checkResumeSources(experiments, options.sessionId, policy);
     this.checkSearchMetric(policy, experiments);
+    await this.checkHardwareClasses(experiments);
     const preApproved = options.preApproved ? parseOrThrow(approveInputSchema, options.preApproved, 'preApproved') : undefined;
     const input: SessionInput = {
       sessionId: options.sessionId,
@@ -234,6 +255,7 @@ export class ExperimentsClient {
     const snapshot = await this.sessionSnapshot(sessionId);
     const specs = this.validateExperiments(raw, snapshot.experiments.map((e) => e.id));
     this.checkResumeSources(specs, sessionId, snapshot.policy);
+    await this.checkHardwareClasses(specs);
     const { added } = await this.sessionHandle(sessionId).executeUpdate(addExperimentsUpdate, { args: [specs] });
     return added;
   }
@@ -395,7 +417,9 @@ export class ExperimentsClient {
     try {
       const desc = await this.client.workflow.getHandle(status.workflowId).describe();
       const pending = desc.raw.pendingActivities?.find((a) => a.activityType?.name === 'trainExperiment');
-      if (!pending) return status;
+      // A routed child waiting for a worker that fits is `running` to its session: its memo says more.
+      const own = desc.memo?.experiment as ExperimentStatus | undefined;
+      if (!pending) return own?.state === 'awaiting-resources' ? { ...status, state: own.state, reason: own.reason } : { ...status, ...(own?.hardwareClass && { hardwareClass: own.hardwareClass }) };
       // Raw from describe: the codecs (encryption) have not run on it yet.
       const payloads = pending.heartbeatDetails?.payloads;
       const details = payloads?.length ? await decodeFromPayloadsAtIndex<HeartbeatDetails>(this.client.options.loadedDataConverter, 0, payloads) : undefined;

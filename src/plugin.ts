@@ -31,6 +31,7 @@ import { ProgramRegistry, type ProgramDefinition } from './activities/trainers/c
 import { resolveCodec, withCodec, type AesGcmCodec, type EncryptionOptions } from './codec';
 import { configFromEnv } from './config';
 import { createLogger, installRuntimeLogger, runtimeLogger, type Logger } from './logging';
+import type { DeviceClaims } from './activities/training';
 
 export interface ExperimentPluginOptions {
   /**
@@ -103,6 +104,12 @@ export interface ExperimentPluginOptions {
    * @default keys from $EXPERIMENTS_CODEC_KEYS or $EXPERIMENTS_CODEC_KEY_FILE, else off
    */
   readonly encryption?: EncryptionOptions | false;
+  /**
+   * This worker's GPUs and CPU-trial slots (src/hardware/slots.ts), from which a training run on a
+   * shape queue claims its devices (`ctx.devices`, `CUDA_VISIBLE_DEVICES`). Set by
+   * createExperimentWorker when `hardware` is on. @default none: trainers get no devices
+   */
+  readonly devices?: DeviceClaims;
 }
 
 export const PLUGIN_NAME = 'temporal-experiments';
@@ -116,6 +123,8 @@ export class ExperimentPlugin extends SimplePlugin {
   readonly logger: Logger;
   /** The payload codec when encryption is on, for clients that share this plugin's keys. */
   readonly codec: AesGcmCodec | undefined;
+  /** The activities this plugin registers (shape-queue workers register the same ones). */
+  readonly activities: ReturnType<typeof createActivities>;
 
   constructor(options: ExperimentPluginOptions = {}) {
     const logger = options.logger ?? runtimeLogger() ?? createLogger();
@@ -141,23 +150,26 @@ export class ExperimentPlugin extends SimplePlugin {
         logger,
       });
     const codec = resolveCodec(options.encryption);
+    const activities = createActivities({
+      store,
+      trainers,
+      logger,
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      devices: options.devices,
+      metricHistory: { stepIntervalMs: env.metricsStepIntervalMs, flushIntervalMs: env.metricsFlushIntervalMs, ...options.metricHistory },
+      metrics: new TrainingMetrics(() => Runtime.instance().metricMeter),
+    });
     super({
       name: PLUGIN_NAME,
       ...(codec && { dataConverter: (existing: DataConverter | undefined) => withCodec(existing, codec) }),
       workflowsPath: options.workflowsPath ?? WORKFLOWS_PATH,
-      activities: createActivities({
-        store,
-        trainers,
-        logger,
-        heartbeatIntervalMs: options.heartbeatIntervalMs,
-        metricHistory: { stepIntervalMs: env.metricsStepIntervalMs, flushIntervalMs: env.metricsFlushIntervalMs, ...options.metricHistory },
-        metrics: new TrainingMetrics(() => Runtime.instance().metricMeter),
-      }),
+      activities,
     });
     this.trainers = trainers;
     this.programs = programs;
     this.store = store;
     this.logger = logger;
     this.codec = codec;
+    this.activities = activities;
   }
 }

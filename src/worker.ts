@@ -10,7 +10,10 @@
  * fails its attempt as retryable, so another worker resumes it right away.
  * `shutdownGraceTime` bounds how long that may take before the worker gives up waiting.
  */
+import { Client } from '@temporalio/client';
 import { NativeConnection, Worker, type NativeConnectionOptions } from '@temporalio/worker';
+import { withCodec } from './codec';
+import { createHardwareSide, detectHardware, type HardwareOptions, type HardwareSide } from './hardware/fleet';
 import { ProgramRegistry } from './activities/trainers/command';
 import { configFromEnv, DEFAULT_ADDRESS } from './config';
 import { connectionOptions } from './connection';
@@ -49,6 +52,12 @@ export interface ExperimentWorkerOptions extends ExperimentPluginOptions {
    * @default unversioned
    */
   readonly deployment?: DeploymentVersionOptions;
+  /**
+   * Hardware profile, resource-routed shape queues and the worker registry (src/hardware/fleet.ts):
+   * on with the given options, off with `false`. Ignored when `plugin` is given.
+   * @default false for createExperimentWorker; `{}` (detected) for runExperimentWorker and `experiments worker`
+   */
+  readonly hardware?: HardwareOptions | false;
 }
 
 export interface ExperimentWorker {
@@ -59,6 +68,12 @@ export interface ExperimentWorker {
   readonly logger: Logger;
   /** The deployment version it registered; undefined for an unversioned worker. */
   readonly version: { deploymentName: string; buildId: string } | undefined;
+  /** The hardware side (profile, shape workers, registry publisher) when `hardware` was on. */
+  readonly hardware: HardwareSide | undefined;
+  /** Runs the main worker and the shape workers until `shutdown()` (or a signal) stops them. */
+  run(): Promise<void>;
+  /** Shuts every worker down (training checkpoints first) and leaves the registry. */
+  shutdown(): void;
 }
 
 export async function createExperimentWorker(options: ExperimentWorkerOptions = {}): Promise<ExperimentWorker> {
@@ -69,8 +84,10 @@ export async function createExperimentWorker(options: ExperimentWorkerOptions = 
   const throttleMs = typeof options.heartbeatThrottle === 'string' ? parseDuration(options.heartbeatThrottle) : options.heartbeatThrottle;
   // `programs` given here replaces $EXPERIMENTS_PROGRAMS; neither means the command trainer runs nothing.
   const programs = options.programs ?? (env.programsFile ? ProgramRegistry.fromFile(env.programsFile) : undefined);
+  const hw = options.hardware !== undefined && options.hardware !== false && !options.plugin ? options.hardware : undefined;
+  const detected = hw ? await detectHardware(hw, logger) : undefined;
   const plugin =
-    options.plugin ?? new ExperimentPlugin({ heartbeatIntervalMs: throttleMs, ...options, programs, logger });
+    options.plugin ?? new ExperimentPlugin({ heartbeatIntervalMs: throttleMs, ...options, programs, logger, devices: detected?.pool });
   const connection =
     options.connection ??
     (await NativeConnection.connect({ ...connectionOptions(env.connection, options.address ?? env.address ?? DEFAULT_ADDRESS) } satisfies NativeConnectionOptions));
@@ -87,15 +104,57 @@ export async function createExperimentWorker(options: ExperimentWorkerOptions = 
     maxHeartbeatThrottleInterval: options.heartbeatThrottle ?? '1s',
     defaultHeartbeatThrottleInterval: options.heartbeatThrottle ?? '1s',
   });
-  return { worker, plugin, connection, taskQueue, logger: plugin.logger, version };
+  const namespace = options.namespace ?? env.namespace;
+  const hardware = detected && hw
+    ? await createHardwareSide({
+        ...detected,
+        connection,
+        client: new Client({ connection, namespace, ...(plugin.codec && { dataConverter: withCodec(undefined, plugin.codec) }) }),
+        namespace,
+        taskQueue,
+        activities: plugin.activities,
+        codec: plugin.codec,
+        logger: plugin.logger,
+        beatIntervalMs: hw.beatIntervalMs,
+        shutdownForceTime: options.shutdownGraceTime ?? '30s',
+        heartbeatThrottle: options.heartbeatThrottle ?? '1s',
+      })
+    : undefined;
+  const all = [worker, ...(hardware?.workers ?? [])];
+  return {
+    worker,
+    plugin,
+    connection,
+    taskQueue,
+    logger: plugin.logger,
+    version,
+    hardware,
+    async run() {
+      await hardware?.publisher.beat();
+      // One worker stopping (a signal reaches all, a fatal error one) stops the rest.
+      const runs = all.map((w) => w.run().finally(() => all.forEach((o) => o.getState() === 'RUNNING' && o.shutdown())));
+      // Wait for every worker to stop (never leave one draining), then report the first failure.
+      const settled = await Promise.allSettled(runs);
+      await hardware?.publisher.stop();
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    },
+    shutdown() {
+      for (const w of all) if (w.getState() === 'RUNNING') w.shutdown();
+    },
+  };
 }
 
 /** Runs a worker until it is shut down (SIGTERM, SIGINT, or `worker.shutdown()`). */
 export async function runExperimentWorker(options: ExperimentWorkerOptions = {}): Promise<void> {
-  const { worker, connection, taskQueue, logger, version } = await createExperimentWorker(options);
-  logger.info({ taskQueue, pid: process.pid, ...(version && { deploymentName: version.deploymentName, buildId: version.buildId }) }, 'experiment worker started');
+  const running = await createExperimentWorker({ hardware: {}, ...options });
+  const { connection, taskQueue, logger, version } = running;
+  logger.info(
+    { taskQueue, pid: process.pid, hardwareClass: running.hardware?.profile.className, ...(version && { deploymentName: version.deploymentName, buildId: version.buildId }) },
+    'experiment worker started',
+  );
   try {
-    await worker.run();
+    await running.run();
   } finally {
     if (!options.connection) await connection.close();
     logger.info({ taskQueue }, 'experiment worker stopped');

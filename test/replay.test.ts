@@ -38,6 +38,9 @@ const SCENARIOS = [
   'priority',
   'search-asha',
   'pause-session',
+  'hardware-routing',
+  'auto-estimate',
+  'auto-estimate-rejected',
 ];
 /** A completed experiment: the history the altered workflows are replayed on. */
 const NEGATIVE_FIXTURE = 'experimentWorkflow.approval.short.json';

@@ -3,6 +3,8 @@
  * logger are injected (workflows import only the type `Activities`).
  */
 import { Context } from '@temporalio/activity';
+import { readRegistry } from '../hardware/registry-client';
+import { place, type Placement, type ResourceRequest } from '../shared/hardware';
 import type { CheckpointPointer } from '../shared/types';
 import { storeKey } from '../shared/ids';
 import type { CheckpointFacts, CheckpointFactsInput, TrainInput } from '../shared/definitions';
@@ -23,6 +25,14 @@ export function createActivities(deps: TrainingDeps) {
       const { checkpoint, warnings } = await deps.store.latestVerified(storeKey(input.sessionId, input.experimentId), [], { runId });
       for (const warning of warnings) deps.logger.warn({ ...input, warning }, 'skipping a checkpoint that does not verify');
       return checkpoint?.pointer ?? null;
+    },
+    /**
+     * Where a routed experiment trains: the shape queue of a live worker class that satisfies the
+     * request, from the worker registry of base queue `taskQueue` (src/shared/hardware.ts place).
+     */
+    async placeExperiment(input: { taskQueue: string; resources?: ResourceRequest; hardwareClass?: string }): Promise<Placement> {
+      const { workers } = await readRegistry(Context.current().client, input.taskQueue);
+      return place(input.taskQueue, workers, input.resources, input.hardwareClass);
     },
     /**
      * Checkpoint facts for clients that cannot reach the store (hints, resume, `run --resume`),

@@ -49,6 +49,12 @@ export interface TrainerContext<P> {
   /** 1 for the first attempt; retries count up. */
   readonly attempt: number;
   readonly resume: ResumeState | undefined;
+  /**
+   * GPU indexes this run was given (its slot's, on a worker with a hardware profile), as
+   * `CUDA_VISIBLE_DEVICES` names them; empty when it asked for none or runs unrouted (always set by the runtime; optional only for hand-built contexts).
+   * The `command` trainer passes them to its child as `CUDA_VISIBLE_DEVICES`.
+   */
+  readonly devices?: readonly number[];
   /** True once the run was asked to stop; read it at every step boundary. */
   readonly interrupted: boolean;
   readonly interruptReason: InterruptReason | undefined;
@@ -104,6 +110,11 @@ export interface Trainer<P = unknown> {
   readonly metrics?: readonly string[];
   /** Total epochs for the given params, if known up front (used by hints and progress). */
   epochs?(params: P): number | undefined;
+  /**
+   * Total training steps for the given params, if known up front: what `estimatedDuration:
+   * "auto"` projects from (a spec asking for `auto` with a trainer without it is rejected).
+   */
+  totalSteps?(params: P): number | undefined;
   /**
    * Longest time the trainer may need between being interrupted and its checkpoint being durable
    * (an external program's grace period). In bounded mode the runtime interrupts at least this

@@ -24,6 +24,7 @@ import { formatDuration } from '../shared/duration';
 import { storeKey } from '../shared/ids';
 import { crossSessionResumeProblem } from '../shared/policy';
 import type { CheckpointPointer, HeartbeatDetails, InterruptReason, Metrics, TrainingOutcome } from '../shared/types';
+import { Profiler } from './profiler';
 import { StaleAttemptError, type CheckpointStore, type FenceToken, type VerifiedCheckpoint } from './checkpoint-store';
 import { MetricHistoryWriter, type HistoryWriterOptions } from './checkpoint-store/history-writer';
 import type { AnyTrainer, Trainer, TrainerContext } from './trainer';
@@ -42,6 +43,15 @@ export interface TrainingDeps {
   readonly metricHistory?: HistoryWriterOptions;
   /** Prometheus metrics of the trainings (src/metrics/training.ts). @default none recorded */
   readonly metrics?: TrainingMetrics;
+  /** Where a run on a shape queue claims the devices of its slot. @default none (no devices) */
+  readonly devices?: DeviceClaims;
+}
+
+/** The devices of the slot an activity on `taskQueue` just started in (src/hardware/slots.ts DevicePool). */
+export interface DeviceClaims {
+  claim(taskQueue: string): Promise<readonly number[] | null>;
+  /** The worker's hardware class, recorded with profiling measurements. */
+  readonly className?: string;
 }
 
 /**
@@ -198,6 +208,9 @@ async function train(
     }),
   );
   let checkpointDir: string | undefined;
+  const devices = (await deps.devices?.claim(info.taskQueue)) ?? [];
+  if (devices.length > 0) log.info({ devices, taskQueue: info.taskQueue }, 'devices of this slot');
+  const profiler = input.profile ? new Profiler(input.profile, () => interrupt('profiled')) : null;
 
   let lastYield = performance.now();
   const tctx: TrainerContext<unknown> = {
@@ -206,6 +219,7 @@ async function train(
     params,
     attempt,
     resume,
+    devices,
     get interrupted() {
       return reason !== undefined;
     },
@@ -229,6 +243,7 @@ async function train(
     },
     async step(report) {
       watchdog.touch();
+      if (!reason) profiler?.step();
       epoch = report.epoch;
       step = report.step;
       fields.epoch = epoch;
@@ -275,6 +290,7 @@ async function train(
 
   log.info({ epoch, step, resumedFrom, trainer: trainer.name, timeoutMode: input.timeoutMode }, resume ? 'resuming training' : 'starting training');
   beat();
+  const trainStart = performance.now();
   const outcome = (status: TrainingOutcome['status'], result: TrainingOutcome['result']): TrainingOutcome => ({
     status,
     interruptReason: reason ?? null,
@@ -284,6 +300,8 @@ async function train(
     resumedFrom,
     epochs,
     epoch,
+    trainingMs: Math.round(performance.now() - trainStart),
+    ...(profiler && { profile: profiler.measurement(trainer.totalSteps?.(params) ?? null, deps.devices?.className ?? null) }),
   });
 
   let trained: Awaited<ReturnType<Trainer['train']>>;
@@ -323,6 +341,7 @@ async function train(
   switch (reason) {
     case 'cancelled':
     case 'gate':
+    case 'profiled':
       return stopped;
     case 'worker-shutdown':
       throw shutdownFailure(spec.id, stopped);

@@ -213,6 +213,18 @@ past the resume checkpoint are left out, so no epoch appears twice. Exits 2 when
       'deployment-name': { type: 'string', value: 'NAME', help: 'register a worker deployment version of this deployment and pin workflows to it (default $EXPERIMENTS_DEPLOYMENT_NAME)' },
       'build-id': { type: 'string', value: 'ID', help: 'build id of that version (default $EXPERIMENTS_BUILD_ID, else <package version>-<git sha>); implies --deployment-name experiments' },
       ...CONNECTION_OPTIONS,
+      class: { type: 'string', value: 'NAME', help: 'hardware class name (default derived, e.g. cpu-2c-8g or gpu-h100x8)' },
+      hardware: { type: 'string', value: 'FILE', help: 'JSON hardware profile fields that replace detected ones (className, cpu, memoryGiB, gpus)' },
+    },
+  },
+  {
+    name: 'workers',
+    positionals: [],
+    summary: 'list live workers of the task queue with their hardware profiles and free slots',
+    options: {
+      'task-queue': { type: 'string', value: 'NAME', help: 'task queue (default $TEMPORAL_TASK_QUEUE or "experiments")' },
+      json: { type: 'boolean', help: 'print a JSON array' },
+      ...CONNECTION_OPTIONS,
     },
   },
   {

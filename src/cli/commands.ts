@@ -16,6 +16,7 @@ import { WORKFLOW_TYPES, type SessionSnapshot, type SessionSummary } from '../sh
 import { approveInputSchema, parseOrThrow } from '../shared/schema';
 import type { ResumeHints } from '../shared/types';
 import { runExperimentWorker } from '../worker';
+import { hardwareOptions } from './commands/worker-hardware';
 import { intOption, stringOption, type ParsedArgs } from './args';
 import { connect, ensureReachable, offlineValidator, programsOf, configuredUiBase, workflowUrl, type Connected } from './connect';
 import { fileLogger } from './embedded';
@@ -190,6 +191,7 @@ export async function workerCommand(parsed: ParsedArgs): Promise<number> {
   const deploymentName = stringOption(parsed, 'deployment-name');
   const buildId = stringOption(parsed, 'build-id');
   const deployment = deploymentName !== undefined || buildId !== undefined ? { name: deploymentName, buildId } : undefined;
+  const hardware = hardwareOptions(parsed);
   const address = config.address ?? 'localhost:7233';
   // Probe first, so a missing server is exit 3 naming the address rather than a native stack.
   await ensureReachable(address);
@@ -199,7 +201,7 @@ export async function workerCommand(parsed: ParsedArgs): Promise<number> {
   const store = checkpointUrl ? { checkpointUrl, checkpointCacheDir } : { checkpointDir };
   logger.info({ address, namespace: config.namespace, taskQueue, ...store, programs: programs.names(), metricsPort }, 'connecting');
   if (programs.size === 0) logger.info('no programs registered: the command trainer runs nothing here (see --programs FILE)');
-  await runExperimentWorker({ address, namespace: config.namespace, taskQueue, ...store, maxConcurrentActivities, logger, programs, deployment });
+  await runExperimentWorker({ address, namespace: config.namespace, taskQueue, ...store, maxConcurrentActivities, logger, programs, deployment, hardware });
   return EXIT.ok;
 }
 

@@ -53,6 +53,7 @@ const HANDLERS: Record<string, () => Handler> = {
   cancel: () => commands().cancelCommand,
   resume: () => commands().resumeCommand,
   worker: () => commands().workerCommand,
+  workers: () => lazy<typeof import('./commands/workers')>('./commands/workers')().workersCommand,
   server: () => commands().serverCommand,
   metrics: () => lazy<typeof import('./commands/metrics')>('./commands/metrics')().metricsCommand,
   report: () => lazy<typeof import('./commands/report')>('./commands/report')().reportCommand,

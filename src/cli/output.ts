@@ -10,6 +10,7 @@ import { metricValue, rankTrials } from '../shared/search/best';
 import type { ResolvedSearch } from '../shared/search/types';
 import type { ExperimentStatus, ResumeHints } from '../shared/types';
 import { safe, safeText } from './terminal';
+import { estimateVsActual } from './estimate-text';
 
 const useColor = (stream: NodeJS.WriteStream = process.stdout) => stream.isTTY === true && !process.env.NO_COLOR;
 
@@ -158,6 +159,9 @@ export function experimentText(e: ExperimentStatus, stream?: NodeJS.WriteStream)
     ['model sha256', e.result?.modelSha256 ?? '-'],
   ];
   if (e.reason) rows.push(['reason', safeText(e.reason)]);
+  const estimate = estimateVsActual(e);
+  if (estimate) rows.push(['duration', estimate]);
+  if (e.hardwareClass && !estimate) rows.push(['hardware class', e.hardwareClass]);
   const width = Math.max(...rows.map(([k]) => k.length)) + 2;
   return rows.map(([k, v]) => `${k.padEnd(width)}${v}`).join('\n');
 }

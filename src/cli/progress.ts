@@ -12,6 +12,7 @@ import type { ExperimentStatus } from '../shared/types';
 import { colorState, fmtNumber, fmtPercent, fmtElapsed, styles } from './output';
 import { LossTrails } from './sparkline';
 import { safe, safeText } from './terminal';
+import { estimateVsActual } from './estimate-text';
 
 export interface LiveExperiment extends ExperimentStatus {
   /** Loss of the latest step (from the heartbeat), or the final loss once completed. */
@@ -50,7 +51,7 @@ export interface ProgressView {
 const time = () => new Date().toTimeString().slice(0, 8);
 
 function counts(snap: LiveSnapshot): string {
-  const order = ['running', 'queued', 'awaiting-approval', 'completed', 'pruned', 'interrupted', 'failed', 'timed-out', 'rejected', 'cancelled'];
+  const order = ['running', 'queued', 'awaiting-approval', 'awaiting-resources', 'completed', 'pruned', 'interrupted', 'failed', 'timed-out', 'rejected', 'cancelled'];
   const n = new Map<string, number>();
   for (const e of snap.experiments) n.set(e.state, (n.get(e.state) ?? 0) + 1);
   return order
@@ -65,6 +66,8 @@ function endLine(e: LiveExperiment): string {
   else if (e.reason) parts.push(`(${safeText(e.reason)})`);
   if (e.attempt > 1) parts.push(`after ${e.attempt} attempts`);
   if (e.resumedFrom !== null) parts.push(`resumed from epoch ${e.resumedFrom}`);
+  const estimate = estimateVsActual(e);
+  if (estimate && e.state === 'completed') parts.push(estimate);
   return parts.join('  ');
 }
 
@@ -237,7 +240,7 @@ export class BarsView implements ProgressView {
         this.bars.delete(e.id);
         this.trails.delete(e.id);
       }
-      const terminal = !['queued', 'awaiting-approval', 'running'].includes(e.state);
+      const terminal = !['queued', 'awaiting-approval', 'awaiting-resources', 'running'].includes(e.state);
       if (terminal && !this.ended.has(e.id)) {
         this.ended.add(e.id);
         const mark = e.state === 'completed' ? this.st.green('✓') : this.st.red('✗');

@@ -93,6 +93,11 @@ export interface TrainInput {
    * `gate`), so the session can decide. Absent: train to the end.
    */
   readonly stopAtEpoch?: number;
+  /**
+   * A profiling invocation (`estimatedDuration: "auto"`): stop after this many steps or
+   * milliseconds of training, checkpoint, and report the measured rate. Absent otherwise.
+   */
+  readonly profile?: { readonly steps?: number; readonly durationMs?: number };
 }
 
 export interface SessionSnapshot {

@@ -18,6 +18,8 @@ export const POLICY_DEFAULTS = {
   maxPreemptions: 1000,
   onFailure: 'continue',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
+  resourceTimeout: '1h',
+  profile: { duration: '3s' },
 } as const;
 
 /**
@@ -55,6 +57,10 @@ export interface ResolvedPolicy {
   readonly fairnessKey?: string;
   /** The hyperparameter search, when the policy sets one (absent otherwise, so older policies keep their shape). */
   readonly search?: ResolvedSearch;
+  /** Present only when the policy set it: read it with `resourceTimeoutMs(policy)`. */
+  readonly resourceTimeoutMs?: number;
+  /** Present only when the policy set it: read it with `profileWindow(policy)`. */
+  readonly profile?: { readonly steps?: number; readonly durationMs?: number };
 }
 
 /** Applies defaults; throws an error naming the field for a malformed duration. */
@@ -80,7 +86,14 @@ export function resolvePolicy(policy: SessionPolicy = {}): ResolvedPolicy {
     ...(policy.priority !== undefined ? { priority: policy.priority } : {}),
     ...(policy.fairnessKey !== undefined ? { fairnessKey: policy.fairnessKey } : {}),
     ...(policy.search ? { search: resolveSearch(policy.search) } : {}),
+    ...(policy.resourceTimeout !== undefined ? { resourceTimeoutMs: requireDuration('policy.resourceTimeout', policy.resourceTimeout) } : {}),
+    ...(policy.profile !== undefined ? { profile: resolveProfile(policy.profile) } : {}),
   };
+}
+
+/** How long an unsatisfiable request waits before it is rejected (SessionPolicy.resourceTimeout). */
+export function resourceTimeoutMs(policy: ResolvedPolicy): number {
+  return policy.resourceTimeoutMs ?? requireDuration('policy.resourceTimeout', POLICY_DEFAULTS.resourceTimeout);
 }
 
 /**
@@ -105,10 +118,25 @@ export function crossSessionResumeProblem(spec: ExperimentSpec, sessionId: strin
   return `resumeFrom.experiment: expected an experiment of session ${JSON.stringify(sessionId)}, received ${JSON.stringify(source)} (another session's checkpoints are reachable only when the session's policy allows it: allowCrossSessionResume)`;
 }
 
-/** Long-running: flagged explicitly, or estimated to outlast the session's threshold. */
+function resolveProfile(p: NonNullable<SessionPolicy['profile']>): { steps?: number; durationMs?: number } {
+  return {
+    ...(p.steps !== undefined ? { steps: p.steps } : {}),
+    ...(p.duration !== undefined ? { durationMs: requireDuration('policy.profile.duration', p.duration) } : {}),
+  };
+}
+
+/** The profiling window of `estimatedDuration: "auto"` (SessionPolicy.profile). */
+export function profileWindow(policy: ResolvedPolicy): { steps?: number; durationMs?: number } {
+  return policy.profile ?? resolveProfile(POLICY_DEFAULTS.profile);
+}
+
+/**
+ * Long-running: flagged explicitly, or estimated to outlast the session's threshold. An `auto`
+ * estimate is not known yet: the experiment profiles first and asks for approval itself.
+ */
 export function isLongRunning(spec: ExperimentSpec, policy: ResolvedPolicy): boolean {
   if (spec.longRunning === true) return true;
-  if (spec.estimatedDuration === undefined) return false;
+  if (spec.estimatedDuration === undefined || spec.estimatedDuration === 'auto') return false;
   return requireDuration(`experiments[${spec.id}].estimatedDuration`, spec.estimatedDuration) > policy.longRunningThresholdMs;
 }
 

@@ -9,6 +9,7 @@ import { parseDuration } from './duration';
 import { approverProblems } from './approval';
 import { idProblem } from './ids';
 import { randomSpaceSchema, resolvedSearchSchema, searchPolicySchema } from './search/schema';
+import { CLASS_NAME, RESOURCE_LIMITS } from './hardware';
 
 /** Serialised size cap of one experiment's params, in bytes of JSON. */
 export const MAX_PARAMS_BYTES = 64 * 1024;
@@ -87,6 +88,11 @@ export const sessionPolicySchema = z.strictObject({
   priority: priority.optional(),
   fairnessKey: fairnessKey.optional(),
   search: searchPolicySchema.optional(),
+  resourceTimeout: duration.optional(),
+  profile: z
+    .strictObject({ steps: count(2).max(1_000_000).optional(), duration: duration.optional() })
+    .refine((p) => p.steps !== undefined || p.duration !== undefined, { message: 'expected steps or duration' })
+    .optional(),
 });
 
 const params = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
@@ -105,13 +111,27 @@ export const resumeFromSchema = z.strictObject({
   checkpointId: id.optional(),
 });
 
+/** A spec's resource request (ResourceRequest): positive, whole where devices are counted, below RESOURCE_LIMITS. */
+export const resourcesSchema = z
+  .strictObject({
+    gpus: count(0).max(RESOURCE_LIMITS.gpus).optional(),
+    gpuMemoryGiB: z.number().positive().max(RESOURCE_LIMITS.gpuMemoryGiB).optional(),
+    cpus: count(1).max(RESOURCE_LIMITS.cpus).optional(),
+    memoryGiB: z.number().positive().max(RESOURCE_LIMITS.memoryGiB).optional(),
+  })
+  .refine((r) => !(r.gpus === 0 && r.gpuMemoryGiB !== undefined), { message: 'gpuMemoryGiB needs gpus of at least 1, received gpus: 0' });
+
+export const hardwareClassSchema = z.string().regex(CLASS_NAME, 'expected a class name: lowercase letters, digits, ".", "_", "-" (at most 64), such as "gpu-h100x8"');
+
 export const experimentSpecSchema = z.strictObject({
   id,
   trainer: z.string().min(1).max(128),
   params: params.optional(),
-  estimatedDuration: duration.optional(),
+  estimatedDuration: z.string().refine((v) => v === 'auto' || parseDuration(v) !== undefined, { message: `expected a duration such as '90s', '15m' or '2h', or "auto"` }).optional(),
   longRunning: z.boolean().optional(),
   resumeFrom: resumeFromSchema.optional(),
+  resources: resourcesSchema.optional(),
+  hardwareClass: hardwareClassSchema.optional(),
 });
 
 /** Specs, checked as a list: ids must be unique (also against `existing`). */
@@ -205,6 +225,8 @@ export const resolvedPolicySchema = z.strictObject({
   priority: priority.optional(),
   fairnessKey: fairnessKey.optional(),
   search: resolvedSearchSchema.optional(),
+  resourceTimeoutMs: ms.min(1).optional(),
+  profile: z.strictObject({ steps: count(2).optional(), durationMs: ms.min(1).optional() }).optional(),
 });
 
 /** What continue-as-new carries: checked for shape only, since the session itself wrote it. */

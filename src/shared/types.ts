@@ -7,6 +7,7 @@
 import type { ApprovalEstimate, Approver } from './approval';
 import type { CheckpointRetention } from './retention';
 import type { SearchPolicy } from './search/types';
+import type { ResourceRequest } from './hardware';
 
 /** A Temporal duration string such as `'90s'`, `'2h'` or `'1 day'` (the `ms` format). */
 export type DurationString = string;
@@ -93,6 +94,16 @@ export interface SessionPolicy {
    * trials end `pruned` with their checkpoint kept. @default none (every trial runs to the end)
    */
   readonly search?: SearchPolicy;
+  /**
+   * How long an experiment whose `resources` / `hardwareClass` no live worker satisfies stays
+   * `awaiting-resources` before it ends `rejected`. @default '1h'
+   */
+  readonly resourceTimeout?: DurationString;
+  /**
+   * The profiling window of `estimatedDuration: "auto"` experiments: it ends after `steps`
+   * training steps or `duration`, whichever comes first. @default { duration: '3s' }
+   */
+  readonly profile?: { readonly steps?: number; readonly duration?: DurationString };
 }
 
 /** Where a new run starts from: another experiment's newest verified checkpoint, or one checkpoint. */
@@ -111,17 +122,30 @@ export interface ExperimentSpec {
   readonly trainer: string;
   /** Trainer parameters; serialised size is capped (see MAX_PARAMS_BYTES). */
   readonly params?: Readonly<Record<string, unknown>>;
-  /** Expected run time; above the session's `longRunningThreshold` the experiment is long-running. */
-  readonly estimatedDuration?: DurationString;
+  /**
+   * Expected run time; above the session's `longRunningThreshold` the experiment is long-running.
+   * `"auto"`: measured by a short profiling run on the hardware it gets (policy `profile`), which
+   * projects the total from the trainer's total steps; needs a trainer with `totalSteps`.
+   */
+  readonly estimatedDuration?: DurationString | 'auto';
   /** Forces long-running mode (needs the session's approval). */
   readonly longRunning?: boolean;
   /** Start from an earlier experiment's checkpoint instead of from scratch. */
   readonly resumeFrom?: ResumeFrom;
+  /**
+   * What the trial needs; its training runs only on a worker whose hardware profile satisfies it
+   * (src/shared/hardware.ts), and holds `gpus` of its GPUs while it runs. @default none: any worker
+   */
+  readonly resources?: ResourceRequest;
+  /** Only workers of this hardware class (`experiments workers` lists them) train it. @default any */
+  readonly hardwareClass?: string;
 }
 
 export type ExperimentState =
   | 'queued'
   | 'awaiting-approval'
+  /** Routed (`resources` / `hardwareClass`) and no live worker satisfies it; `reason` says why. */
+  | 'awaiting-resources'
   | 'running'
   | 'completed'
   | 'interrupted'
@@ -154,9 +178,10 @@ export type TimeoutMode = 'bounded' | 'none';
  */
 /**
  * `gate`: the run reached `TrainInput.stopAtEpoch` (a search gate) and stopped after that
- * epoch's checkpoint, so the session can decide whether it goes on.
+ * epoch's checkpoint, so the session can decide whether it goes on. `profiled`: a profiling
+ * invocation (`estimatedDuration: "auto"`) ended its window with a checkpoint.
  */
-export type InterruptReason = 'cancelled' | 'worker-shutdown' | 'timed-out' | 'paused' | 'stalled' | 'gate';
+export type InterruptReason = 'cancelled' | 'worker-shutdown' | 'timed-out' | 'paused' | 'stalled' | 'gate' | 'profiled';
 
 /**
  * A small pointer to a durable checkpoint. This, never the weights, is what heartbeats carry.
@@ -209,6 +234,21 @@ export interface TrainingOutcome {
   readonly resumedFrom: number | null;
   readonly epochs: number | null;
   readonly epoch: number;
+  /** Milliseconds the trainer ran in this invocation (absent in outcomes recorded before it existed). */
+  readonly trainingMs?: number;
+  /** A profiling invocation's measurement (TrainInput.profile). */
+  readonly profile?: ProfileMeasurement;
+}
+
+/** What a profiling window measured: steps and their rate, and the trainer's total steps. */
+export interface ProfileMeasurement {
+  readonly steps: number;
+  readonly stepsPerSecond: number;
+  readonly totalSteps: number | null;
+  /** The hardware class of the worker that measured it, when it has a profile. */
+  readonly hardwareClass: string | null;
+  /** Milliseconds the profiling run took, start-up included. */
+  readonly elapsedMs?: number;
 }
 
 /** One entry of a session's approval audit: an approval, a rejection, or a refused attempt. */
@@ -276,6 +316,12 @@ export interface ExperimentStatus {
   readonly metrics?: Metrics;
   /** Where the search scheduler pruned it: epochs done and the ASHA rung (null for the median rule). */
   readonly pruned?: { readonly epoch: number; readonly rung: number | null };
+  /** The hardware class a routed experiment was placed on (`resources` / `hardwareClass`). */
+  readonly hardwareClass?: string;
+  /** `estimatedDuration: "auto"`: the projection of the profiling run, in milliseconds. */
+  readonly estimatedDurationMs?: number;
+  /** Milliseconds of training in total (profiling included), to compare with the estimate. */
+  readonly actualDurationMs?: number;
 }
 
 /** Resumability hints for one experiment. */

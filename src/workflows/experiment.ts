@@ -42,7 +42,7 @@ import {
 } from '../shared/definitions';
 import { formatDuration } from '../shared/duration';
 import { experimentWorkflowId } from '../shared/ids';
-import { NO_TIMEOUT_START_TO_CLOSE, maxPreemptions, taskPriority, type ResolvedPolicy } from '../shared/policy';
+import { NO_TIMEOUT_START_TO_CLOSE, maxPreemptions, profileWindow, resourceTimeoutMs, taskPriority, type ResolvedPolicy } from '../shared/policy';
 import { blankStatus, hintsFromStatus } from '../shared/hints';
 import { experimentInputSchema, inputProblems } from '../shared/schema';
 import { searchAttributeKey } from '../shared/search-attributes';
@@ -53,6 +53,9 @@ import { countPreemption } from './metrics';
 import { SEARCH_GATES_PATCH, TrialGates } from './search/trial';
 import { PAUSED, PauseGuard } from './pause';
 import type { SearchDecision } from '../shared/search/types';
+import { HARDWARE_ROUTING, awaitPlacement } from './placement';
+import { AUTO_ESTIMATE, estimateText, profileRun, stoppedForProfile } from './profiling';
+import { wantsResources } from '../shared/hardware';
 
 /** Activity options of the training activity for a timeout mode. */
 export function trainingActivityOptions(policy: ResolvedPolicy, mode: TimeoutMode): ActivityOptions {
@@ -133,6 +136,24 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   };
   publish();
   log.info('experiment started', { experimentId: spec.id, sessionId, timeoutMode, trainer: spec.trainer });
+  // Routed experiments only (no recorded history has one): wait for a worker class that fits.
+  const placement = wantsResources(spec) && patched(HARDWARE_ROUTING)
+    ? await awaitPlacement(spec, workflowInfo().taskQueue, resourceTimeoutMs(policy), (waiting) => {
+        status = { ...status, state: 'awaiting-resources', reason: waiting };
+        publish();
+        log.info('experiment awaiting resources', { experimentId: spec.id, reason: waiting });
+      })
+    : null;
+  if (placement && 'rejected' in placement) {
+    status = { ...status, state: 'rejected', reason: placement.rejected };
+    publish();
+    log.warn('experiment rejected: no live worker satisfies its resources', { experimentId: spec.id, reason: placement.rejected });
+    return status;
+  }
+  if (placement) {
+    status = { ...status, state: 'running', reason: null, hardwareClass: placement.className };
+    publish();
+  }
 
   const trainInput: TrainInput = {
     sessionId,
@@ -144,7 +165,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
     ...(policy.allowCrossSessionResume !== undefined ? { allowCrossSessionResume: policy.allowCrossSessionResume } : {}),
   };
   const priority = v2 && patched(TASK_PRIORITY) ? { priority: taskPriority(policy, sessionId) } : {};
-  const loop = v2 ? new PreemptionLoop(input, summarize, (preempted) => {
+  const loop = v2 ? new PreemptionLoop(input, summarize, placement?.taskQueue, (preempted) => {
     countPreemption(sessionId, spec.trainer);
     status = withCheckpoint({ ...status, preemptions: preempted.preemptions }, preempted.latest);
     publish();
@@ -156,11 +177,27 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
   let state: ExperimentState;
   let reason: string | null = null;
   try {
-    const trained = gates && loop
-      ? await gates.run(trainInput, (next) => loop.run(next)).then((g) => ((pruned = g.pruned), g.outcome))
-      : loop ? await loop.run(trainInput) : await proxyActivities<Activities>({ ...trainingActivityOptions(policy, timeoutMode), ...summarize(0) }).trainExperiment(trainInput);
+    // `auto` (behind its patch): a short profiling invocation first; see profiling.ts.
+    const profiled = loop && spec.estimatedDuration === 'auto' && patched(AUTO_ESTIMATE) ? await profileRun((i) => loop.run(i), trainInput, profileWindow(policy)) : null;
+    if (profiled) {
+      status = { ...withOutcome(status, profiled.outcome, loop?.failedAttempts ?? 0), ...(profiled.estimatedMs !== null && { estimatedDurationMs: profiled.estimatedMs }) };
+      if (stoppedForProfile(profiled.outcome) && profiled.estimatedMs !== null && profiled.estimatedMs > policy.longRunningThresholdMs) {
+        status = { ...status, state: 'awaiting-approval', reason: estimateText(profiled.estimatedMs, profiled.outcome.profile?.hardwareClass), actualDurationMs: profiled.outcome.trainingMs };
+        publish();
+        log.info('profiled: estimate over longRunningThreshold, waiting for approval', { experimentId: spec.id, estimatedDurationMs: profiled.estimatedMs });
+        return status;
+      }
+    }
+    const trained = profiled && !stoppedForProfile(profiled.outcome)
+      ? profiled.outcome
+      : gates && loop
+        ? await gates.run(trainInput, (next) => loop.run(next)).then((g) => ((pruned = g.pruned), g.outcome))
+        : loop ? await loop.run(trainInput) : await proxyActivities<Activities>({ ...trainingActivityOptions(policy, timeoutMode), ...summarize(0) }).trainExperiment(trainInput);
     outcome = trained;
     status = withOutcome(status, trained, loop?.failedAttempts ?? 0);
+    // Training time of this run (profiling included), to set beside an estimate; absent in old outcomes.
+    const profiledMs = profiled && profiled.outcome !== trained ? profiled.outcome.trainingMs ?? 0 : 0;
+    if (trained.trainingMs !== undefined) status = { ...status, actualDurationMs: profiledMs + trained.trainingMs };
     state = trained.status === 'completed' ? 'completed' : pruned ? 'pruned' : 'interrupted';
     if (state === 'interrupted') reason = cancelReason ?? trained.interruptReason;
     if (pruned) reason = (pruned as SearchDecision).reason;
@@ -210,7 +247,10 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
  */
 class PreemptionLoop {
   preemptions = 0;
-  /** Training invocations so far: run() is called once per search segment, and the fencing token only grows. */
+  /**
+   * Training invocations so far: run() is called once per search segment and after a profiling
+   * run, and the fencing token only grows.
+   */
   private invocation = 0;
   /** Attempts that failed (not preempted) in earlier invocations. */
   failedAttempts = 0;
@@ -221,6 +261,8 @@ class PreemptionLoop {
   constructor(
     private readonly input: ExperimentInput,
     private readonly summarize: (invocation: number) => { summary?: string },
+    /** The placed shape queue of a routed experiment; the workflow's own queue when undefined. */
+    private readonly taskQueue: string | undefined,
     private readonly onPreempted: (p: { preemptions: number; latest: CheckpointPointer | null }) => void,
     private readonly priority: Pick<ActivityOptions, 'priority'> = {},
   ) {
@@ -237,7 +279,8 @@ class PreemptionLoop {
         throw ApplicationFailure.nonRetryable(`experiment ${spec.id}: no time left of defaultTimeout`, 'ExperimentTimedOut');
       }
       const attempts = policy.retry.maximumAttempts === 0 ? 0 : Math.max(1, policy.retry.maximumAttempts - this.failedAttempts);
-      const { trainExperiment } = proxyActivities<Activities>({ ...invocationOptions(policy, timeoutMode, remaining, attempts), ...this.summarize(invocation), ...this.priority });
+      const options = { ...invocationOptions(policy, timeoutMode, remaining, attempts), ...this.summarize(invocation), ...this.priority };
+      const { trainExperiment } = proxyActivities<Activities>(this.taskQueue ? { ...options, taskQueue: this.taskQueue } : options);
       try {
         const trained = await this.pause.run(() => trainExperiment({ ...trainInput, invocation }));
         if (trained === PAUSED) {

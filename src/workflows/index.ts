@@ -10,3 +10,4 @@
 export { checkpointFactsWorkflow } from './checkpoint-facts';
 export { experimentWorkflow } from './experiment';
 export { sessionWorkflow } from './session/workflow';
+export { workerRegistryWorkflow } from './registry';

@@ -85,8 +85,10 @@ export interface RunningWorker {
 /** An in-process worker with the plugin on its own task queue and checkpoint directory. */
 export async function startWorker(h: Harness, options: ExperimentWorkerOptions & { taskQueue: string }): Promise<RunningWorker> {
   const checkpointDir = options.checkpointDir ?? path.join(h.tmp, `ck-${options.taskQueue}`);
-  const { worker, plugin } = await createExperimentWorker({ connection: h.env.nativeConnection, logger: h.logger, ...options, checkpointDir });
-  const run = worker.run();
+  const running = await createExperimentWorker({ connection: h.env.nativeConnection, logger: h.logger, ...options, checkpointDir });
+  const { worker, plugin } = running;
+  // With `hardware`, this runs the shape-queue workers and the registry beats too.
+  const run = running.run();
   const client = new ExperimentsClient({ client: h.env.client, taskQueue: options.taskQueue, trainers: plugin.trainers, store: plugin.store });
   return {
     worker,
@@ -94,7 +96,7 @@ export async function startWorker(h: Harness, options: ExperimentWorkerOptions &
     client,
     checkpointDir,
     async stop() {
-      if (worker.getState() === 'RUNNING') worker.shutdown();
+      running.shutdown();
       await run;
     },
   };

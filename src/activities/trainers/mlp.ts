@@ -650,6 +650,7 @@ export const mlpTrainer: Trainer<MlpParams> = {
   parseParams: parseMlpParams,
   metrics: ['loss'],
   epochs: (params) => params.epochs,
+  totalSteps: (params) => params.epochs * stepsPerEpoch(params),
   train,
 };
 

@@ -62,6 +62,7 @@ import { searchAttributeKey } from '../../shared/search-attributes';
 import type { ApprovalRecord, ExperimentStatus } from '../../shared/types';
 import { applyClaim, pendingEstimates, refusal, type ClaimKind, type ClaimSource } from './approvals';
 import { experimentDetails, experimentSummary } from '../../shared/user-metadata';
+import { AUTO_ESTIMATE_SESSION, isProfiledRequest, requeueProfiled, withEstimate } from './auto-estimate';
 import { experimentWorkflow } from '../experiment';
 import { publishStateCounts } from '../metrics';
 import { newSearchState } from '../../shared/search/decide';
@@ -253,7 +254,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
       .then(
         (status) => {
           record.settled = 'other';
-          end(row, status);
+          // `auto` rows: a profiled child asking for approval comes back as a long-running row.
+          if (isProfiledRequest(row, status) && patched(AUTO_ESTIMATE_SESSION)) requeueProfiled(sessionId, row, status);
+          else end(row, withEstimate(row.status, status));
         },
         (err) => {
           record.settled = isCancellation(err) ? 'cancelled' : 'other';

@@ -100,7 +100,7 @@ async function train(ctx: TrainerContext<CommandParams>): Promise<TrainerResultI
   }
   // A remote store's checkpoint is copied into its local cache for the child to read.
   const resumeFile = await ctx.resume?.localFile?.();
-  const run = { experimentId: ctx.experimentId, sessionId: ctx.sessionId, attempt: ctx.attempt, params: ctx.params.params, checkpointDir: ctx.checkpointDir, resume: ctx.resume, resumeFile };
+  const run = { experimentId: ctx.experimentId, sessionId: ctx.sessionId, attempt: ctx.attempt, params: ctx.params.params, checkpointDir: ctx.checkpointDir, resume: ctx.resume, resumeFile, devices: ctx.devices };
   const env = childEnvironment(program, run, process.env);
   const { child, pid } = await startChild(program, env, ctx.attempt);
   ctx.log.info({ pid, program: program.name, argv: program.argv, cwd: program.cwd, resumeFrom: env.EXPERIMENT_RESUME_FROM || null }, 'trainer process started');

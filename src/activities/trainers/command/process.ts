@@ -77,6 +77,8 @@ export interface RunInfo {
   readonly resume: ResumeState | undefined;
   /** The resume checkpoint as a local file (a remote store's copy in its cache), when it has one. */
   readonly resumeFile?: string;
+  /** GPU indexes of the run's slot; set as CUDA_VISIBLE_DEVICES when non-empty. */
+  readonly devices?: readonly number[];
 }
 
 export function childEnvironment(program: Program, run: RunInfo, worker: NodeJS.ProcessEnv): Record<string, string> {
@@ -107,6 +109,8 @@ export function childEnvironment(program: Program, run: RunInfo, worker: NodeJS.
     EXPERIMENT_RESUME_EPOCH: resume ? String(resume.epoch) : '',
     EXPERIMENT_RESUME_STEP: resume ? String(resume.step) : '',
   });
+  // The slot's devices override whatever the program or worker set: two trials never share a GPU.
+  if (run.devices && run.devices.length > 0) env.CUDA_VISIBLE_DEVICES = run.devices.join(',');
   return env;
 }
 
