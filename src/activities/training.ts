@@ -186,6 +186,19 @@ async function train(
     }),
   );
   let checkpointDir: string | undefined;
+  // The background persist in flight (never rejects: a failure is kept in persistFailure until the
+  // trainer's next call, or the end of the attempt, throws it).
+  let persisting: Promise<void> | undefined;
+  let persistFailure: { error: unknown } | undefined;
+  const throwPersistFailure = () => {
+    const failure = persistFailure;
+    persistFailure = undefined;
+    if (failure) throw failure.error;
+  };
+  const settled = async () => {
+    await persisting;
+    throwPersistFailure();
+  };
 
   let lastYield = performance.now();
   const tctx: TrainerContext<unknown> = {
@@ -216,6 +229,7 @@ async function train(
       epochs = n;
     },
     async step(report) {
+      throwPersistFailure();
       watchdog.touch();
       epoch = report.epoch;
       step = report.step;
@@ -231,21 +245,45 @@ async function train(
       }
     },
     async checkpoint(c) {
+      await settled();
       const pointer = await fenced(deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data: c.data, metrics: c.metrics, runId, fence }, input.checkpointsToKeep));
       return recorded(pointer);
+    },
+    async checkpointInBackground(c) {
+      if (!(c.data instanceof Uint8Array)) {
+        throw new TypeError(`checkpointInBackground: data: expected a Uint8Array the trainer no longer changes, received ${typeof c.data}; stream chunks with checkpoint()`);
+      }
+      await settled();
+      watchdog.touch();
+      const save = fenced(deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data: c.data, metrics: c.metrics, runId, fence }, input.checkpointsToKeep));
+      const current: Promise<void> = save.then(
+        (pointer) => {
+          recorded(pointer, false);
+        },
+        (error: unknown) => {
+          persistFailure ??= { error };
+        },
+      );
+      persisting = current;
+      void current.then(() => {
+        if (persisting === current) persisting = undefined;
+      });
     },
     async adoptCheckpoint(file, c) {
       const pointer = await fenced(deps.store.adopt(key, file, { epoch: c.epoch, step: c.step, attempt, metrics: c.metrics, runId, fence }, input.checkpointsToKeep));
       return recorded(pointer);
     },
   };
-  // Checkpoint first, then heartbeat: a pointer is never sent before its blob is durable.
-  const recorded = (pointer: CheckpointPointer) => {
+  // Checkpoint first, then heartbeat: a pointer is never sent before its blob is durable. A
+  // background persist lands after newer steps: it moves only `latest`, not the progress.
+  const recorded = (pointer: CheckpointPointer, position = true) => {
     latest = pointer;
-    epoch = pointer.epoch;
-    step = pointer.step;
-    fields.epoch = epoch;
-    metrics = Object.keys(pointer.metrics).length > 0 ? pointer.metrics : metrics;
+    if (position) {
+      epoch = pointer.epoch;
+      step = pointer.step;
+      fields.epoch = epoch;
+      metrics = Object.keys(pointer.metrics).length > 0 ? pointer.metrics : metrics;
+    }
     beat();
     log.info({ epoch, step, checkpointId: pointer.checkpointId, sha256: pointer.sha256, bytes: pointer.bytes }, 'checkpoint saved');
     return pointer;
@@ -267,7 +305,11 @@ async function train(
   let trained: Awaited<ReturnType<Trainer['train']>>;
   try {
     trained = await trainer.train(tctx);
+    // The persist in flight belongs to this attempt: completion and interruption wait for it.
+    await settled();
   } catch (err) {
+    // So do a failure and a shutdown, so the outcome names the newest durable checkpoint.
+    await persisting;
     if (stale) throw stale;
     if (reason === 'cancelled') {
       log.warn({ err }, 'trainer failed while stopping after a cancel; recording the interruption');
