@@ -114,13 +114,13 @@ export interface ChildWorker {
  */
 export function spawnWorker(
   h: Harness,
-  opts: { taskQueue: string; checkpointDir: string; name: string; extraEnv?: Record<string, string>; programsFile?: string },
+  opts: { taskQueue: string; checkpointDir: string; name: string; extraEnv?: Record<string, string>; programsFile?: string; /** A worker script of a test's own instead of src/worker.ts. */ script?: string },
 ): ChildWorker {
   const logFile = path.join(h.tmp, `${opts.name}.log`);
   const out = fs.openSync(logFile, 'a');
   const argv = opts.programsFile
     ? [path.join(ROOT, 'bin', 'experiments.js'), 'worker', '--programs', opts.programsFile]
-    : ['--import', 'tsx', path.join(ROOT, 'src', 'worker.ts')];
+    : ['--import', 'tsx', opts.script ?? path.join(ROOT, 'src', 'worker.ts')];
   const child = spawn(process.execPath, argv, {
     cwd: ROOT,
     env: {
