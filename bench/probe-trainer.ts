@@ -76,6 +76,13 @@ export const probeTrainer: Trainer<MlpParams> = {
         stats.checkpointMs += performance.now() - t;
         return pointer;
       },
+      async checkpointInBackground(input) {
+        const t = performance.now();
+        stats.epochEndMs += t - lastStepEnd;
+        await ctx.checkpointInBackground(input);
+        stats.checkpoints++;
+        stats.checkpointMs += performance.now() - t;
+      },
       adoptCheckpoint: (file, input) => ctx.adoptCheckpoint(file, input),
     };
     const start = performance.now();

@@ -18,6 +18,7 @@ import { pipeline, PIPELINE_DEFAULTS } from './figures/pipeline';
 import { pytorch, PYTORCH_DEFAULTS } from './figures/pytorch';
 import { reportGeneration, REPORT_DEFAULTS } from './figures/report';
 import { s3Checkpoints, S3_DEFAULTS } from './figures/s3';
+import { checkpointStall, STALL_DEFAULTS } from './figures/checkpoint-stall';
 import { trainingOverhead, TRAINING_OVERHEAD_DEFAULTS } from './figures/training-overhead';
 import { BENCH_DIR, BenchEnv } from './lib/env';
 import { figure, machine, markdownTable, type Figure, type Results } from './lib/results';
@@ -49,6 +50,11 @@ const GROUPS: readonly Group[] = [
     names: ['s3-checkpoint-write-64MB', 's3-roundtrip-rss-ratio'],
     server: false,
     run: (_env, quick, tmp) => s3Checkpoints(tmp, quick ? { ...S3_DEFAULTS, reps: 3 } : S3_DEFAULTS),
+  },
+  {
+    key: 'stall',
+    names: ['checkpoint-stall'],
+    run: (env, quick) => checkpointStall(env, quick ? { ...STALL_DEFAULTS, reps: 1 } : STALL_DEFAULTS),
   },
   {
     key: 'crash',

@@ -8,7 +8,8 @@
  *   are coalesced by the runtime) and yields to the event loop so cancellation can arrive;
  * - check `ctx.interrupted` at each step boundary; when it is set, save a checkpoint with
  *   `await ctx.checkpoint(...)` and return `undefined`;
- * - call `await ctx.checkpoint(...)` at least once per epoch, and return the final result.
+ * - call `await ctx.checkpoint(...)` (or `ctx.checkpointInBackground(...)`, which does not stall
+ *   training while it persists) at least once per epoch, and return the final result.
  */
 import type { Logger } from 'pino';
 import type { CheckpointPointer, InterruptReason, Metrics } from '../shared/types';
@@ -72,8 +73,30 @@ export interface TrainerContext<P> {
   touch(): void;
   /** Reports progress and yields to the event loop. Cheap enough to call every step. */
   step(report: StepReport): Promise<void>;
-  /** Writes a checkpoint durably, records it in the manifest, then heartbeats its pointer. */
+  /**
+   * Writes a checkpoint durably, records it in the manifest, then heartbeats its pointer; resolves
+   * with the pointer once all of that is done. Waits first for a persist still running from
+   * `checkpointInBackground`, and throws its failure if it failed.
+   */
   checkpoint(input: CheckpointInput): Promise<CheckpointPointer>;
+  /**
+   * The same checkpoint, persisted while training goes on: resolves as soon as the runtime owns
+   * `data`, and the write, sha256, fsyncs and manifest commit continue in the background. The
+   * pointer is heartbeated only once the checkpoint is durable, as with `checkpoint`.
+   *
+   * - `data` must be one buffer that the trainer never changes after the call (encode a fresh one
+   *   per checkpoint): the runtime writes it without copying it.
+   * - At most one persist is in flight per experiment. A call while one runs **waits** for it
+   *   (no coalescing: every checkpoint asked for is written, in order), so a trainer that
+   *   checkpoints faster than the disk writes is slowed to the disk's pace, never queued without bound.
+   * - A persist failure (disk full, a stale attempt) is thrown, as the same error `checkpoint`
+   *   would throw, by the next `step`, `checkpoint` or `checkpointInBackground` call, or when the
+   *   attempt ends.
+   * - Returning from `train` (a result, or `undefined` after an interruption) and a throw from it
+   *   both wait for the persist in flight before the attempt ends; a crash of the worker loses at
+   *   most that checkpoint, and the run resumes from the previous one.
+   */
+  checkpointInBackground(input: CheckpointInput & { readonly data: Uint8Array }): Promise<void>;
   /** Verifies a file the trainer wrote itself (external trainers) and records it like `checkpoint`. */
   adoptCheckpoint(file: string, input: { epoch: number; step: number; metrics?: Metrics }): Promise<CheckpointPointer>;
   /**

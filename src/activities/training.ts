@@ -211,6 +211,19 @@ async function train(
   const devices = (await deps.devices?.claim(info.taskQueue)) ?? [];
   if (devices.length > 0) log.info({ devices, taskQueue: info.taskQueue }, 'devices of this slot');
   const profiler = input.profile ? new Profiler(input.profile, () => interrupt('profiled')) : null;
+  // The background persist in flight (never rejects: a failure is kept in persistFailure until the
+  // trainer's next call, or the end of the attempt, throws it).
+  let persisting: Promise<void> | undefined;
+  let persistFailure: { error: unknown } | undefined;
+  const throwPersistFailure = () => {
+    const failure = persistFailure;
+    persistFailure = undefined;
+    if (failure) throw failure.error;
+  };
+  const settled = async () => {
+    await persisting;
+    throwPersistFailure();
+  };
 
   let lastYield = performance.now();
   const tctx: TrainerContext<unknown> = {
@@ -242,6 +255,7 @@ async function train(
       epochs = n;
     },
     async step(report) {
+      throwPersistFailure();
       watchdog.touch();
       if (!reason) profiler?.step();
       epoch = report.epoch;
@@ -260,10 +274,35 @@ async function train(
       }
     },
     async checkpoint(c) {
+      await settled();
       await fenced(history.checkpoint(c));
       const startedAt = performance.now();
       const pointer = await fenced(deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data: c.data, metrics: c.metrics, runId, fence }, input.checkpointsToKeep));
       return recorded(pointer, startedAt);
+    },
+    async checkpointInBackground(c) {
+      if (!(c.data instanceof Uint8Array)) {
+        throw new TypeError(`checkpointInBackground: data: expected a Uint8Array the trainer no longer changes, received ${typeof c.data}; stream chunks with checkpoint()`);
+      }
+      await settled();
+      watchdog.touch();
+      // A search gate stops the trainer now, at the call; the attempt ends once the persist lands.
+      if (gateReached(c.epoch, c.step)) interrupt('gate');
+      const startedAt = performance.now();
+      // The history point is written before the checkpoint commits (history-writer.ts).
+      const save = fenced(history.checkpoint(c)).then(() => fenced(deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data: c.data, metrics: c.metrics, runId, fence }, input.checkpointsToKeep)));
+      const current: Promise<void> = save.then(
+        (pointer) => {
+          recorded(pointer, startedAt, false);
+        },
+        (error: unknown) => {
+          persistFailure ??= { error };
+        },
+      );
+      persisting = current;
+      void current.then(() => {
+        if (persisting === current) persisting = undefined;
+      });
     },
     async adoptCheckpoint(file, c) {
       await fenced(history.checkpoint(c));
@@ -272,19 +311,25 @@ async function train(
       return recorded(pointer, startedAt);
     },
   };
-  // Checkpoint first, then heartbeat: a pointer is never sent before its blob is durable.
-  const recorded = (pointer: CheckpointPointer, startedAt: number) => {
+  /** A search gate (TrainInput.stopAtEpoch): an end-of-epoch checkpoint at or past it, before the last epoch. */
+  const gateReached = (atEpoch: number, atStep: number) =>
+    input.stopAtEpoch !== undefined && atStep === 0 && atEpoch >= input.stopAtEpoch && (epochs === null || atEpoch < epochs);
+  // Checkpoint first, then heartbeat: a pointer is never sent before its blob is durable. A
+  // background persist lands after newer steps: it moves only `latest`, not the progress.
+  const recorded = (pointer: CheckpointPointer, startedAt: number, position = true) => {
     meter?.checkpoint((performance.now() - startedAt) / 1000, pointer.bytes);
-    meter?.progress(pointer.epoch, pointer.step);
+    if (position) meter?.progress(pointer.epoch, pointer.step);
     latest = pointer;
-    epoch = pointer.epoch;
-    step = pointer.step;
-    fields.epoch = epoch;
-    metrics = Object.keys(pointer.metrics).length > 0 ? pointer.metrics : metrics;
+    if (position) {
+      epoch = pointer.epoch;
+      step = pointer.step;
+      fields.epoch = epoch;
+      metrics = Object.keys(pointer.metrics).length > 0 ? pointer.metrics : metrics;
+    }
     beat();
     log.info({ epoch, step, checkpointId: pointer.checkpointId, sha256: pointer.sha256, bytes: pointer.bytes }, 'checkpoint saved');
     // A search gate: this epoch's checkpoint is the stopping point; the session decides what follows.
-    if (input.stopAtEpoch !== undefined && pointer.step === 0 && pointer.epoch >= input.stopAtEpoch && (epochs === null || pointer.epoch < epochs)) interrupt('gate');
+    if (gateReached(pointer.epoch, pointer.step)) interrupt('gate');
     return pointer;
   };
 
@@ -307,7 +352,11 @@ async function train(
   let trained: Awaited<ReturnType<Trainer['train']>>;
   try {
     trained = await trainer.train(tctx);
+    // The persist in flight belongs to this attempt: completion and interruption wait for it.
+    await settled();
   } catch (err) {
+    // So do a failure and a shutdown, so the outcome names the newest durable checkpoint.
+    await persisting;
     if (stale) throw stale;
     if (reason === 'cancelled') {
       log.warn({ err }, 'trainer failed while stopping after a cancel; recording the interruption');

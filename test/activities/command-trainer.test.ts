@@ -142,7 +142,7 @@ describe('one child process, no server', () => {
         `const params = trainer.parseParams({ program: 'sleeper' });`,
         `const ctx = { experimentId: 'x', sessionId: 's', attempt: 1, params, resume: undefined, interrupted: false, interruptReason: undefined,`,
         `  interruption: new Promise(() => {}), signal: new AbortController().signal, checkpointDir: ${JSON.stringify(tmp)}, log: pino(),`,
-        `  setEpochs() {}, async step() {}, async checkpoint() { throw new Error('unused'); }, async adoptCheckpoint() { throw new Error('unused'); } };`,
+        `  setEpochs() {}, async step() {}, async checkpoint() { throw new Error('unused'); }, async checkpointInBackground() { throw new Error('unused'); }, async adoptCheckpoint() { throw new Error('unused'); } };`,
         `void trainer.train(ctx as never);`,
         `setTimeout(() => { if (process.argv[2] === 'throw') throw new Error('worker bug'); process.exit(0); }, 1500);`,
       ].join('\n'),

@@ -93,6 +93,10 @@ class FakeContext implements TrainerContext<MlpParams> {
     return pointer;
   }
 
+  async checkpointInBackground(input: CheckpointInput & { data: Uint8Array }): Promise<void> {
+    await this.checkpoint(input);
+  }
+
   async adoptCheckpoint(): Promise<CheckpointPointer> {
     throw new Error('not used by the mlp trainer');
   }

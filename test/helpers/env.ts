@@ -116,13 +116,13 @@ export interface ChildWorker {
  */
 export function spawnWorker(
   h: Harness,
-  opts: { taskQueue: string; checkpointDir: string; name: string; extraEnv?: Record<string, string>; programsFile?: string; cliArgs?: string[] },
+  opts: { taskQueue: string; checkpointDir: string; name: string; extraEnv?: Record<string, string>; programsFile?: string; cliArgs?: string[]; /** A worker script of a test's own instead of src/worker.ts. */ script?: string },
 ): ChildWorker {
   const logFile = path.join(h.tmp, `${opts.name}.log`);
   const out = fs.openSync(logFile, 'a');
   const argv = opts.programsFile || opts.cliArgs
     ? [path.join(ROOT, 'bin', 'experiments.js'), 'worker', ...(opts.programsFile ? ['--programs', opts.programsFile] : []), ...(opts.cliArgs ?? [])]
-    : ['--import', 'tsx', path.join(ROOT, 'src', 'worker.ts')];
+    : ['--import', 'tsx', opts.script ?? path.join(ROOT, 'src', 'worker.ts')];
   const child = spawn(process.execPath, argv, {
     cwd: ROOT,
     env: {

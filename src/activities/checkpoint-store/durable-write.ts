@@ -12,6 +12,7 @@ import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { CheckpointData } from '../trainer';
 import { DurableWriteError, errorCode, errorMessage, type DurableWriteOp } from './errors';
+import { sha256OffThread } from './hash-thread';
 
 export const TMP_PREFIX = '.tmp-';
 /**
@@ -32,6 +33,8 @@ const HASH_SLICE = 4 << 20;
 /** Chunks below this are copied into a staging buffer so tiny chunks don't each cost a syscall. */
 const SMALL_CHUNK = 256 << 10;
 const STAGING_BYTES = 4 << 20;
+/** Buffers from this size on are hashed on the helper thread (hash-thread.ts). */
+const OFF_THREAD_BYTES = 8 << 20;
 /** Unit of writes, and of the writeback started behind them (see FlushingWriter). */
 const WRITE_PIECE = 32 << 20;
 
@@ -57,8 +60,7 @@ export async function writeFileDurably(target: string, data: CheckpointData, opt
   let renamed = false;
   try {
     fh = await step('open', tmp, () => fs.open(tmp, 'wx', 0o644));
-    const hash = createHash('sha256');
-    const bytes = data instanceof Uint8Array ? await writeWhole(fh, tmp, data, hash) : await writeStream(fh, tmp, data, hash);
+    const { bytes, sha256 } = data instanceof Uint8Array ? await writeWhole(fh, tmp, data) : await writeStream(fh, tmp, data);
     const handle = fh;
     fh = undefined;
     await step('close', tmp, () => handle.close());
@@ -71,7 +73,7 @@ export async function writeFileDurably(target: string, data: CheckpointData, opt
       renamed = true;
     }
     await step('fsync directory', dir, () => fsyncDir(dir));
-    return { sha256: hash.digest('hex'), bytes };
+    return { sha256, bytes };
   } catch (err) {
     // close() waits for operations still pending on the handle, so the unlink can't race a write.
     if (fh) await fh.close().catch(() => undefined);
@@ -83,18 +85,29 @@ export async function writeFileDurably(target: string, data: CheckpointData, opt
   }
 }
 
-/** The whole state is in memory: hash it on this thread while the pool writes and flushes it. */
-async function writeWhole(fh: FileHandle, tmp: string, data: Uint8Array, hash: Hash): Promise<number> {
+/**
+ * The whole state is in memory: hash it while the pool writes and flushes it, on the helper thread
+ * when it is large (the event loop, which a background persist shares with training, then only
+ * copies it in pieces), else here.
+ */
+async function writeWhole(fh: FileHandle, tmp: string, data: Uint8Array): Promise<{ bytes: number; sha256: string }> {
   const writer = new FlushingWriter(fh, tmp);
   const writing = (async () => {
     await writer.write(data, false);
     await writer.finish();
   })();
-  await Promise.all([writing, hashInSlices(hash, data)]);
-  return data.byteLength;
+  const hashing = async () => {
+    if (data.byteLength >= OFF_THREAD_BYTES) return sha256OffThread(data);
+    const hash = createHash('sha256');
+    await hashInSlices(hash, data);
+    return hash.digest('hex');
+  };
+  const [, sha256] = await Promise.all([writing, hashing()]);
+  return { bytes: data.byteLength, sha256 };
 }
 
-async function writeStream(fh: FileHandle, tmp: string, data: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, hash: Hash): Promise<number> {
+async function writeStream(fh: FileHandle, tmp: string, data: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<{ bytes: number; sha256: string }> {
+  const hash = createHash('sha256');
   if (data === null || typeof data !== 'object' || !(Symbol.asyncIterator in data || Symbol.iterator in data)) {
     throw new TypeError(`checkpoint data: expected a Uint8Array or an (async) iterable of Uint8Array chunks, received ${typeof data}`);
   }
@@ -131,7 +144,7 @@ async function writeStream(fh: FileHandle, tmp: string, data: Iterable<Uint8Arra
   }
   await flush();
   await writer.finish();
-  return total;
+  return { bytes: total, sha256: hash.digest('hex') };
 }
 
 /**

@@ -22,7 +22,7 @@ import type { CheckpointPointer } from '../../shared/types';
 import { TMP_PREFIX, fsyncDir, mkdirDurably, removeStaleTemps, writeFileDurably } from './durable-write';
 import { CheckpointReadError, DurableWriteError, ManifestError, StaleAttemptError, errorCode, errorMessage, withCode, writeFailure } from './errors';
 import { LocalHistoryObjects } from './history-local';
-import { compareFence, finiteMetrics, isManifestName, publish, readCurrent, withCheckpoint, type Manifest } from './manifest';
+import { compareFence, finiteMetrics, isManifestName, manifestFile, publish, readCurrent, withCheckpoint, type CurrentManifest, type Manifest } from './manifest';
 import type { AdoptCheckpointInput, CheckpointStore, FenceToken, LatestVerifiedResult, SaveCheckpointInput } from './types';
 import { hashAndSyncFile, isInside, newestFirst, pointerProblem, readVerified, resolveAdoptable, uriToPath } from './verify';
 
@@ -47,6 +47,16 @@ interface Place extends ParsedKey {
 export class LocalCheckpointStore implements CheckpointStore {
   private readonly root: string;
   private readonly tails = new Map<string, Promise<void>>();
+  /**
+   * The manifest this process last read or published, per place, with the identity of its file
+   * (inode, size, mtime). Only writes start from it, after a stat shows the file unchanged (so an
+   * edited or corrupted manifest is still read and reported), as the guess the compare-and-swap
+   * checks: a newer generation by another writer costs a refused link and a fresh read, never a
+   * lost update or a missed fence. Reads (list, latestVerified, currentFence) always read the directory.
+   */
+  private readonly known = new Map<string, { current: CurrentManifest; identity: string }>();
+  /** Directories whose crashed writes' temp files this process has removed already (see removeStaleTemps). */
+  private readonly swept = new Set<string>();
 
   constructor(rootDir: string) {
     this.root = path.resolve(rootDir);
@@ -69,6 +79,8 @@ export class LocalCheckpointStore implements CheckpointStore {
     const place = this.place(key, runId);
     await this.serialized(place.placeDir, async () => {
       this.ensurePlace(place);
+      // From the directory, not the known manifest: "already registered" must be true right now.
+      this.known.delete(place.placeDir);
       await this.commit(place, (manifest) => {
         if (manifest.fence && compareFence(token, manifest.fence) < 0) {
           throw new StaleAttemptError(key, runId, token, manifest.fence, 'registering the attempt');
@@ -100,9 +112,9 @@ export class LocalCheckpointStore implements CheckpointStore {
     const metrics = finiteMetrics(input.metrics);
     return this.serialized(place.placeDir, async () => {
       this.ensurePlace(place);
-      await removeStaleTemps(place.placeDir);
-      // Read the manifest first: a corrupt one, or a newer attempt, fails the save before it writes.
-      this.refuseIfStale(place, (await readCurrent(key, place.placeDir)).manifest, input.fence, 'checkpoint save');
+      await this.sweep(place.placeDir);
+      // Check the manifest first: a corrupt one, or a newer attempt, fails the save before it writes.
+      this.refuseIfStale(place, (await this.current(place)).manifest, input.fence, 'checkpoint save');
       const name = `ck-${pad(input.epoch, 6)}-${pad(input.step, 8)}-a${input.attempt}-${randomBytes(4).toString('hex')}.ckpt`;
       const file = path.join(place.placeDir, name);
       let written: { sha256: string; bytes: number };
@@ -132,13 +144,14 @@ export class LocalCheckpointStore implements CheckpointStore {
       if ((path.dirname(real) === realDir && isManifestName(path.basename(real))) || path.basename(real).startsWith(TMP_PREFIX)) {
         throw fail("it is one of the store's own files, not a checkpoint");
       }
-      await removeStaleTemps(path.dirname(real));
-      this.refuseIfStale(place, (await readCurrent(key, place.placeDir)).manifest, input.fence, `adopting ${given}`);
+      await this.sweep(path.dirname(real));
+      this.refuseIfStale(place, (await this.current(place)).manifest, input.fence, `adopting ${given}`);
       let hashed: { sha256: string; bytes: number };
       try {
-        hashed = await hashAndSyncFile(real, size);
-        await fsyncDir(path.dirname(real));
-        if (path.dirname(real) !== realDir) await fsyncDir(realDir);
+        // The file's own directory is synced beside the hash. The place's directory (when the file
+        // lies below it) is synced by the manifest commit, before the pointer is returned.
+        [hashed] = await Promise.all([hashAndSyncFile(real, size), fsyncDir(path.dirname(real))]);
+        if (path.dirname(real) !== realDir && !isInside(place.placeDir, real)) await fsyncDir(realDir);
       } catch (err) {
         throw fail(errorMessage(err), err);
       }
@@ -299,14 +312,50 @@ export class LocalCheckpointStore implements CheckpointStore {
     incorporated: (current: Manifest) => boolean,
   ): Promise<{ next: Manifest; dropped: CheckpointPointer[] } | undefined> {
     for (let tries = 1; ; tries++) {
-      const { generation, manifest } = await readCurrent(place.key, place.placeDir);
+      const { generation, manifest } = tries === 1 ? await this.current(place) : await this.reread(place);
       const changed = change(manifest);
       if (!changed) return undefined;
-      if (await publish(place.key, place.placeDir, generation + 1, changed.next, incorporated)) return changed;
+      const published = await publish(place.key, place.placeDir, generation + 1, changed.next, incorporated).catch((err: unknown) => {
+        this.known.delete(place.placeDir);
+        throw err;
+      });
+      this.known.delete(place.placeDir);
+      if (published) {
+        // A stale guess (another writer went further meanwhile) only costs the next commit a retry.
+        await this.remember(place, { generation: generation + 1, manifest: changed.next });
+        return changed;
+      }
       if (tries >= COMMIT_TRIES) throw new Error(`checkpoint manifest of ${place.key} in ${place.placeDir}: gave up after ${tries} conflicting commits by other writers`);
       // Conflicting writers back off a little so one of them gets through.
       await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(50, tries)));
     }
+  }
+
+  /** The manifest a write starts from: the one this process last saw if its file is unchanged, else read. */
+  private async current(place: Place): Promise<CurrentManifest> {
+    const known = this.known.get(place.placeDir);
+    if (known && (await fileIdentity(manifestFile(place.placeDir, known.current.generation))) === known.identity) return known.current;
+    return this.reread(place);
+  }
+
+  private async reread(place: Place): Promise<CurrentManifest> {
+    this.known.delete(place.placeDir);
+    const current = await readCurrent(place.key, place.placeDir);
+    await this.remember(place, current);
+    return current;
+  }
+
+  private async remember(place: Place, current: CurrentManifest): Promise<void> {
+    // Generation 0 is no file or the legacy name: nothing to stat cheaply, so not remembered.
+    const identity = current.generation > 0 ? await fileIdentity(manifestFile(place.placeDir, current.generation)) : undefined;
+    if (identity !== undefined) this.known.set(place.placeDir, { current, identity });
+  }
+
+  /** Removes crashed writes' temp files from `dir` once per process: later crashes end the process, and the next one sweeps. */
+  private async sweep(dir: string): Promise<void> {
+    if (this.swept.has(dir)) return;
+    await removeStaleTemps(dir);
+    this.swept.add(dir);
   }
 
   private ensurePlace(place: Place): void {
@@ -362,6 +411,16 @@ export class LocalCheckpointStore implements CheckpointStore {
       if (this.tails.get(id) === tail) this.tails.delete(id);
     });
     return result;
+  }
+}
+
+/** Inode, size and mtime of a file, or undefined when it cannot be read. */
+async function fileIdentity(file: string): Promise<string | undefined> {
+  try {
+    const st = await fs.stat(file, { bigint: true });
+    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch {
+    return undefined;
   }
 }
 

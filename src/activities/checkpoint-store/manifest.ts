@@ -103,13 +103,14 @@ export async function publish(key: string, dir: string, generation: number, mani
     if (errorCode(err) === 'EEXIST') return false;
     throw err;
   }
-  const newest = (await generations(dir)).at(-1) ?? generation;
+  const listed = await generations(dir);
+  const newest = listed.at(-1) ?? generation;
   if (newest > generation) {
     if (incorporated((await readCurrent(key, dir)).manifest)) return true;
     await fs.rm(file, { force: true });
     return false;
   }
-  for (const old of await generations(dir)) {
+  for (const old of listed) {
     if (old > generation - KEEP_GENERATIONS) break;
     await fs.rm(manifestFile(dir, old), { force: true }).catch(() => undefined);
   }

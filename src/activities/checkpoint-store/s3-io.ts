@@ -19,6 +19,8 @@ import type { S3ConnectionConfig } from './s3-config';
 export const PART_BYTES = 16 << 20;
 /** Parts in flight at once (lib-storage buffers at most this many parts). */
 export const PARTS_IN_FLIGHT = 4;
+/** The SigV4 payload-hash header: when present, the signer uses it instead of hashing the body. */
+const CONTENT_SHA256_HEADER = 'x-amz-content-sha256';
 /** S3's limit for one PutObject; a larger buffer goes multipart. */
 const SINGLE_PUT_MAX = 5 * 2 ** 30;
 
@@ -152,13 +154,23 @@ export async function getSmall(client: S3Client, bucket: string, key: string): P
 export async function uploadHashed(client: S3Client, bucket: string, key: string, data: CheckpointData): Promise<{ sha256: string; bytes: number }> {
   const hash = createHash('sha256');
   if (data instanceof Uint8Array && data.byteLength <= SINGLE_PUT_MAX) {
-    // The whole state is in memory already: one PUT of it (no part copies), hashed meanwhile.
+    // The whole state is in memory already: one PUT of it (no part copies). SigV4 signs the
+    // payload's sha256, which the SDK would compute itself: computing it first and handing it to
+    // the signer hashes the bytes once instead of twice, and the server checks our hash on receipt.
     const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    await Promise.all([
-      client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.byteLength, ContentType: 'application/octet-stream' })),
-      hashInSlices(hash, body),
-    ]);
-    return { sha256: hash.digest('hex'), bytes: body.byteLength };
+    await hashInSlices(hash, body);
+    const sha256 = hash.digest('hex');
+    const put = new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.byteLength, ContentType: 'application/octet-stream' });
+    put.middlewareStack.add(
+      (next) => async (args) => {
+        const request = args.request as { headers?: Record<string, string> };
+        if (request.headers) request.headers[CONTENT_SHA256_HEADER] = sha256;
+        return next(args);
+      },
+      { step: 'build', name: 'checkpointContentSha256' },
+    );
+    await client.send(put);
+    return { sha256, bytes: body.byteLength };
   }
   let bytes = 0;
   const counted = async function* (): AsyncGenerator<Buffer> {

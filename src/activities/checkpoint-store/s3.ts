@@ -8,12 +8,8 @@
  * manifest names.
  *
  * A checkpoint becomes visible only when complete: the blob is uploaded first (S3 shows an object
- * only once its PUT or multipart upload completes) and then recorded by rewriting the manifest with
- * a conditional PUT, `If-Match` on the ETag it was read with (`If-None-Match: *` for the first).
- * A writer that loses the race reads the manifest again and re-applies its change. After each
- * commit the manifest is read back: versitygw v1.7.0 evaluates the condition before it stores the
- * body, so two conditional PUTs that overlap in time can both succeed; the read-back catches the
- * overwritten one in most interleavings (see the note in the class comment).
+ * only once its PUT or multipart upload completes) and then recorded in the manifest by a
+ * compare-and-swap (s3-manifest.ts, which also explains the read-back versitygw needs).
  *
  * A local cache directory serves trainers that need a file path: `dirFor` is a directory there,
  * `adopt` uploads a file from it, and a resumed checkpoint can be written there on demand.
@@ -22,7 +18,6 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream, mkdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { DeleteObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import { idProblem } from '../../shared/ids';
@@ -31,16 +26,14 @@ import type { CheckpointPointer } from '../../shared/types';
 import { CheckpointReadError, ManifestError, StaleAttemptError, errorMessage, withCode } from './errors';
 import { checkFence, checkKeep, checkPosition, pad } from './local';
 import { S3HistoryObjects } from './history-s3';
-import { compareFence, encodeManifest, finiteMetrics, parseManifest, withCheckpoint, type Manifest } from './manifest';
+import { compareFence, finiteMetrics, withCheckpoint, type Manifest } from './manifest';
 import type { S3ConnectionConfig } from './s3-config';
-import { BlobMismatchError, createS3Client, describeS3Error, downloadVerified, getSmall, isNotFound, putConditional, retrying, uploadHashed } from './s3-io';
+import { BlobMismatchError, createS3Client, describeS3Error, downloadVerified, isNotFound, retrying, uploadHashed } from './s3-io';
+import { S3Manifests } from './s3-manifest';
 import type { AdoptCheckpointInput, CheckpointStore, FenceToken, LatestVerifiedResult, SaveCheckpointInput, VerifiedCheckpoint } from './types';
 import { newestFirst, pointerProblem, resolveAdoptable } from './verify';
 
-const MANIFEST = 'manifest.json';
 const RUN_PREFIX = 'run-';
-/** Commit attempts before giving up on a manifest other writers keep changing. */
-const COMMIT_TRIES = 200;
 /** Restarts of latestVerified after a candidate vanished because a concurrent writer pruned it. */
 const PRUNE_RACE_RETRIES = 20;
 
@@ -63,6 +56,13 @@ export interface S3CheckpointStoreOptions {
   readonly retryForMs?: number;
   /** Warnings about retries go here. */
   readonly logger?: Logger;
+  /**
+   * Whether the server's conditional PUT is atomic with its write, as on AWS S3. When false, every
+   * manifest commit is checked with a HEAD (one more request), which versitygw v1.7.0 needs (see
+   * s3-manifest.ts). Only set it to true for a server known to be atomic.
+   * @default true without a custom endpoint (AWS S3 itself), false with one
+   */
+  readonly atomicConditionalWrites?: boolean;
 }
 
 interface Place {
@@ -72,12 +72,6 @@ interface Place {
   readonly runId: string | undefined;
   /** Object key prefix of the place, ending in '/'. */
   readonly objectPrefix: string;
-}
-
-interface ReadManifest {
-  readonly manifest: Manifest;
-  /** ETag it was read with; undefined when there is no manifest yet. */
-  readonly etag: string | undefined;
 }
 
 /**
@@ -95,6 +89,7 @@ export class S3CheckpointStore implements CheckpointStore {
   private readonly retryForMs: number;
   private readonly logger: Logger | undefined;
   private readonly tails = new Map<string, Promise<void>>();
+  private readonly manifests: S3Manifests;
 
   constructor(options: S3CheckpointStoreOptions) {
     if (!options.client && !options.connection) throw new Error('S3CheckpointStore: expected a client or a connection, received neither');
@@ -104,6 +99,12 @@ export class S3CheckpointStore implements CheckpointStore {
     this.cacheDir = path.resolve(options.cacheDir);
     this.retryForMs = options.retryForMs ?? 120_000;
     this.logger = options.logger;
+    this.manifests = new S3Manifests({
+      client: this.client,
+      bucket: this.bucket,
+      atomicConditionalWrites: options.atomicConditionalWrites ?? (options.client === undefined && !options.connection?.endpoint),
+      retrying: (what, run) => this.retrying(what, run),
+    });
   }
 
   /** `s3://bucket/prefix`, for logs. */
@@ -128,7 +129,7 @@ export class S3CheckpointStore implements CheckpointStore {
     if (runId === undefined) throw new Error('registerAttempt: expected a runId, received nothing');
     const place = this.place(key, runId);
     await this.serialized(place.objectPrefix, () =>
-      this.commit(
+      this.manifests.commit(
         place,
         (manifest) => {
           if (manifest.fence && compareFence(token, manifest.fence) < 0) throw new StaleAttemptError(key, runId, token, manifest.fence, 'registering the attempt');
@@ -136,12 +137,14 @@ export class S3CheckpointStore implements CheckpointStore {
           return { next: { ...manifest, fence: token }, dropped: [] };
         },
         async (current) => current.fence !== null && compareFence(current.fence, token) >= 0,
+        // From the server: "already registered" must be true right now.
+        true,
       ),
     );
   }
 
   async retention(key: string, runId: string | undefined): Promise<RetentionMarks | undefined> {
-    return (await this.readManifest(this.place(key, runId))).manifest.retention;
+    return (await this.manifests.read(this.place(key, runId))).manifest.retention;
   }
 
   metricHistory(): S3HistoryObjects {
@@ -149,7 +152,7 @@ export class S3CheckpointStore implements CheckpointStore {
   }
 
   async currentFence(key: string, runId: string): Promise<FenceToken | null> {
-    return (await this.readManifest(this.place(key, runId))).manifest.fence;
+    return (await this.manifests.read(this.place(key, runId))).manifest.fence;
   }
 
   async save(key: string, input: SaveCheckpointInput, keep: Retention): Promise<CheckpointPointer> {
@@ -159,8 +162,8 @@ export class S3CheckpointStore implements CheckpointStore {
     if (input.fence) checkFence(input.fence);
     const metrics = finiteMetrics(input.metrics);
     return this.serialized(place.objectPrefix, async () => {
-      // Read the manifest first: a corrupt one, or a newer attempt, fails the save before it uploads.
-      refuseIfStale(place, (await this.readManifest(place)).manifest, input.fence, 'checkpoint save');
+      // A newer attempt known here fails the save before it uploads (the commit checks it for sure).
+      refuseIfStale(place, await this.manifests.startingPoint(place), input.fence, 'checkpoint save');
       const name = `ck-${pad(input.epoch, 6)}-${pad(input.step, 8)}-a${input.attempt}-${randomBytes(4).toString('hex')}.ckpt`;
       const objectKey = place.objectPrefix + name;
       let written: { sha256: string; bytes: number };
@@ -189,7 +192,7 @@ export class S3CheckpointStore implements CheckpointStore {
     const dir = this.dirFor(key, input.runId);
     return this.serialized(place.objectPrefix, async () => {
       const { given, real, size, fail } = await resolveAdoptable(key, dir, file);
-      refuseIfStale(place, (await this.readManifest(place)).manifest, input.fence, `adopting ${given}`);
+      refuseIfStale(place, await this.manifests.startingPoint(place), input.fence, `adopting ${given}`);
       // The trainer may write the same file name again later; the object name must stay unique.
       const base = path.basename(real).replace(/[^A-Za-z0-9._-]/g, '_');
       const name = `ck-${pad(input.epoch, 6)}-${pad(input.step, 8)}-a${input.attempt}-${randomBytes(4).toString('hex')}-${base}`;
@@ -213,7 +216,7 @@ export class S3CheckpointStore implements CheckpointStore {
   async list(key: string, options: { runId?: string } = {}): Promise<CheckpointPointer[]> {
     const places = options.runId !== undefined ? [this.place(key, options.runId)] : await this.places(key);
     const all: CheckpointPointer[] = [];
-    for (const place of places) all.push(...[...(await this.readManifest(place)).manifest.checkpoints].reverse());
+    for (const place of places) all.push(...[...(await this.manifests.read(place)).manifest.checkpoints].reverse());
     if (places.length === 1) return all;
     return all.sort((a, b) => (Date.parse(b.savedAt) || 0) - (Date.parse(a.savedAt) || 0));
   }
@@ -234,7 +237,7 @@ export class S3CheckpointStore implements CheckpointStore {
       const fromManifest = new Set<string>();
       for (const place of places) {
         try {
-          for (const pointer of (await this.readManifest(place)).manifest.checkpoints) {
+          for (const pointer of (await this.manifests.read(place)).manifest.checkpoints) {
             candidates.set(pointer.checkpointId, pointer);
             fromManifest.add(pointer.checkpointId);
           }
@@ -320,7 +323,7 @@ export class S3CheckpointStore implements CheckpointStore {
   private async record(place: Place, pointer: CheckpointPointer, keep: Retention, fence: FenceToken | undefined, newBlob: string, what: string): Promise<void> {
     let dropped: CheckpointPointer[];
     try {
-      dropped = await this.commit(
+      dropped = await this.manifests.commit(
         place,
         (manifest) => {
           refuseIfStale(place, manifest, fence, what);
@@ -331,56 +334,13 @@ export class S3CheckpointStore implements CheckpointStore {
       );
     } catch (err) {
       await this.deleteQuietly(newBlob);
-      throw err instanceof ManifestError || err instanceof StaleAttemptError ? err : writeFailure(place.key, `s3://${this.bucket}/${place.objectPrefix}${MANIFEST}`, err);
+      throw err instanceof ManifestError || err instanceof StaleAttemptError ? err : writeFailure(place.key, this.manifests.uri(place), err);
     }
     for (const entry of dropped) {
       const objectKey = this.objectKeyOf(entry.uri);
       // Never delete outside the place, whatever an (edited) manifest says.
       if (objectKey?.startsWith(place.objectPrefix) && objectKey !== newBlob) await this.deleteQuietly(objectKey);
     }
-  }
-
-  /**
-   * Reads, changes and conditionally rewrites the manifest until no other writer came between.
-   * `change` may throw (a refusal, checked against the very manifest being replaced) or return
-   * undefined (nothing to do).
-   */
-  private async commit(
-    place: Place,
-    change: (manifest: Manifest) => { next: Manifest; dropped: CheckpointPointer[] } | undefined,
-    incorporated: (current: Manifest) => Promise<boolean>,
-  ): Promise<CheckpointPointer[]> {
-    const manifestKey = place.objectPrefix + MANIFEST;
-    for (let tries = 1; ; tries++) {
-      const { manifest, etag } = await this.readManifest(place);
-      const changed = change(manifest);
-      if (!changed) return [];
-      const { next, dropped } = changed;
-      const body = encodeManifest(next);
-      const written = await this.retrying(`write s3://${this.bucket}/${manifestKey}`, () => putConditional(this.client, this.bucket, manifestKey, body, etag));
-      if (written !== undefined) {
-        // Read back: on a server whose condition check is not atomic, an overlapping writer may
-        // have replaced ours. Then, unless the current manifest already carries our change (others
-        // built on ours), it is re-applied on top of theirs.
-        const now = await this.readManifest(place);
-        if (encodeManifest(now.manifest).equals(body) || (await incorporated(now.manifest))) return dropped;
-      }
-      if (tries >= COMMIT_TRIES) throw new Error(`manifest s3://${this.bucket}/${manifestKey} kept changing under ${COMMIT_TRIES} commit attempts`);
-      await sleep(Math.random() * Math.min(500, 5 * tries));
-    }
-  }
-
-  private async readManifest(place: Place): Promise<ReadManifest> {
-    const manifestKey = place.objectPrefix + MANIFEST;
-    const uri = `s3://${this.bucket}/${manifestKey}`;
-    let got: { text: string; etag: string } | undefined;
-    try {
-      got = await this.retrying(`read ${uri}`, () => getSmall(this.client, this.bucket, manifestKey));
-    } catch (err) {
-      throw new ManifestError(uri, `checkpoint manifest ${uri} is unreadable: ${errorMessage(err)}`);
-    }
-    if (!got) return { manifest: { version: 1, key: place.key, fence: null, checkpoints: [] }, etag: undefined };
-    return { manifest: parseManifest(place.key, uri, got.text), etag: got.etag };
   }
 
   /** The key's run-less place and every run's place, found by listing. */

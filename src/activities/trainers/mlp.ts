@@ -638,8 +638,10 @@ async function train(ctx: TrainerContext<MlpParams>): Promise<TrainerResultInput
     }
     run.nextEpoch();
     const metrics: Record<string, number> = steps > 0 ? { loss: lossSum / steps } : {};
-    await ctx.checkpoint({ epoch: run.epoch, step: 0, data: run.encode(), metrics });
-    // The state just saved is as good as an interruption checkpoint, so stop without another step.
+    // encode() returns a fresh buffer, so the next epoch trains while this one is persisted.
+    await ctx.checkpointInBackground({ epoch: run.epoch, step: 0, data: run.encode(), metrics });
+    // The state just saved is as good as an interruption checkpoint (the runtime waits for its
+    // persist before the attempt ends), so stop without another step.
     if (ctx.interrupted && !run.done) return undefined;
   }
   return result(run);

@@ -143,6 +143,9 @@ export class FakeContext implements TrainerContext<CommandParams> {
   checkpoint(): Promise<CheckpointPointer> {
     throw new Error('not used by the command trainer');
   }
+  checkpointInBackground(): Promise<void> {
+    throw new Error('not used by the command trainer');
+  }
   async adoptCheckpoint(file: string, input: { epoch: number; step: number; metrics?: Record<string, number> }): Promise<CheckpointPointer> {
     const pointer = await this.store.adopt(storeKey(this.sessionId, this.experimentId), file, { ...input, attempt: this.attempt }, 10);
     this.adopted.push(pointer);
