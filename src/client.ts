@@ -36,6 +36,7 @@ import {
 import { hintsFromStatus } from './shared/hints';
 import { pauseUpdate, unpauseUpdate, type PauseState } from './shared/pause';
 import { idProblem, parseExperimentWorkflowId, storeKey } from './shared/ids';
+import type { CheckpointPointer } from './shared/types';
 import { crossSessionResumeProblem, resolvePolicy, taskPriority, type ResolvedPolicy } from './shared/policy';
 import {
   InvalidInputError,
@@ -271,6 +272,27 @@ export class ExperimentsClient {
       if (row) return { ...row, kind: 'experiment' };
     }
     throw new NotFoundError(`no session or experiment with id ${JSON.stringify(id)}`);
+  }
+
+  /**
+   * The checkpoint a `{ latest, best }` retention keeps as best for an experiment's newest run
+   * (the manifest marks it; pruning never removes it), read from the store; undefined under a
+   * plain count, or when the store cannot be read from here. Its blob is read back, so a
+   * returned pointer's sha256 was verified.
+   */
+  async keptBestCheckpoint(sessionId: string, experimentId: string): Promise<CheckpointPointer | undefined> {
+    const key = storeKey(sessionId, experimentId);
+    try {
+      const newest = (await this.store.list(key))[0];
+      if (!newest || !this.store.retention) return undefined;
+      const marks = await this.store.retention(key, newest.runId);
+      const best = marks?.best[0];
+      const pointer = best === undefined ? undefined : (await this.store.list(key, { runId: newest.runId })).find((p) => p.checkpointId === best);
+      if (pointer) await this.store.read(pointer); // throws unless its sha256 matches
+      return pointer;
+    } catch {
+      return undefined;
+    }
   }
 
   /**

@@ -87,3 +87,32 @@ test('bad search input exits 2 with one line naming the path and starts nothing;
   assert.equal(plain.code, 2, plain.stderr);
   assert.match(plain.stderr, /best: session "cli-plain" has no search policy \(policy\.search: \{ metric, mode, scheduler \}\)/);
 });
+
+test('keep-best: under { latest: 2, best: 1 } the best epoch survives while later, worse epochs come and go; `best` names it and its sha256 verifies', async () => {
+  // mlp at lr 0.6, seed 1: the mean minibatch loss is lowest after epoch 6, then rises (0.478, 0.601, 0.650).
+  const params = { epochs: 8, samples: 256, batchSize: 32, lr: 0.6, seed: 1 };
+  const file = pipelineFile('keep-best.json', {
+    session: 'cli-keep-best',
+    policy: { search: { metric: 'loss', mode: 'min' }, checkpointsToKeep: { latest: 2, best: 1 } },
+    experiments: [{ id: 'e', trainer: 'mlp', params }],
+  });
+  const run = await cli(['run', file]);
+  assert.equal(run.code, 0, run.stderr);
+  const kept = await w.client.store.list('cli-keep-best/e');
+  const byEpoch = new Map(kept.map((p) => [p.epoch, p]));
+  assert.deepEqual([...byEpoch.keys()].sort((a, b) => a - b), [6, 7, 8], 'the latest two and the best epoch are kept, the rest pruned');
+  const best6 = byEpoch.get(6)!;
+  assert.ok(best6.metrics.loss < byEpoch.get(7)!.metrics.loss && best6.metrics.loss < byEpoch.get(8)!.metrics.loss, 'the later epochs are worse');
+  const marks = await w.client.store.retention!('cli-keep-best/e', best6.runId);
+  assert.deepEqual(marks?.best, [best6.checkpointId], 'the manifest marks it as best');
+
+  const json = await cli(['best', 'cli-keep-best', '--json']);
+  assert.equal(json.code, 0, json.stderr);
+  const best = JSON.parse(json.stdout) as BestTrial;
+  assert.equal(best.keptBest, true);
+  assert.equal(best.checkpoint?.id, best6.checkpointId, '`best` names the kept-best checkpoint');
+  const bytes = fs.readFileSync(fileURLToPath(best.checkpoint!.uri));
+  assert.equal(createHash('sha256').update(bytes).digest('hex'), best.checkpoint!.sha256, 'its sha256 verifies');
+  const text = await cli(['best', 'cli-keep-best']);
+  assert.match(text.stdout, /checkpoint \(kept as best, verified\): /);
+});

@@ -1,6 +1,7 @@
 /**
  * `experiments best SESSION [--json]`: the best trial of a search session — its params, its
- * value of the search metric and its checkpoint (uri, sha256) — from the session's own summary.
+ * value of the search metric and its checkpoint (uri, sha256) — from the session's own summary;
+ * under a `{ latest, best }` retention, the checkpoint the store keeps as that trial's best.
  */
 import type { SessionSnapshot } from '../../shared/definitions';
 import type { ParsedArgs } from '../args';
@@ -14,7 +15,10 @@ export async function bestCommand(parsed: ParsedArgs): Promise<number> {
     if (status.kind !== 'session') throw new UsageError(`best: SESSION: expected a session id, received the experiment ${JSON.stringify(id)}`);
     const search = status.policy.search;
     if (!search) throw new UsageError(`best: session ${JSON.stringify(id)} has no search policy (policy.search: { metric, mode, scheduler }), so it has no best trial`);
-    const best = status.best ?? null;
+    let best = status.best ?? null;
+    // Under a `{ latest, best }` retention the store keeps the trial's best checkpoint: name that one.
+    const kept = best ? await c.experiments.keptBestCheckpoint(status.id, best.experimentId) : undefined;
+    if (best && kept) best = { ...best, checkpoint: { id: kept.checkpointId, epoch: kept.epoch, uri: kept.uri, sha256: kept.sha256 }, keptBest: true };
     if (parsed.options.json) {
       say(JSON.stringify(best, null, 2));
       return EXIT.ok;
@@ -32,6 +36,6 @@ function bestText(snap: SessionSnapshot, best: SessionSnapshot['best']): string 
     `best trial of ${snap.id}: ${best.experimentId} (${best.state})`,
     `${best.metric} (${best.mode}): ${best.value}`,
     `params: ${JSON.stringify(best.params)}`,
-    ck ? `checkpoint: ${ck.id} (epoch ${ck.epoch})\n  uri:    ${ck.uri}\n  sha256: ${ck.sha256}` : 'checkpoint: none',
+    ck ? `checkpoint${best.keptBest ? ' (kept as best, verified)' : ''}: ${ck.id} (epoch ${ck.epoch})\n  uri:    ${ck.uri}\n  sha256: ${ck.sha256}` : 'checkpoint: none',
   ].join('\n');
 }

@@ -89,4 +89,6 @@ export interface BestTrial {
   readonly value: number;
   /** Its newest checkpoint (the history branch's keep-best retention can name a better one). */
   readonly checkpoint: { readonly id: string; readonly epoch: number; readonly uri: string; readonly sha256: string } | null;
+  /** Set by `experiments best` when `checkpoint` is the one a `{ latest, best }` retention keeps as best (read back and verified). */
+  readonly keptBest?: boolean;
 }
