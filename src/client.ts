@@ -177,6 +177,11 @@ export class ExperimentsClient {
     if (problems.length > 0) throw new InvalidInputError(problems);
   }
 
+  /** Whether payloads leave this client encoded (a payload codec such as encryption): then search attributes must not carry params. */
+  private encrypts(): boolean {
+    return (this.client.options.loadedDataConverter.payloadCodecs?.length ?? 0) > 0;
+  }
+
   validatePolicy(raw: unknown): ResolvedPolicy {
     return resolvePolicy(parseOrThrow(sessionPolicySchema, raw ?? {}, 'policy'));
   }
@@ -198,6 +203,7 @@ export class ExperimentsClient {
       preApproved,
       keepOpen: options.keepOpen,
       continueAsNewAfterEvents: options.continueAsNewAfterEvents,
+      ...(this.encrypts() && { redactSearchAttributes: true }),
     };
     return this.client.workflow.start<typeof sessionWorkflow>(WORKFLOW_TYPES.session, {
       workflowId: options.sessionId,
@@ -376,7 +382,7 @@ export class ExperimentsClient {
     await this.client.workflow.start<typeof sessionWorkflow>(WORKFLOW_TYPES.session, {
       workflowId: sessionId,
       taskQueue: this.taskQueue,
-      args: [{ sessionId, policy: resumePolicy, experiments: [next], preApproved: options.preApproved }],
+      args: [{ sessionId, policy: resumePolicy, experiments: [next], preApproved: options.preApproved, ...(this.encrypts() && { redactSearchAttributes: true }) }],
       ...sessionMetadata([next], resumePolicy),
       priority: taskPriority(resumePolicy, sessionId),
     });

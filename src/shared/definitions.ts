@@ -33,6 +33,13 @@ export interface SessionInput {
   readonly keepOpen?: boolean;
   /** Continue as new after this many history events (checked between experiments). @default 8000 */
   readonly continueAsNewAfterEvents?: number;
+  /**
+   * Search attributes are never encrypted: with this set, the experiments' `ExperimentSummary`
+   * search attribute names the trainer and the mode only, no param values (the static summary,
+   * which the payload codec encodes, keeps them). ExperimentsClient sets it when its data
+   * converter has a payload codec; a raw starter that encrypts must set it too. @default false
+   */
+  readonly redactSearchAttributes?: boolean;
   readonly carry?: SessionCarry;
 }
 
@@ -69,6 +76,8 @@ export interface ExperimentInput {
   readonly timeoutMode: TimeoutMode;
   /** Workflow id of the session to report a cancelled outcome to. */
   readonly parentWorkflowId?: string;
+  /** See SessionInput.redactSearchAttributes. @default false */
+  readonly redactSearchAttributes?: boolean;
 }
 
 /** Input of the training activity. */

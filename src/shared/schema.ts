@@ -244,6 +244,7 @@ export const sessionInputSchema = z.strictObject({
   preApproved: approveInputSchema.optional(),
   keepOpen: z.boolean().optional(),
   continueAsNewAfterEvents: count(1).optional(),
+  redactSearchAttributes: z.boolean().optional(),
   carry: carrySchema.optional(),
 });
 
@@ -254,6 +255,7 @@ export const experimentInputSchema = z.strictObject({
   policy: resolvedPolicySchema,
   timeoutMode: z.enum(['bounded', 'none']),
   parentWorkflowId: z.string().max(300).optional(),
+  redactSearchAttributes: z.boolean().optional(),
 });
 
 /** The problems of `value` against `schema`, one line each naming the field; empty when it is valid. */

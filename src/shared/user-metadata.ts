@@ -36,6 +36,12 @@ export function experimentSummary(spec: ExperimentSpec, mode: TimeoutMode): stri
   return clip(`${spec.trainer}${params ? ` ${params}` : ''} · ${mode}${resumed}`, MAX_SUMMARY_CHARS);
 }
 
+/** The summary without param values, for search attributes of encrypted sessions: `mlp (lr, hidden) · bounded`. */
+export function experimentListSummary(spec: ExperimentSpec, mode: TimeoutMode): string {
+  const names = Object.keys(spec.params ?? {}).join(', ');
+  return clip(`${spec.trainer}${names ? ` (${names})` : ''} · ${mode}`, MAX_SUMMARY_CHARS);
+}
+
 /** An experiment workflow's details: what it trains, in which session, under which limits. */
 export function experimentDetails(spec: ExperimentSpec, sessionId: string, mode: TimeoutMode, policy: ResolvedPolicy): string {
   const rows: [string, string][] = [

@@ -47,7 +47,7 @@ import { blankStatus, hintsFromStatus } from '../shared/hints';
 import { experimentInputSchema, inputProblems } from '../shared/schema';
 import { searchAttributeKey } from '../shared/search-attributes';
 import type { CheckpointPointer, ExperimentState, ExperimentStatus, TimeoutMode, TrainingOutcome } from '../shared/types';
-import { experimentSummary, trainingSummary } from '../shared/user-metadata';
+import { experimentListSummary, experimentSummary, trainingSummary } from '../shared/user-metadata';
 import { describeFailure } from './failures';
 import { countPreemption } from './metrics';
 import { SEARCH_GATES_PATCH, TrialGates } from './search/trial';
@@ -129,7 +129,7 @@ export async function experimentWorkflow(input: ExperimentInput): Promise<Experi
       { key: searchAttributeKey('ExperimentId'), value: spec.id },
       { key: searchAttributeKey('ExperimentEpoch'), value: status.epoch },
       // The UI's workflow list shows search attributes, not user metadata: the summary as a column.
-      ...(withMetadata ? [{ key: searchAttributeKey('ExperimentSummary'), value: experimentSummary(spec, timeoutMode) }] : []),
+      ...(withMetadata ? [{ key: searchAttributeKey('ExperimentSummary'), value: input.redactSearchAttributes ? experimentListSummary(spec, timeoutMode) : experimentSummary(spec, timeoutMode) }] : []),
     ]);
     upsertMemo({ experiment: status });
     setCurrentDetails(detailsMarkdown(status));

@@ -140,7 +140,8 @@ describe('experiments CLI', { timeout: TIMEOUT * 4 }, () => {
 
   test('status --json prints the session and experiment shapes', { timeout: TIMEOUT }, async () => {
     const required = ['id', 'state', 'timeoutMode', 'attempt', 'preemptions', 'epoch', 'epochs', 'latestCheckpoint', 'resumedFrom', 'result'];
-    const optional = ['kind', 'sessionId', 'workflowId', 'reason'];
+    // Also optional: the search's `metrics` and `pruned`, hardware routing's class and the auto estimate's figures.
+    const optional = ['kind', 'sessionId', 'workflowId', 'reason', 'metrics', 'pruned', 'hardwareClass', 'estimatedDurationMs', 'actualDurationMs'];
     const checkExperiment = (e: Record<string, unknown>) => {
       for (const k of required) assert.ok(k in e, `experiment has ${k}`);
       assert.deepEqual(Object.keys(e).filter((k) => !required.includes(k) && !optional.includes(k)), [], 'no unexpected experiment fields');

@@ -16,7 +16,7 @@ test('every metric is in the README table, and the README names no other experim
 });
 
 test('the Grafana dashboard is valid JSON and queries only metrics the code emits', () => {
-  const dashboard = JSON.parse(fs.readFileSync(path.join(ROOT, 'examples', 'grafana-dashboard.json'), 'utf8')) as {
+  const dashboard = JSON.parse(fs.readFileSync(path.join(ROOT, 'examples', 'grafana', 'dashboard.json'), 'utf8')) as {
     panels: { title: string; targets: { expr: string }[] }[];
   };
   const used = new Set<string>();

@@ -239,7 +239,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
         const child = await startChild(experimentWorkflow, {
           ...priority,
           workflowId,
-          args: [{ sessionId, spec: row.spec, policy, timeoutMode: row.timeoutMode, parentWorkflowId: workflowInfo().workflowId }],
+          args: [{ sessionId, spec: row.spec, policy, timeoutMode: row.timeoutMode, parentWorkflowId: workflowInfo().workflowId, ...(input.redactSearchAttributes && { redactSearchAttributes: true }) }],
           cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
           parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
           ...(patched(USER_METADATA) && {
