@@ -286,6 +286,10 @@ async function train(
       }
       await settled();
       watchdog.touch();
+      // The trainer is at the checkpoint's position now: progress says so at once (with the
+      // previous pointer as `latest` until this one is durable).
+      moveTo(c);
+      beat();
       // A search gate stops the trainer now, at the call; the attempt ends once the persist lands.
       if (gateReached(c.epoch, c.step)) interrupt('gate');
       const startedAt = performance.now();
@@ -316,16 +320,18 @@ async function train(
     input.stopAtEpoch !== undefined && atStep === 0 && atEpoch >= input.stopAtEpoch && (epochs === null || atEpoch < epochs);
   // Checkpoint first, then heartbeat: a pointer is never sent before its blob is durable. A
   // background persist lands after newer steps: it moves only `latest`, not the progress.
+  /** The trainer reached a checkpoint's position: progress (epoch, step, metrics) moves there. */
+  const moveTo = (at: { epoch: number; step: number; metrics?: Metrics }) => {
+    meter?.progress(at.epoch, at.step);
+    epoch = at.epoch;
+    step = at.step;
+    fields.epoch = epoch;
+    if (at.metrics && Object.keys(at.metrics).length > 0) metrics = at.metrics;
+  };
   const recorded = (pointer: CheckpointPointer, startedAt: number, position = true) => {
     meter?.checkpoint((performance.now() - startedAt) / 1000, pointer.bytes);
-    if (position) meter?.progress(pointer.epoch, pointer.step);
     latest = pointer;
-    if (position) {
-      epoch = pointer.epoch;
-      step = pointer.step;
-      fields.epoch = epoch;
-      metrics = Object.keys(pointer.metrics).length > 0 ? pointer.metrics : metrics;
-    }
+    if (position) moveTo(pointer);
     beat();
     log.info({ epoch, step, checkpointId: pointer.checkpointId, sha256: pointer.sha256, bytes: pointer.bytes }, 'checkpoint saved');
     // A search gate: this epoch's checkpoint is the stopping point; the session decides what follows.

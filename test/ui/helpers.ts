@@ -164,11 +164,18 @@ export async function openTab(page: Page, testId: 'user-metadata-tab' | 'memo-ta
 }
 
 /**
+ * The UI renders each markdown panel in an iframe titled "output": the static summary and details
+ * (user metadata, when set) come first, the Current Details panel last.
+ */
+const OUTPUT_IFRAME = 'iframe[title="output"]';
+const currentDetailsFrame = (page: Page) => page.frameLocator(OUTPUT_IFRAME).last();
+
+/**
  * The text of the "Current Details" panel (User Metadata tab): the markdown the workflow set with
  * setCurrentDetails, rendered by the UI in an iframe. Waits until it contains `expected`.
  */
 export async function currentDetailsText(page: Page, expected: string): Promise<string> {
-  const body = page.frameLocator('iframe[title="output"]').locator('body');
+  const body = currentDetailsFrame(page).locator('body');
   await body.filter({ hasText: expected }).waitFor();
   return body.innerText();
 }
@@ -178,8 +185,8 @@ export async function currentDetailsText(page: Page, expected: string): Promise<
  * that iframe a fixed height, so text further down is in the DOM but cut off on screen.
  */
 export async function visibleInCurrentDetails(page: Page, text: string): Promise<{ visible: boolean; detail: string }> {
-  const frame = await page.locator('iframe[title="output"]').boundingBox();
-  const target = await page.frameLocator('iframe[title="output"]').getByText(text, { exact: true }).first().boundingBox();
+  const frame = await page.locator(OUTPUT_IFRAME).last().boundingBox();
+  const target = await currentDetailsFrame(page).getByText(text, { exact: true }).first().boundingBox();
   if (!frame || !target) return { visible: false, detail: `no box (iframe ${JSON.stringify(frame)}, text ${JSON.stringify(target)})` };
   const visible = target.y >= frame.y && target.y + target.height <= frame.y + frame.height + 0.5;
   return { visible, detail: `iframe y ${frame.y}..${frame.y + frame.height}, ${JSON.stringify(text)} y ${target.y}..${target.y + target.height}` };
