@@ -111,7 +111,7 @@ export class LogView implements ProgressView {
         this.line(`${e.id}: attempt ${e.attempt}${e.resumedFrom !== null ? ` (resumed from epoch ${e.resumedFrom})` : ''}`);
       }
       if (e.epoch !== (prev?.state === 'running' ? prev.epoch : -1) && e.epoch > 0) {
-        this.line(`${e.id}: epoch ${e.epoch}${e.epochs !== null ? `/${e.epochs}` : ''}  loss ${fmtNumber(e.loss)}  attempt ${e.attempt}`);
+        this.line(`${e.id}: epoch ${e.epoch}${e.epochs !== null ? `/${e.epochs}` : ''}  loss ${fmtNumber(e.loss)}  attempt ${Math.max(1, e.attempt)}`);
       }
     }
   }

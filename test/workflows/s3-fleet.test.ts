@@ -17,6 +17,7 @@ import { parseMlpParams, runMlpBare } from '../../src/activities/trainers/mlp';
 import { ProgramRegistry } from '../../src/activities/trainers/command';
 import { ExperimentsClient } from '../../src/client';
 import { storeKey } from '../../src/shared/ids';
+import type { ExperimentSpec } from '../../src/shared/types';
 import { ROOT, readJsonLines, spawnWorker, startHarness, uniqueQueue, waitFor, type ChildWorker, type Harness } from '../helpers/env';
 import { startS3Server, type S3Server } from '../helpers/s3-server';
 import { uninterruptedResult } from '../activities/command/helpers';
@@ -72,73 +73,57 @@ function setup(name: string, opts: { programsFile?: string } = {}) {
   return { store, client, machine, taskQueue };
 }
 
-test('two machines: kill -9 worker A mid-epoch, worker B with an empty disk resumes from the checkpoint A wrote to S3, bit-identical', async () => {
-  const { store, client, machine } = setup('two');
+/**
+ * Two machines on one S3 store: A trains `spec` until two epochs are in S3, is killed with SIGKILL
+ * mid-epoch, and B (an empty disk) finishes; returns what the caller checks beyond the shared part.
+ */
+async function killAResumeOnB(name: string, spec: ExperimentSpec, opts: { programsFile?: string; heartbeatTimeout: string }) {
+  const { store, client, machine } = setup(name, opts);
   const a = machine('a');
   await a.ready;
   const handle = await client.startSession({
-    sessionId: 'two',
-    policy: { heartbeatTimeout: '3s', retry: { initialInterval: '200ms' } },
-    experiments: [{ id: 'e', trainer: 'mlp', params }],
+    sessionId: name,
+    policy: { heartbeatTimeout: opts.heartbeatTimeout, retry: { initialInterval: '200ms' } },
+    experiments: [spec],
   });
-  const key = storeKey('two', 'e');
-  await waitFor(async () => ((await store.list(key))[0]?.epoch ?? 0) >= 2, { what: 'two epochs of checkpoints in S3' });
+  const key = storeKey(name, spec.id);
+  await waitFor(async () => ((await store.list(key))[0]?.epoch ?? 0) >= 2, { what: `two epochs of ${name} checkpoints in S3` });
   await new Promise((r) => setTimeout(r, 300)); // into the middle of the next epoch
   const atKill = (await store.list(key))[0];
   a.child.kill('SIGKILL');
   assert.equal((await a.exited).signal, 'SIGKILL');
 
   const b = machine('b');
-  const summary = await handle.result();
-  const e = summary.experiments[0];
+  const e = (await handle.result()).experiments[0];
   assert.equal(e.state, 'completed');
-  assert.equal(e.attempt, 2);
-  assert.equal(e.resumedFrom, atKill.epoch, "B resumed from the checkpoint that was A's newest when A died");
-  assert.equal(e.result?.modelSha256, expectedSha, 'bit-identical to an uninterrupted run');
-  const resumed = readJsonLines(b.logFile).find((l) => l.msg === 'resuming training');
-  assert.equal(resumed?.epoch, atKill.epoch);
-  assert.ok(atKill.uri.startsWith(`s3://${s3.bucket}/fleet/two/`), atKill.uri);
+  assert.ok(atKill.uri.startsWith(`s3://${s3.bucket}/fleet/${name}/`), atKill.uri);
   // Neither machine used a local checkpoint directory: everything durable is in S3.
   for (const m of [a, b]) assert.equal(fs.existsSync(path.join(m.disk, 'checkpoints')), false, `${m.disk}/checkpoints unused`);
   for (const pointer of await store.list(key)) await store.read(pointer);
   b.child.kill('SIGTERM');
   await b.exited;
+  return { e, atKill, b };
+}
+
+test('two machines: kill -9 worker A mid-epoch, worker B with an empty disk resumes from the checkpoint A wrote to S3, bit-identical', async () => {
+  const { e, atKill, b } = await killAResumeOnB('two', { id: 'e', trainer: 'mlp', params }, { heartbeatTimeout: '3s' });
+  assert.equal(e.attempt, 2);
+  assert.equal(e.resumedFrom, atKill.epoch, "B resumed from the checkpoint that was A's newest when A died");
+  assert.equal(e.result?.modelSha256, expectedSha, 'bit-identical to an uninterrupted run');
+  assert.equal(readJsonLines(b.logFile).find((l) => l.msg === 'resuming training')?.epoch, atKill.epoch);
 });
 
 test('two machines, the Python reference trainer: kill -9 worker A mid-epoch, B resumes through its own empty local cache from the checkpoint A wrote to S3, bit-identical', async () => {
-  const { store, client, machine } = setup('py', { programsFile: PROGRAMS_FILE });
   // examples/python/train.py (program `softmax`): 25 steps × 30 ms ≈ 0.75 s per epoch.
   const pyParams = { epochs: 6, step_delay: 0.03, seed: 5 };
-  const expected = uninterruptedResult(pyParams).modelSha256;
-  const a = machine('a');
-  await a.ready;
-  const handle = await client.startSession({
-    sessionId: 'py',
-    policy: { heartbeatTimeout: '5s', retry: { initialInterval: '200ms' } },
-    experiments: [{ id: 'e', trainer: 'command', params: { program: 'softmax', params: pyParams } }],
-  });
-  const key = storeKey('py', 'e');
-  await waitFor(async () => ((await store.list(key))[0]?.epoch ?? 0) >= 2, { what: 'two epochs of Python checkpoints in S3' });
-  await new Promise((r) => setTimeout(r, 300)); // into the middle of the next epoch
-  const atKill = (await store.list(key))[0];
-  a.child.kill('SIGKILL');
-  assert.equal((await a.exited).signal, 'SIGKILL');
-
-  const b = machine('b');
-  const summary = await handle.result();
-  const e = summary.experiments[0];
-  assert.equal(e.state, 'completed');
+  const spec = { id: 'e', trainer: 'command', params: { program: 'softmax', params: pyParams } };
+  const { e, atKill, b } = await killAResumeOnB('py', spec, { programsFile: PROGRAMS_FILE, heartbeatTimeout: '5s' });
   assert.ok(e.resumedFrom !== null && e.resumedFrom >= atKill.epoch, `B resumed from A's checkpoint at epoch ${atKill.epoch} or a newer one A adopted while dying (resumedFrom ${e.resumedFrom})`);
-  assert.equal(e.result?.modelSha256, expected, 'bit-identical to train.py run directly, uninterrupted');
-  const bLog = readJsonLines(b.logFile);
-  assert.ok(bLog.some((l) => l.stream === 'stderr' && /resuming e from .* \(epoch \d+ step \d+\)/.test(String(l.line))), 'train.py on B said it resumed');
-  // B's child read the checkpoint from B's own cache, filled from S3; neither machine used a checkpoint dir.
+  assert.equal(e.result?.modelSha256, uninterruptedResult(pyParams).modelSha256, 'bit-identical to train.py run directly, uninterrupted');
+  assert.ok(readJsonLines(b.logFile).some((l) => l.stream === 'stderr' && /resuming e from .* \(epoch \d+ step \d+\)/.test(String(l.line))), 'train.py on B said it resumed');
+  // B's child read the checkpoint from B's own cache, filled from S3.
   const cached = fs.readdirSync(path.join(b.disk, 'cache'), { recursive: true }).map(String);
   assert.ok(cached.length > 0, `B's local cache holds what its child read (${b.disk}/cache)`);
-  for (const m of [a, b]) assert.equal(fs.existsSync(path.join(m.disk, 'checkpoints')), false, `${m.disk}/checkpoints unused`);
-  for (const pointer of await store.list(key)) await store.read(pointer);
-  b.child.kill('SIGTERM');
-  await b.exited;
 });
 
 test('the S3 server stopped (SIGSTOP) for a few seconds during training: training goes on, no checkpoint lost or half-visible', async () => {
