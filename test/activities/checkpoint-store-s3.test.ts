@@ -75,19 +75,32 @@ const harness = async (): Promise<StoreHarness> => {
   const prefix = `t${++prefixes}/ckpts`;
   const options = await storeOptions(prefix);
   const store = new S3CheckpointStore(options);
+  const stores = [store];
+  // Pruned blobs are deleted in the background: a listing of what is stored waits for that first.
+  const settled = () => Promise.all(stores.map((s) => s.idle()));
   return {
     store,
     // A second worker: same bucket and prefix, its own client and empty cache.
-    another: () => new S3CheckpointStore({ ...options, cacheDir: `${options.cacheDir}-other` }),
+    another: () => {
+      const other = new S3CheckpointStore({ ...options, cacheDir: `${options.cacheDir}-other` });
+      stores.push(other);
+      return other;
+    },
     overwriteBlob: async (pointer, data) => {
       await client.send(new PutObjectCommand({ Bucket: server.bucket, Key: objectKey(pointer), Body: data }));
     },
     removeBlob: async (pointer) => {
       await client.send(new DeleteObjectCommand({ Bucket: server.bucket, Key: objectKey(pointer) }));
     },
-    stored: (key, runId) => storedNames(`${prefix}/${key}/${runId ? `run-${runId}/` : ''}`),
+    stored: async (key, runId) => {
+      await settled();
+      return storedNames(`${prefix}/${key}/${runId ? `run-${runId}/` : ''}`);
+    },
     blobName: (pointer) => pointer.uri.slice(pointer.uri.lastIndexOf('/') + 1),
-    isEmpty: async () => ((await client.send(new ListObjectsV2Command({ Bucket: server.bucket, Prefix: `${prefix}/` }))).KeyCount ?? 0) === 0,
+    isEmpty: async () => {
+      await settled();
+      return ((await client.send(new ListObjectsV2Command({ Bucket: server.bucket, Prefix: `${prefix}/` }))).KeyCount ?? 0) === 0;
+    },
     inChild: { module: path.resolve(__dirname, '../../src/activities/checkpoint-store'), exportName: 'S3CheckpointStore', args: [options] },
   };
 };

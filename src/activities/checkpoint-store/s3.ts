@@ -36,6 +36,8 @@ import { newestFirst, pointerProblem, resolveAdoptable } from './verify';
 const RUN_PREFIX = 'run-';
 /** Restarts of latestVerified after a candidate vanished because a concurrent writer pruned it. */
 const PRUNE_RACE_RETRIES = 20;
+/** Deletions of pruned blobs under way at once; a save that would start one more waits. */
+const MAX_BACKGROUND_DELETES = 8;
 
 export interface S3CheckpointStoreOptions {
   /** The client to use; else one is made from `connection` and `credentials`. */
@@ -89,6 +91,8 @@ export class S3CheckpointStore implements CheckpointStore {
   private readonly retryForMs: number;
   private readonly logger: Logger | undefined;
   private readonly tails = new Map<string, Promise<void>>();
+  /** Deletions of pruned blobs still under way (see `idle`). */
+  private readonly pending = new Set<Promise<void>>();
   private readonly manifests: S3Manifests;
 
   constructor(options: S3CheckpointStoreOptions) {
@@ -336,11 +340,31 @@ export class S3CheckpointStore implements CheckpointStore {
       await this.deleteQuietly(newBlob);
       throw err instanceof ManifestError || err instanceof StaleAttemptError ? err : writeFailure(place.key, this.manifests.uri(place), err);
     }
+    // The pruned blobs are deleted after the pointer is returned: the new checkpoint is durable and
+    // recorded, and no manifest names them any more, so their deletion is housekeeping that need
+    // not hold up training (a DELETE of a large object is a request as slow as the manifest's).
     for (const entry of dropped) {
       const objectKey = this.objectKeyOf(entry.uri);
       // Never delete outside the place, whatever an (edited) manifest says.
-      if (objectKey?.startsWith(place.objectPrefix) && objectKey !== newBlob) await this.deleteQuietly(objectKey);
+      if (objectKey?.startsWith(place.objectPrefix) && objectKey !== newBlob) await this.inBackground(() => this.deleteQuietly(objectKey));
     }
+  }
+
+  /**
+   * Resolves once every deletion of a pruned blob started so far has finished. Until then a
+   * listing of the bucket may still show them (no manifest does); a worker that exits first
+   * leaves them as orphans, which cost only space.
+   */
+  async idle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+  }
+
+  /** Starts `run` without waiting for it, once fewer than MAX_BACKGROUND_DELETES are under way. */
+  private async inBackground(run: () => Promise<void>): Promise<void> {
+    while (this.pending.size >= MAX_BACKGROUND_DELETES) await Promise.race(this.pending);
+    const work = run();
+    this.pending.add(work);
+    void work.finally(() => this.pending.delete(work));
   }
 
   /** The key's run-less place and every run's place, found by listing. */
