@@ -30,10 +30,13 @@ export interface PytorchOptions {
 }
 
 export const PYTORCH_DEFAULTS: PytorchOptions = {
-  reps: 5,
-  // 30 epochs of 45 steps (~1 ms each), a checkpoint at every epoch end, i.e. one every ~50 ms:
-  // about 2 s of training on a 2-core machine.
-  params: { epochs: 30, checkpoint_every: 0 },
+  // This machine's own speed drifts by ±30 % from one second to the next (a bare run alone varies
+  // that much between repetitions, in its CPU time as much as in its wall time), so a single pair
+  // says little: the figure is the median of 15 alternating pairs.
+  reps: 15,
+  // 60 epochs of 45 steps (~0.5 ms each), a checkpoint at every epoch end, i.e. one every ~25 ms:
+  // 1–2 s of training on a 2-core machine.
+  params: { epochs: 60, checkpoint_every: 0 },
   denseReps: 3,
 };
 const DENSE = { epochs: 30, checkpoint_every: 10 };
@@ -156,6 +159,16 @@ export async function pytorch(env: BenchEnv, opts: PytorchOptions = PYTORCH_DEFA
         baseline: baseline(runs),
         runs,
         notes: `steps/s timed by train_torch.py around its training loop (checkpoints and validation included, interpreter start and imports not); params ${JSON.stringify(opts.params)}, a checkpoint at every epoch end; ${same(runs)}`,
+      }),
+      figure({
+        name: 'pytorch-overhead:ratio-of-medians',
+        values: [spread(runs.map((r) => r.pluginStepsPerSec)).median / spread(runs.map((r) => r.bareStepsPerSec)).median],
+        unit: '×',
+        goal: null,
+        baseline: baseline(runs),
+        runs: [],
+        extra: true,
+        notes: 'median plugin steps/s ÷ median bare steps/s over the same repetitions: a second estimator, less sensitive to one slow second landing on one side of a pair',
       }),
       figure({
         name: 'pytorch-overhead:cpu-time',
