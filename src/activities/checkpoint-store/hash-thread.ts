@@ -3,7 +3,9 @@
  * event loop (and the training loop running on it) for the whole hash: the main thread only copies
  * the buffer in pieces (a copy costs a fraction of the hash) and hands each piece over.
  *
- * Memory stays bounded: at most IN_FLIGHT pieces are copied and not yet hashed. One helper thread
+ * Memory stays bounded: each hash owns IN_FLIGHT piece buffers, which travel to the helper and
+ * back (transferred both ways, never cloned), so a hash adds at most IN_FLIGHT × PIECE bytes
+ * however large the buffer, and no garbage for either thread's collector. One helper thread
  * serves every hash of the process, in order of the pieces' arrival; it keeps the process alive
  * only while a hash is pending. If the thread cannot be started or dies, the hash fails with that error (the write it
  * belongs to then fails like any other I/O error, and the next hash starts a new thread).
@@ -22,17 +24,22 @@ const open = new Map();
 parentPort.on('message', (m) => {
   let hash = open.get(m.id);
   if (!hash) { hash = createHash('sha256'); open.set(m.id, hash); }
-  if (m.piece) { hash.update(m.piece); parentPort.postMessage({ id: m.id, ack: true }); return; }
+  if (m.piece) { hash.update(m.piece); parentPort.postMessage({ id: m.id, ack: m.piece }, [m.piece.buffer]); return; }
   open.delete(m.id);
   parentPort.postMessage({ id: m.id, hex: hash.digest('hex') });
 });
 `;
 
 interface Pending {
-  onAck(): void;
+  /** The helper hashed a piece and hands its buffer back. */
+  onAck(piece: Uint8Array): void;
   resolve(hex: string): void;
   reject(err: unknown): void;
 }
+
+/** Piece buffers back from finished hashes, reused by the next ones (at most SPARE of them). */
+const spare: ArrayBuffer[] = [];
+const SPARE = 2 * IN_FLIGHT;
 
 let helper: Worker | undefined;
 const pending = new Map<number, Pending>();
@@ -42,10 +49,10 @@ function thread(): Worker {
   if (helper) return helper;
   const w = new Worker(SOURCE, { eval: true });
   w.unref();
-  w.on('message', (m: { id: number; ack?: boolean; hex?: string }) => {
+  w.on('message', (m: { id: number; ack?: Uint8Array; hex?: string }) => {
     const p = pending.get(m.id);
     if (!p) return;
-    if (m.ack) p.onAck();
+    if (m.ack) p.onAck(m.ack);
     else {
       pending.delete(m.id);
       if (pending.size === 0) w.unref();
@@ -70,12 +77,14 @@ export async function sha256OffThread(data: Uint8Array): Promise<string> {
   const w = thread();
   const id = nextId++;
   w.ref();
-  let unacked = 0;
+  // Piece buffers not at the helper; allocated on first use, at most IN_FLIGHT of them.
+  const free: ArrayBuffer[] = [];
+  let owned = 0;
   let wake: (() => void) | undefined;
   const result = new Promise<string>((resolve, reject) => {
     pending.set(id, {
-      onAck: () => {
-        unacked--;
+      onAck: (piece) => {
+        free.push(piece.buffer as ArrayBuffer);
         wake?.();
       },
       resolve,
@@ -88,12 +97,20 @@ export async function sha256OffThread(data: Uint8Array): Promise<string> {
   // Handled here so a failure while pieces are still being posted is not reported as unhandled.
   void result.catch(() => undefined);
   for (let offset = 0; offset < data.byteLength && pending.has(id); offset += PIECE) {
-    while (unacked >= IN_FLIGHT && pending.has(id)) await new Promise<void>((resolve) => (wake = resolve));
-    // A copy of exactly this piece (a view would clone its whole underlying buffer), transferred.
-    const piece = new Uint8Array(data.subarray(offset, offset + PIECE));
-    unacked++;
+    if (free.length === 0 && owned < IN_FLIGHT) {
+      free.push(spare.pop() ?? new ArrayBuffer(PIECE));
+      owned++;
+    }
+    while (free.length === 0 && pending.has(id)) await new Promise<void>((resolve) => (wake = resolve));
+    if (!pending.has(id)) break;
+    // A copy of this piece into a buffer of ours (the caller's buffer cannot be handed over: a
+    // transfer would detach it, a view would clone all of it), transferred to the helper.
+    const source = data.subarray(offset, offset + PIECE);
+    const piece = new Uint8Array(free.pop()!, 0, source.byteLength);
+    piece.set(source);
     w.postMessage({ id, piece }, [piece.buffer]);
   }
   if (pending.has(id)) w.postMessage({ id });
-  return result;
+  const hex = await result.finally(() => spare.push(...free.splice(0, Math.max(0, SPARE - spare.length))));
+  return hex;
 }
