@@ -1,7 +1,7 @@
 /**
  * checkpoint-stall: training steps/s of a trainer with a 64 MB state that checkpoints every ~2 s of
- * training with `ctx.checkpointInBackground` (snapshot: one copy of the state; the persist runs
- * while training goes on) ÷ the same trainer with checkpoints off, in the same run, alternating
+ * training with `ctx.checkpointInBackground({ copy: true })` (snapshot: the runtime copies the live
+ * state into its reused buffer; the persist runs while training goes on) ÷ the same trainer with checkpoints off, in the same run, alternating
  * which goes first. The extra figure is the same with `ctx.checkpoint` (the whole durable write on
  * the training path), and the notes give the stall per checkpoint (time inside the call, copy
  * included) next to the durable write time (time inside `ctx.checkpoint`).
@@ -58,7 +58,7 @@ const stallTrainer: Trainer<StallParams> = {
       await ctx.step({ epoch: 0, step: i + 1 });
       const now = performance.now();
       if (p.mode !== 'none' && now - last >= p.checkpointEveryMs) {
-        if (p.mode === 'background') await ctx.checkpointInBackground({ epoch: 0, step: i + 1, data: Buffer.from(bytes) });
+        if (p.mode === 'background') await ctx.checkpointInBackground({ epoch: 0, step: i + 1, data: bytes, copy: true });
         else await ctx.checkpoint({ epoch: 0, step: i + 1, data: bytes });
         last = performance.now();
         run.callMs.push(last - now);

@@ -29,6 +29,7 @@ import { StaleAttemptError, type CheckpointStore, type FenceToken, type Verified
 import { MetricHistoryWriter, type HistoryWriterOptions } from './checkpoint-store/history-writer';
 import type { AnyTrainer, Trainer, TrainerContext } from './trainer';
 import { startWatchdog } from './watchdog';
+import { SnapshotBuffer } from './snapshot-buffer';
 
 export interface TrainingDeps {
   readonly store: CheckpointStore;
@@ -220,6 +221,7 @@ async function train(
     persistFailure = undefined;
     if (failure) throw failure.error;
   };
+  const snapshots = new SnapshotBuffer();
   const settled = async () => {
     await persisting;
     throwPersistFailure();
@@ -284,7 +286,12 @@ async function train(
       if (!(c.data instanceof Uint8Array)) {
         throw new TypeError(`checkpointInBackground: data: expected a Uint8Array the trainer no longer changes, received ${typeof c.data}; stream chunks with checkpoint()`);
       }
-      await settled();
+      // A call not awaited by the trainer may have started a persist meanwhile: wait for that one
+      // too, so that at most one is in flight and the snapshot buffer is never refilled under it.
+      do await settled();
+      while (persisting);
+      // No persist is in flight now, so the runtime's snapshot buffer is free to be filled again.
+      const data = c.copy === true ? snapshots.copy(c.data) : c.data;
       watchdog.touch();
       // The trainer is at the checkpoint's position now: progress says so at once (with the
       // previous pointer as `latest` until this one is durable).
@@ -294,7 +301,7 @@ async function train(
       if (gateReached(c.epoch, c.step)) interrupt('gate');
       const startedAt = performance.now();
       // The history point is written before the checkpoint commits (history-writer.ts).
-      const save = fenced(history.checkpoint(c)).then(() => fenced(deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data: c.data, metrics: c.metrics, runId, fence }, input.checkpointsToKeep)));
+      const save = fenced(history.checkpoint(c)).then(() => fenced(deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data, metrics: c.metrics, runId, fence }, input.checkpointsToKeep)));
       const current: Promise<void> = save.then(
         (pointer) => {
           recorded(pointer, startedAt, false);

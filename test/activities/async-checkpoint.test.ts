@@ -15,6 +15,7 @@ import { LocalCheckpointStore, type SaveCheckpointInput } from '../../src/activi
 import { parseMlpParams, runMlpBare } from '../../src/activities/trainers/mlp';
 import { ExperimentsClient } from '../../src/client';
 import { ExperimentPlugin } from '../../src/plugin';
+import type { Trainer } from '../../src/activities/trainer';
 import type { CheckpointPointer, HeartbeatDetails } from '../../src/shared/types';
 import { logLines, startHarness, uniqueQueue, waitFor, type Harness } from '../helpers/env';
 
@@ -24,6 +25,8 @@ class SlowStore extends LocalCheckpointStore {
   /** Saves started and not yet resolved, by position. */
   readonly inFlight = new Set<string>();
   readonly started: { epoch: number; step: number; at: number }[] = [];
+  /** Most saves ever in flight at once. */
+  maxInFlight = 0;
   holdMs = 600;
   /** A save of this position also waits for `release` (set by a test). */
   gate: { at: string; release: Promise<void> } | undefined;
@@ -31,6 +34,7 @@ class SlowStore extends LocalCheckpointStore {
   override async save(key: string, input: SaveCheckpointInput, keep: number): Promise<CheckpointPointer> {
     const at = `${input.epoch}/${input.step}`;
     this.inFlight.add(at);
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight.size);
     this.started.push({ epoch: input.epoch, step: input.step, at: Date.now() });
     try {
       await sleep(this.holdMs);
@@ -53,6 +57,31 @@ interface Beat {
   pointerDurable: boolean;
 }
 
+/**
+ * Checkpoints a live state with `copy: true` and overwrites it as soon as each call resolved; then
+ * makes three calls at once without awaiting them in turn.
+ */
+const copyProbe: Trainer<{ bytes: number }> = {
+  name: 'copy-probe',
+  parseParams: (raw) => raw as { bytes: number },
+  async train(ctx) {
+    const state = Buffer.alloc(ctx.params.bytes);
+    for (let epoch = 1; epoch <= 2; epoch++) {
+      state.fill(epoch);
+      await ctx.checkpointInBackground({ epoch, step: 0, data: state, copy: true });
+      state.fill(0xee);
+    }
+    // Not awaited: each call has its own buffer, which may change only once its call resolved.
+    const calls: Promise<void>[] = [];
+    for (let epoch = 3; epoch <= 5; epoch++) {
+      const own = Buffer.alloc(ctx.params.bytes, epoch);
+      calls.push(ctx.checkpointInBackground({ epoch, step: 0, data: own, copy: true }).then(() => void own.fill(0xee)));
+    }
+    await Promise.all(calls);
+    return { metrics: { checkpoints: 5 } };
+  },
+};
+
 let h: Harness;
 let store: SlowStore;
 let client: ExperimentsClient;
@@ -64,7 +93,7 @@ before(async () => {
   h = await startHarness();
   const taskQueue = uniqueQueue('async-ck');
   store = new SlowStore(path.join(h.tmp, 'ck'));
-  const plugin = new ExperimentPlugin({ store, logger: h.logger, heartbeatIntervalMs: 100 });
+  const plugin = new ExperimentPlugin({ store, logger: h.logger, heartbeatIntervalMs: 100, trainers: [copyProbe] });
   worker = await Worker.create({
     connection: h.env.nativeConnection,
     taskQueue,
@@ -147,4 +176,21 @@ test('a cancel during a background persist waits for it: the checkpoint lands, t
   const stoppedAt = typeof stopped.time === 'number' ? stopped.time : Date.parse(String(stopped.time));
   assert.ok(stoppedAt >= durableAt, `the attempt ended (${stoppedAt}) only after the persist in flight was durable (${durableAt})`);
   assert.ok(status.latestCheckpoint.epoch >= 1, `the outcome names a durable checkpoint (epoch ${status.latestCheckpoint.epoch})`);
+});
+
+test('copy: true snapshots a live state: changing it once the call resolved changes no checkpoint, and calls not awaited still persist one at a time', { timeout: 180_000 }, async () => {
+  store.holdMs = 150;
+  store.maxInFlight = 0;
+  const bytes = 3 << 20;
+  const summary = await (await client.startSession({ sessionId: 'bg-copy', policy: { checkpointsToKeep: 10 }, experiments: [{ id: 'e', trainer: 'copy-probe', params: { bytes } }] })).result();
+  const e = summary.experiments[0];
+  assert.equal(e.state, 'completed', e.reason ?? '');
+  const listed = await store.list('bg-copy/e');
+  assert.deepEqual(listed.map((p) => p.epoch).sort(), [1, 2, 3, 4, 5], 'every checkpoint asked for was written');
+  for (const pointer of listed) {
+    const data = await store.read(pointer);
+    assert.equal(data.byteLength, bytes);
+    assert.ok(data.every((b) => b === pointer.epoch), `checkpoint of epoch ${pointer.epoch} holds the state as it was at its call, not a later one`);
+  }
+  assert.equal(store.maxInFlight, 1, 'at most one persist in flight, even with calls not awaited');
 });
