@@ -69,7 +69,7 @@ const GROUPS: readonly Group[] = [
   },
   {
     key: 'pipeline',
-    names: ['pipeline-throughput-ratio'],
+    names: ['pipeline-throughput-fair'],
     run: (env, quick) => pipeline(env, quick ? { ...PIPELINE_DEFAULTS, experiments: 60, reps: 1, childReps: 1 } : PIPELINE_DEFAULTS),
   },
   {
