@@ -14,14 +14,12 @@
  * - `dataConverter`: with encryption on (the `encryption` option, or EXPERIMENTS_CODEC_KEYS /
  *   EXPERIMENTS_CODEC_KEY_FILE), the AES-256-GCM codec is **appended** to your `payloadCodecs`;
  *   the rest of your data converter is kept. Replay workers get the same codec.
- * - bundling: `preloadModules` gets zod **appended** (PRELOADED_MODULES), so a reusable V8
- *   context evaluates it once instead of once per workflow.
  * - logging: installs the pino logger as the Temporal Runtime logger (once per process, before
  *   the first connection), so SDK, workflow and activity logs come out through pino.
  */
 import type { DataConverter } from '@temporalio/common';
 import { SimplePlugin } from '@temporalio/plugin';
-import { Runtime, type BundleOptions } from '@temporalio/worker';
+import { Runtime } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { prometheusTelemetry, type MetricsEndpointOptions } from './metrics/exporter';
 import { TrainingMetrics } from './metrics/training';
@@ -116,15 +114,6 @@ export interface ExperimentPluginOptions {
 
 export const PLUGIN_NAME = 'temporal-experiments';
 export const WORKFLOWS_PATH = require.resolve('./workflows');
-/**
- * Modules the workflow bundle evaluates once per reusable V8 context rather than once per workflow
- * run. Evaluating zod's ~95 modules took much of each experiment workflow's CPU in a sweep of tiny
- * experiments (200 of them: 14.2 s before, 9.8 s after). zod holds no per-workflow state (schemas
- * are immutable values; its registry and config live on globalThis, which the reusable context
- * restores for every workflow). Our own schema modules stay per workflow: listed here by path,
- * the worker never got past its start (not understood yet, so not done).
- */
-export const PRELOADED_MODULES: readonly string[] = ['zod'];
 
 export class ExperimentPlugin extends SimplePlugin {
   readonly trainers: ReadonlyMap<string, AnyTrainer>;
@@ -182,12 +171,5 @@ export class ExperimentPlugin extends SimplePlugin {
     this.logger = logger;
     this.codec = codec;
     this.activities = activities;
-  }
-
-  override configureBundler(options: BundleOptions): BundleOptions {
-    const configured = super.configureBundler(options);
-    const preload = [...(configured.preloadModules ?? [])];
-    for (const module of PRELOADED_MODULES) if (!preload.includes(module)) preload.push(module);
-    return { ...configured, preloadModules: preload };
   }
 }
