@@ -340,7 +340,8 @@ async function train(
     latest = pointer;
     if (position) moveTo(pointer);
     beat();
-    log.info({ epoch, step, checkpointId: pointer.checkpointId, sha256: pointer.sha256, bytes: pointer.bytes }, 'checkpoint saved');
+    // The checkpoint's own position: a background persist lands after training has moved on.
+    log.info({ epoch: pointer.epoch, step: pointer.step, checkpointId: pointer.checkpointId, sha256: pointer.sha256, bytes: pointer.bytes }, 'checkpoint saved');
     // A search gate: this epoch's checkpoint is the stopping point; the session decides what follows.
     if (gateReached(pointer.epoch, pointer.step)) interrupt('gate');
     return pointer;

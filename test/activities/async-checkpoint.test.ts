@@ -146,6 +146,16 @@ test('a pointer is never heartbeated before its checkpoint is durable, and train
   assert.ok(during.length > 0, `steps reported while the first epoch's checkpoint persisted; beats: ${JSON.stringify(mine.map((b) => [b.details.epoch, b.details.step, b.persisting]))}`);
   const pointers = mine.map((b) => b.details.latest).filter((p): p is CheckpointPointer => p !== null);
   assert.ok(pointers.some((p) => p.epoch === params.epochs), 'the final checkpoint was heartbeated once durable');
+  // Each 'checkpoint saved' line names the checkpoint's own position, although training had moved
+  // on by the time its persist landed (the chaos harness reads positions from these lines).
+  const saved = logLines.filter((l) => l.workflowId === 'bg:e' && l.msg === 'checkpoint saved');
+  assert.ok(saved.length >= params.epochs, `a 'checkpoint saved' line per epoch (${saved.length})`);
+  for (const l of saved) {
+    // The local store names a blob after its position: ck-<epoch>-<step>-a<attempt>-<suffix>.
+    const m = /^ck-(\d{6})-(\d{8})-/.exec(String(l.checkpointId));
+    assert.ok(m, `checkpoint id ${String(l.checkpointId)}`);
+    assert.deepEqual([l.epoch, l.step], [Number(m[1]), Number(m[2])], `the line for ${String(l.checkpointId)} gives its position`);
+  }
 });
 
 test('a cancel during a background persist waits for it: the checkpoint lands, then the experiment ends interrupted', { timeout: 180_000 }, async () => {
