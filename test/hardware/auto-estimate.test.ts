@@ -45,8 +45,12 @@ test('auto over the threshold: profiles, waits with "est. … on <class>", resum
   const profilingCheckpoint = waiting.latestCheckpoint;
   assert.ok(profilingCheckpoint, 'the profiling run checkpointed');
   assert.ok(profilingCheckpoint.epoch < params.epochs, 'and stopped early');
-  const pending = (await w.client.approvalState('auto-long')).pending;
-  assert.deepEqual(pending, [{ experimentId: 'e', estimatedDurationMs: estimate }], 'the approver is shown the estimate');
+  // The experiment says it waits before the session has recorded its request (a signal away).
+  const listed = await waitFor(async () => {
+    const p = (await w.client.approvalState('auto-long')).pending;
+    return p && p.length > 0 ? p : null;
+  }, { timeoutMs: 60_000, what: 'the session to list the approval request' });
+  assert.deepEqual(listed, [{ experimentId: 'e', estimatedDurationMs: estimate }], 'the approver is shown the estimate');
 
   await w.client.approve('auto-long', { by: 'alice' });
   const summary = await handle.result();
