@@ -19,7 +19,7 @@ import { pathToFileURL } from 'node:url';
 import { idProblem } from '../../shared/ids';
 import { retentionProblem, type Retention, type RetentionMarks } from '../../shared/retention';
 import type { CheckpointPointer } from '../../shared/types';
-import { TMP_PREFIX, fsyncDir, mkdirDurably, removeStaleTemps, writeFileDurably } from './durable-write';
+import { TMP_PREFIX, fsyncDir, mkdirDurably, removeFile, removeStaleTemps, writeFileDurably } from './durable-write';
 import { CheckpointReadError, DurableWriteError, ManifestError, StaleAttemptError, errorCode, errorMessage, withCode, writeFailure } from './errors';
 import { LocalHistoryObjects } from './history-local';
 import { compareFence, finiteMetrics, isManifestName, manifestFile, publish, readCurrent, withCheckpoint, type CurrentManifest, type Manifest } from './manifest';
@@ -114,7 +114,8 @@ export class LocalCheckpointStore implements CheckpointStore {
       this.ensurePlace(place);
       await this.sweep(place.placeDir);
       // Check the manifest first: a corrupt one, or a newer attempt, fails the save before it writes.
-      this.refuseIfStale(place, (await this.current(place)).manifest, input.fence, 'checkpoint save');
+      const start = await this.current(place);
+      this.refuseIfStale(place, start.manifest, input.fence, 'checkpoint save');
       const name = `ck-${pad(input.epoch, 6)}-${pad(input.step, 8)}-a${input.attempt}-${randomBytes(4).toString('hex')}.ckpt`;
       const file = path.join(place.placeDir, name);
       let written: { sha256: string; bytes: number };
@@ -123,11 +124,11 @@ export class LocalCheckpointStore implements CheckpointStore {
       } catch (err) {
         // The rename happened but the directory fsync failed: the blob may or may not survive a
         // crash, so it must not be recorded.
-        if (err instanceof DurableWriteError && err.renamed) await fs.rm(file, { force: true }).catch(() => undefined);
+        if (err instanceof DurableWriteError && err.renamed) await removeFile(file).catch(() => undefined);
         throw writeFailure(key, err);
       }
       const pointer = this.pointer(name, file, input, written, metrics);
-      await this.record(place, pointer, keep, input.fence, file, 'checkpoint save');
+      await this.record(place, pointer, keep, input.fence, file, 'checkpoint save', start);
       return pointer;
     });
   }
@@ -145,7 +146,8 @@ export class LocalCheckpointStore implements CheckpointStore {
         throw fail("it is one of the store's own files, not a checkpoint");
       }
       await this.sweep(path.dirname(real));
-      this.refuseIfStale(place, (await this.current(place)).manifest, input.fence, `adopting ${given}`);
+      const start = await this.current(place);
+      this.refuseIfStale(place, start.manifest, input.fence, `adopting ${given}`);
       let hashed: { sha256: string; bytes: number };
       try {
         // The file's own directory is synced beside the hash. The place's directory (when the file
@@ -156,7 +158,7 @@ export class LocalCheckpointStore implements CheckpointStore {
         throw fail(errorMessage(err), err);
       }
       const pointer = this.pointer(path.basename(real), real, input, hashed, metrics);
-      await this.record(place, pointer, keep, input.fence, undefined, `adopting ${given}`);
+      await this.record(place, pointer, keep, input.fence, undefined, `adopting ${given}`, start);
       return pointer;
     });
   }
@@ -272,7 +274,16 @@ export class LocalCheckpointStore implements CheckpointStore {
    * so a crash never leaves a manifest pointing at deleted files. `newBlob` is removed when the
    * commit failed or was refused.
    */
-  private async record(place: Place, pointer: CheckpointPointer, keep: Retention, fence: FenceToken | undefined, newBlob: string | undefined, what: string): Promise<void> {
+  /** `start`: the manifest the caller checked the fence against, under the same lock (the first try commits on it). */
+  private async record(
+    place: Place,
+    pointer: CheckpointPointer,
+    keep: Retention,
+    fence: FenceToken | undefined,
+    newBlob: string | undefined,
+    what: string,
+    start: CurrentManifest,
+  ): Promise<void> {
     let dropped: CheckpointPointer[];
     let kept: CheckpointPointer[];
     try {
@@ -283,12 +294,13 @@ export class LocalCheckpointStore implements CheckpointStore {
           return withCheckpoint(manifest, pointer, keep);
         },
         (current) => current.checkpoints.some((entry) => entry.checkpointId === pointer.checkpointId),
+        start,
       );
       dropped = change?.dropped ?? [];
       kept = change?.next.checkpoints ?? [];
     } catch (err) {
       const replaced = err instanceof DurableWriteError && err.renamed;
-      if (newBlob && !replaced) await fs.rm(newBlob, { force: true }).catch(() => undefined);
+      if (newBlob && !replaced) await removeFile(newBlob).catch(() => undefined);
       if (err instanceof StaleAttemptError || err instanceof ManifestError) throw err;
       throw writeFailure(place.key, err);
     }
@@ -298,7 +310,7 @@ export class LocalCheckpointStore implements CheckpointStore {
       // Never delete outside the run's place, whatever an (edited) manifest says.
       if (!file || keptFiles.has(file) || !isInside(place.placeDir, path.resolve(file))) continue;
       // Best effort: the new checkpoint is already durable; a leftover blob only costs space.
-      await fs.rm(file, { force: true }).catch(() => undefined);
+      await removeFile(file).catch(() => undefined);
     }
   }
 
@@ -310,9 +322,11 @@ export class LocalCheckpointStore implements CheckpointStore {
     place: Place,
     change: (manifest: Manifest) => { next: Manifest; dropped: CheckpointPointer[] } | undefined,
     incorporated: (current: Manifest) => boolean,
+    start?: CurrentManifest,
   ): Promise<{ next: Manifest; dropped: CheckpointPointer[] } | undefined> {
     for (let tries = 1; ; tries++) {
-      const { generation, manifest } = tries === 1 ? await this.current(place) : await this.reread(place);
+      // A start the caller just read is only a guess too: a newer generation makes the publish fail and retry.
+      const { generation, manifest } = tries === 1 ? (start ?? (await this.current(place))) : await this.reread(place);
       const changed = change(manifest);
       if (!changed) return undefined;
       const published = await publish(place.key, place.placeDir, generation + 1, changed.next, incorporated).catch((err: unknown) => {

@@ -14,7 +14,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { retain, type Retention, type RetentionMarks } from '../../shared/retention';
 import type { CheckpointPointer, Metrics } from '../../shared/types';
-import { writeFileDurably } from './durable-write';
+import { removeFile, writeFileDurably } from './durable-write';
 import { ManifestError, errorCode, errorMessage, isRecord } from './errors';
 import type { FenceToken } from './types';
 import { pointerProblem } from './verify';
@@ -107,14 +107,14 @@ export async function publish(key: string, dir: string, generation: number, mani
   const newest = listed.at(-1) ?? generation;
   if (newest > generation) {
     if (incorporated((await readCurrent(key, dir)).manifest)) return true;
-    await fs.rm(file, { force: true });
+    await removeFile(file);
     return false;
   }
   for (const old of listed) {
     if (old > generation - KEEP_GENERATIONS) break;
-    await fs.rm(manifestFile(dir, old), { force: true }).catch(() => undefined);
+    await removeFile(manifestFile(dir, old)).catch(() => undefined);
   }
-  if (generation === 1) await fs.rm(path.join(dir, LEGACY_MANIFEST), { force: true }).catch(() => undefined);
+  if (generation === 1) await removeFile(path.join(dir, LEGACY_MANIFEST)).catch(() => undefined);
   return true;
 }
 
