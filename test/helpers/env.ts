@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
+import { after, before } from 'node:test';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { ExperimentsClient } from '../../src/client';
@@ -102,6 +103,42 @@ export async function startWorker(h: Harness, options: ExperimentWorkerOptions &
   };
 }
 
+/** A test file's harness plus the worker processes it spawns (see `harnessWithWorkers`). */
+export interface TestBed {
+  /** The harness; only inside tests (it is started by a `before` hook). */
+  readonly h: Harness;
+  /** `spawnWorker`, remembered so the `after` hook can kill it if it is still alive. */
+  spawn(opts: SpawnWorkerOptions): ChildWorker;
+}
+
+/**
+ * Registers the hooks of a test file that runs workers in child processes: a harness before its
+ * tests; after them, SIGKILL for every worker still alive (a failed test must not leave one
+ * polling), then the harness torn down.
+ */
+export function harnessWithWorkers(): TestBed {
+  let harness: Harness | undefined;
+  const children: ChildWorker[] = [];
+  before(async () => {
+    harness = await startHarness();
+  });
+  after(async () => {
+    for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
+    await harness?.teardown();
+  });
+  return {
+    get h() {
+      if (!harness) throw new Error('harnessWithWorkers: the harness is available only inside tests, after the before hook');
+      return harness;
+    },
+    spawn(opts) {
+      const w = spawnWorker(this.h, opts);
+      children.push(w);
+      return w;
+    },
+  };
+}
+
 export interface ChildWorker {
   child: ChildProcess;
   logFile: string;
@@ -114,10 +151,18 @@ export interface ChildWorker {
  * A worker in a child process, for real signals: `node --import tsx src/worker.ts`, or with
  * `programsFile` the CLI, `experiments worker --programs FILE`.
  */
-export function spawnWorker(
-  h: Harness,
-  opts: { taskQueue: string; checkpointDir: string; name: string; extraEnv?: Record<string, string>; programsFile?: string; cliArgs?: string[]; /** A worker script of a test's own instead of src/worker.ts. */ script?: string },
-): ChildWorker {
+export interface SpawnWorkerOptions {
+  taskQueue: string;
+  checkpointDir: string;
+  name: string;
+  extraEnv?: Record<string, string>;
+  programsFile?: string;
+  cliArgs?: string[];
+  /** A worker script of a test's own instead of src/worker.ts. */
+  script?: string;
+}
+
+export function spawnWorker(h: Harness, opts: SpawnWorkerOptions): ChildWorker {
   const logFile = path.join(h.tmp, `${opts.name}.log`);
   const out = fs.openSync(logFile, 'a');
   const argv = opts.programsFile || opts.cliArgs

@@ -6,37 +6,28 @@
  */
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { freePort } from '../../src/dev-server';
 import { LocalCheckpointStore } from '../../src/activities/checkpoint-store';
 import { ExperimentsClient } from '../../src/client';
 import { METRICS } from '../../src/shared/metric-names';
 import { storeKey } from '../../src/shared/ids';
-import { spawnWorker, startHarness, uniqueQueue, waitFor, type ChildWorker, type Harness } from '../helpers/env';
+import { harnessWithWorkers, uniqueQueue, waitFor } from '../helpers/env';
 import { scrape, total, type Sample } from '../helpers/prometheus';
 
-let h: Harness;
-const children: ChildWorker[] = [];
-before(async () => {
-  h = await startHarness();
-});
-after(async () => {
-  for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
-  await h?.teardown();
-});
+const bed = harnessWithWorkers();
 
 /** The Runtime's exporter suffixes counters with _total (its prefix applies to the SDK's own metrics only). */
 const counter = (name: string) => `${name}_total`;
 
 test('metrics: valid Prometheus text with SDK and training metrics; steps and checkpoints rise; a SIGTERM preemption is counted', { timeout: 300_000 }, async () => {
   const taskQueue = uniqueQueue('metrics');
-  const checkpointDir = path.join(h.tmp, 'ck-metrics');
+  const checkpointDir = path.join(bed.h.tmp, 'ck-metrics');
   const store = new LocalCheckpointStore(checkpointDir);
-  const client = new ExperimentsClient({ client: h.env.client, taskQueue, store });
+  const client = new ExperimentsClient({ client: bed.h.env.client, taskQueue, store });
   const worker = async (label: string) => {
     const port = await freePort();
-    const w = spawnWorker(h, { taskQueue, checkpointDir, name: `metrics-${label}`, cliArgs: ['--metrics-port', String(port)] });
-    children.push(w);
+    const w = bed.spawn({ taskQueue, checkpointDir, name: `metrics-${label}`, cliArgs: ['--metrics-port', String(port)] });
     await w.ready;
     return { ...w, port };
   };

@@ -11,31 +11,23 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { LocalCheckpointStore } from '../../src/activities/checkpoint-store';
 import { ExperimentsClient } from '../../src/client';
 import { storeKey } from '../../src/shared/ids';
 import type { ReportData } from '../../src/report/model';
-import { ROOT, spawnWorker, startHarness, uniqueQueue, waitFor, type ChildWorker, type Harness } from '../helpers/env';
+import { harnessWithWorkers, ROOT, uniqueQueue, waitFor } from '../helpers/env';
 import { ARTIFACTS, launchBrowser } from '../ui/helpers';
 
-let h: Harness;
-const children: ChildWorker[] = [];
-before(async () => {
-  h = await startHarness();
-});
-after(async () => {
-  for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
-  await h?.teardown();
-});
+const bed = harnessWithWorkers();
 
 const EPOCHS = 10;
 // 16 steps × 60 ms ≈ 1 s per epoch; four at once (the default maxConcurrent), then e5.
 const params = (seed: number) => ({ epochs: EPOCHS, samples: 512, batchSize: 32, stepDelayMs: 60, seed, lr: 0.05 + seed / 100 });
 
 function cli(taskQueue: string, checkpointDir: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env = { ...process.env, TEMPORAL_ADDRESS: h.address, TEMPORAL_TASK_QUEUE: taskQueue, EXPERIMENTS_CHECKPOINT_DIR: checkpointDir, NO_COLOR: '1' };
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'experiments.js'), ...args], { cwd: h.tmp, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const env = { ...process.env, TEMPORAL_ADDRESS: bed.h.address, TEMPORAL_TASK_QUEUE: taskQueue, EXPERIMENTS_CHECKPOINT_DIR: checkpointDir, NO_COLOR: '1' };
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'experiments.js'), ...args], { cwd: bed.h.tmp, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -53,13 +45,11 @@ function embedded(file: string): ReportData {
 
 test('report of a running and of a finished sweep with a kill -9 resume: Chromium offline shows every series, one point per epoch, resume markers and the table', { timeout: 300_000 }, async () => {
   const taskQueue = uniqueQueue('report');
-  const checkpointDir = path.join(h.tmp, 'ck-report');
+  const checkpointDir = path.join(bed.h.tmp, 'ck-report');
   const store = new LocalCheckpointStore(checkpointDir);
-  const client = new ExperimentsClient({ client: h.env.client, taskQueue, store });
+  const client = new ExperimentsClient({ client: bed.h.env.client, taskQueue, store });
   const worker = (label: string) => {
-    const c = spawnWorker(h, { taskQueue, checkpointDir, name: `report-${label}` });
-    children.push(c);
-    return c;
+    return bed.spawn({ taskQueue, checkpointDir, name: `report-${label}` });
   };
   const a = worker('a');
   await a.ready;
@@ -72,7 +62,7 @@ test('report of a running and of a finished sweep with a kill -9 resume: Chromiu
   await waitFor(async () => ((await store.list(storeKey('rep', 'e1')))[0]?.epoch ?? 0) >= 2, { what: 'two epochs of e1' });
 
   // While it runs: the report works and its curves are partial.
-  const running = path.join(h.tmp, 'running.html');
+  const running = path.join(bed.h.tmp, 'running.html');
   const r1 = await cli(taskQueue, checkpointDir, ['report', 'rep', '--out', running]);
   assert.equal(r1.code, 0, r1.stderr);
   assert.match(r1.stdout, /partial/);
@@ -93,7 +83,7 @@ test('report of a running and of a finished sweep with a kill -9 resume: Chromiu
   assert.ok(resumed.includes('e5'), `the kill -9 made e5 resume (resumed: ${resumed.join(', ')})`);
 
   fs.mkdirSync(ARTIFACTS, { recursive: true });
-  const out = path.join(h.tmp, 'report.html');
+  const out = path.join(bed.h.tmp, 'report.html');
   const png = path.join(ARTIFACTS, 'report.png');
   const r2 = await cli(taskQueue, checkpointDir, ['report', 'rep', '--out', out, '--png', png]);
   assert.equal(r2.code, 0, r2.stderr);

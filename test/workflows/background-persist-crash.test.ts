@@ -7,32 +7,23 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { LocalCheckpointStore } from '../../src/activities/checkpoint-store';
 import { parseMlpParams, runMlpBare } from '../../src/activities/trainers/mlp';
 import { ExperimentsClient } from '../../src/client';
 import { storeKey } from '../../src/shared/ids';
-import { ROOT, readJsonLines, spawnWorker, startHarness, uniqueQueue, waitFor, type ChildWorker, type Harness } from '../helpers/env';
+import { harnessWithWorkers, readJsonLines, ROOT, uniqueQueue, waitFor } from '../helpers/env';
 
-let h: Harness;
-const children: ChildWorker[] = [];
-before(async () => {
-  h = await startHarness();
-});
-after(async () => {
-  for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
-  await h?.teardown();
-});
+const bed = harnessWithWorkers();
 
 const params = { epochs: 5, samples: 512, batchSize: 32, stepDelayMs: 40, seed: 17 };
 
 test('kill -9 during a background persist loses only that checkpoint: the run resumes from the previous one, bit-identical', { timeout: 300_000 }, async () => {
   const taskQueue = uniqueQueue('bg-crash');
-  const checkpointDir = path.join(h.tmp, 'ck-bg-crash');
+  const checkpointDir = path.join(bed.h.tmp, 'ck-bg-crash');
   const store = new LocalCheckpointStore(checkpointDir);
-  const client = new ExperimentsClient({ client: h.env.client, taskQueue, store });
-  const a = spawnWorker(h, { taskQueue, checkpointDir, name: 'bg-crash-a', script: path.join(ROOT, 'test/helpers/stuck-persist-worker.ts'), extraEnv: { STUCK_PERSIST_EPOCH: '2' } });
-  children.push(a);
+  const client = new ExperimentsClient({ client: bed.h.env.client, taskQueue, store });
+  const a = bed.spawn({ taskQueue, checkpointDir, name: 'bg-crash-a', script: path.join(ROOT, 'test/helpers/stuck-persist-worker.ts'), extraEnv: { STUCK_PERSIST_EPOCH: '2' } });
   await a.ready;
   const handle = await client.startSession({
     sessionId: 'bg-crash',
@@ -56,8 +47,7 @@ test('kill -9 during a background persist loses only that checkpoint: the run re
   a.child.kill('SIGKILL');
   assert.equal((await a.exited).signal, 'SIGKILL');
 
-  const b = spawnWorker(h, { taskQueue, checkpointDir, name: 'bg-crash-b' });
-  children.push(b);
+  const b = bed.spawn({ taskQueue, checkpointDir, name: 'bg-crash-b' });
   const summary = await handle.result();
   const e = summary.experiments[0];
   assert.equal(e.state, 'completed', e.reason ?? '');

@@ -8,24 +8,16 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { LocalCheckpointStore, readNewestRunHistory } from '../../src/activities/checkpoint-store';
 import { parseMlpParams, runMlpBare } from '../../src/activities/trainers/mlp';
 import { ExperimentsClient } from '../../src/client';
 import { storeKey } from '../../src/shared/ids';
 import { comparePosition, pointPosition } from '../../src/shared/metric-history';
-import { ROOT, spawnWorker, startHarness, uniqueQueue, waitFor, type ChildWorker, type Harness } from '../helpers/env';
+import { harnessWithWorkers, ROOT, uniqueQueue, waitFor } from '../helpers/env';
 
-let h: Harness;
-const children: ChildWorker[] = [];
-before(async () => {
-  h = await startHarness();
-});
-after(async () => {
-  for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
-  await h?.teardown();
-});
+const bed = harnessWithWorkers();
 
 // 16 steps × 70 ms ≈ 1.1 s per epoch; step points every 100 ms, written every 300 ms, so points
 // past the newest checkpoint reach the store well before the epoch ends.
@@ -34,13 +26,11 @@ const metricsEnv = { EXPERIMENTS_METRICS_STEP_INTERVAL_MS: '100', EXPERIMENTS_ME
 
 test('kill -9 mid-epoch: one point per epoch after the resume, the dead attempt’s later points rewound; the best checkpoint is kept and verifies', async () => {
   const taskQueue = uniqueQueue('history');
-  const checkpointDir = path.join(h.tmp, 'ck-history');
+  const checkpointDir = path.join(bed.h.tmp, 'ck-history');
   const store = new LocalCheckpointStore(checkpointDir);
-  const client = new ExperimentsClient({ client: h.env.client, taskQueue, store });
+  const client = new ExperimentsClient({ client: bed.h.env.client, taskQueue, store });
   const worker = (label: string) => {
-    const w = spawnWorker(h, { taskQueue, checkpointDir, name: `history-${label}`, extraEnv: metricsEnv });
-    children.push(w);
-    return w;
+    return bed.spawn({ taskQueue, checkpointDir, name: `history-${label}`, extraEnv: metricsEnv });
   };
   const a = worker('a');
   await a.ready;
@@ -76,7 +66,7 @@ test('kill -9 mid-epoch: one point per epoch after the resume, the dead attempt�
   assert.equal(e.result?.modelSha256, runMlpBare(parseMlpParams(params)).modelSha256, 'bit-identical to an uninterrupted run');
 
   // Read as a client on another machine would: a fresh store handle on the same backing.
-  const reader = new ExperimentsClient({ client: h.env.client, taskQueue, store: new LocalCheckpointStore(checkpointDir) });
+  const reader = new ExperimentsClient({ client: bed.h.env.client, taskQueue, store: new LocalCheckpointStore(checkpointDir) });
   const points = await reader.metrics('hist:e');
   const epochs = points.filter((p) => p.kind === 'epoch');
   assert.deepEqual(epochs.map((p) => p.epoch), [1, 2, 3, 4, 5, 6], 'exactly one point per epoch');

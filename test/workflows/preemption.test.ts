@@ -5,21 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { parseMlpParams, runMlpBare } from '../../src/activities/trainers/mlp';
 import { ExperimentsClient } from '../../src/client';
 import type { ResumeHints } from '../../src/shared/types';
-import { readJsonLines, spawnWorker, startHarness, uniqueQueue, waitFor, type ChildWorker, type Harness } from '../helpers/env';
+import { harnessWithWorkers, readJsonLines, uniqueQueue, waitFor } from '../helpers/env';
 
-let h: Harness;
-const children: ChildWorker[] = [];
-before(async () => {
-  h = await startHarness();
-});
-after(async () => {
-  for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
-  await h?.teardown();
-});
+const bed = harnessWithWorkers();
 
 const PREEMPTIONS = 8;
 // 16 steps × 50 ms ≈ 0.8 s per epoch, ≈ 13 s of training in all. Only one worker runs at a time
@@ -28,12 +20,10 @@ const params = { epochs: 16, samples: 512, batchSize: 32, stepDelayMs: 50, seed:
 
 test(`preemption storm: ${PREEMPTIONS} SIGTERMs with retry.maximumAttempts 2, the experiment completes bit-identical`, { timeout: 600_000 }, async () => {
   const taskQueue = uniqueQueue('storm');
-  const checkpointDir = path.join(h.tmp, 'ck-storm');
-  const client = new ExperimentsClient({ client: h.env.client, taskQueue });
+  const checkpointDir = path.join(bed.h.tmp, 'ck-storm');
+  const client = new ExperimentsClient({ client: bed.h.env.client, taskQueue });
   const worker = (n: number) => {
-    const w = spawnWorker(h, { taskQueue, checkpointDir, name: `storm-${n}` });
-    children.push(w);
-    return w;
+    return bed.spawn({ taskQueue, checkpointDir, name: `storm-${n}` });
   };
   let current = worker(0);
   await current.ready;
@@ -70,11 +60,11 @@ test(`preemption storm: ${PREEMPTIONS} SIGTERMs with retry.maximumAttempts 2, th
   const status = await client.status('storm:e');
   assert.equal(status.kind === 'experiment' && status.preemptions, PREEMPTIONS, 'the experiment status shows them');
   assert.equal(((await client.hints('storm:e')) as ResumeHints).preemptions, PREEMPTIONS, 'the hints show them');
-  const memo = (await h.env.client.workflow.getHandle('storm:e').describe()).memo as { experiment?: { preemptions?: number } };
+  const memo = (await bed.h.env.client.workflow.getHandle('storm:e').describe()).memo as { experiment?: { preemptions?: number } };
   assert.equal(memo.experiment?.preemptions, PREEMPTIONS, 'the memo shows them');
 
   // Each preemption is a new invocation with its own number; every one ran attempt 1 only.
-  const history = await h.env.client.workflow.getHandle('storm:e').fetchHistory();
+  const history = await bed.h.env.client.workflow.getHandle('storm:e').fetchHistory();
   const scheduled = (history.events ?? []).filter((ev) => ev.activityTaskScheduledEventAttributes?.activityType?.name === 'trainExperiment');
   assert.equal(scheduled.length, PREEMPTIONS + 1);
   const invocations = scheduled.map((ev) => {

@@ -7,22 +7,14 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { LocalCheckpointStore } from '../../src/activities/checkpoint-store';
 import { parseMlpParams, runMlpBare } from '../../src/activities/trainers/mlp';
 import { ExperimentsClient } from '../../src/client';
 import { storeKey } from '../../src/shared/ids';
-import { readJsonLines, spawnWorker, startHarness, uniqueQueue, waitFor, type ChildWorker, type Harness } from '../helpers/env';
+import { harnessWithWorkers, readJsonLines, uniqueQueue, waitFor } from '../helpers/env';
 
-let h: Harness;
-const children: ChildWorker[] = [];
-before(async () => {
-  h = await startHarness();
-});
-after(async () => {
-  for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
-  await h?.teardown();
-});
+const bed = harnessWithWorkers();
 
 // 16 steps × 50 ms ≈ 0.8 s per epoch: long enough to land a signal mid-epoch.
 const params = { epochs: 6, samples: 512, batchSize: 32, stepDelayMs: 50, seed: 11 };
@@ -33,13 +25,11 @@ const longParams = { ...params, epochs: 20 };
 
 function setup(name: string) {
   const taskQueue = uniqueQueue(name);
-  const checkpointDir = path.join(h.tmp, `ck-${name}`);
+  const checkpointDir = path.join(bed.h.tmp, `ck-${name}`);
   const store = new LocalCheckpointStore(checkpointDir);
-  const client = new ExperimentsClient({ client: h.env.client, taskQueue, store });
+  const client = new ExperimentsClient({ client: bed.h.env.client, taskQueue, store });
   const worker = (label: string) => {
-    const w = spawnWorker(h, { taskQueue, checkpointDir, name: `${name}-${label}` });
-    children.push(w);
-    return w;
+    return bed.spawn({ taskQueue, checkpointDir, name: `${name}-${label}` });
   };
   return { taskQueue, checkpointDir, store, client, worker };
 }
