@@ -29,6 +29,7 @@ import { StaleAttemptError, type CheckpointStore, type FenceToken, type Verified
 import { MetricHistoryWriter, type HistoryWriterOptions } from './checkpoint-store/history-writer';
 import type { AnyTrainer, Trainer, TrainerContext } from './trainer';
 import { startWatchdog } from './watchdog';
+import { BackgroundPersist } from './background-persist';
 import { SnapshotBuffer } from './snapshot-buffer';
 
 export interface TrainingDeps {
@@ -212,20 +213,8 @@ async function train(
   const devices = (await deps.devices?.claim(info.taskQueue)) ?? [];
   if (devices.length > 0) log.info({ devices, taskQueue: info.taskQueue }, 'devices of this slot');
   const profiler = input.profile ? new Profiler(input.profile, () => interrupt('profiled')) : null;
-  // The background persist in flight (never rejects: a failure is kept in persistFailure until the
-  // trainer's next call, or the end of the attempt, throws it).
-  let persisting: Promise<void> | undefined;
-  let persistFailure: { error: unknown } | undefined;
-  const throwPersistFailure = () => {
-    const failure = persistFailure;
-    persistFailure = undefined;
-    if (failure) throw failure.error;
-  };
+  const background = new BackgroundPersist();
   const snapshots = new SnapshotBuffer();
-  const settled = async () => {
-    await persisting;
-    throwPersistFailure();
-  };
 
   let lastYield = performance.now();
   const tctx: TrainerContext<unknown> = {
@@ -257,7 +246,7 @@ async function train(
       epochs = n;
     },
     async step(report) {
-      throwPersistFailure();
+      background.throwFailure();
       watchdog.touch();
       if (!reason) profiler?.step();
       epoch = report.epoch;
@@ -276,7 +265,7 @@ async function train(
       }
     },
     async checkpoint(c) {
-      await settled();
+      await background.settled();
       await fenced(history.checkpoint(c));
       const startedAt = performance.now();
       const pointer = await fenced(deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data: c.data, metrics: c.metrics, runId, fence }, input.checkpointsToKeep));
@@ -288,8 +277,9 @@ async function train(
       }
       // A call not awaited by the trainer may have started a persist meanwhile: wait for that one
       // too, so that at most one is in flight and the snapshot buffer is never refilled under it.
-      do await settled();
-      while (persisting);
+      // The check and the start below run with no await between them.
+      do await background.settled();
+      while (background.busy);
       // No persist is in flight now, so the runtime's snapshot buffer is free to be filled again.
       const data = c.copy === true ? snapshots.copy(c.data) : c.data;
       watchdog.touch();
@@ -302,17 +292,8 @@ async function train(
       const startedAt = performance.now();
       // The history point is written before the checkpoint commits (history-writer.ts).
       const save = fenced(history.checkpoint(c)).then(() => fenced(deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data, metrics: c.metrics, runId, fence }, input.checkpointsToKeep)));
-      const current: Promise<void> = save.then(
-        (pointer) => {
-          recorded(pointer, startedAt, false);
-        },
-        (error: unknown) => {
-          persistFailure ??= { error };
-        },
-      );
-      persisting = current;
-      void current.then(() => {
-        if (persisting === current) persisting = undefined;
+      background.start(save, (pointer) => {
+        recorded(pointer, startedAt, false);
       });
     },
     async adoptCheckpoint(file, c) {
@@ -367,10 +348,10 @@ async function train(
   try {
     trained = await trainer.train(tctx);
     // The persist in flight belongs to this attempt: completion and interruption wait for it.
-    await settled();
+    await background.settled();
   } catch (err) {
     // So do a failure and a shutdown, so the outcome names the newest durable checkpoint.
-    await persisting;
+    await background.landed();
     if (stale) throw stale;
     if (reason === 'cancelled') {
       log.warn({ err }, 'trainer failed while stopping after a cancel; recording the interruption');
