@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import type { CheckpointData } from '../trainer';
 import { DurableWriteError, errorCode, errorMessage, type DurableWriteOp } from './errors';
 import { sha256OffThread } from './hash-thread';
+import { writeOnThread } from './io-thread';
 
 export const TMP_PREFIX = '.tmp-';
 /**
@@ -35,6 +36,8 @@ const SMALL_CHUNK = 256 << 10;
 const STAGING_BYTES = 4 << 20;
 /** Buffers from this size on are hashed on the helper thread (hash-thread.ts). */
 const OFF_THREAD_BYTES = 8 << 20;
+/** Buffers up to this size are written by one call to an I/O helper thread (io-thread.ts). */
+const THREAD_WRITE_BYTES = 1 << 20;
 /** Unit of writes, and of the writeback started behind them (see FlushingWriter). */
 const WRITE_PIECE = 32 << 20;
 
@@ -56,6 +59,15 @@ export interface DurableWriteOptions {
 export async function writeFileDurably(target: string, data: CheckpointData, options: DurableWriteOptions = {}): Promise<{ sha256: string; bytes: number }> {
   const dir = path.dirname(target);
   const tmp = tempName(target);
+  if (data instanceof Uint8Array && data.byteLength <= THREAD_WRITE_BYTES) {
+    // Manifests, metric points, small states: the whole sequence in one trip (io-thread.ts).
+    const done = await writeOnThread(target, tmp, data, options.exclusive === true);
+    if (done.error) {
+      const { op, path: at, message, code, renamed } = done.error;
+      throw new DurableWriteError(op, at, message, { code, renamed, cause: Object.assign(new Error(message), { code }) });
+    }
+    return { sha256: done.sha256, bytes: done.bytes };
+  }
   let fh: FileHandle | undefined;
   let renamed = false;
   try {

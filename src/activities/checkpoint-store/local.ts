@@ -19,7 +19,7 @@ import { pathToFileURL } from 'node:url';
 import { idProblem } from '../../shared/ids';
 import { retentionProblem, type Retention, type RetentionMarks } from '../../shared/retention';
 import type { CheckpointPointer } from '../../shared/types';
-import { TMP_PREFIX, fsyncDir, mkdirDurably, removeFile, removeStaleTemps, writeFileDurably } from './durable-write';
+import { TMP_PREFIX, mkdirDurably, removeFile, removeStaleTemps, writeFileDurably } from './durable-write';
 import { CheckpointReadError, DurableWriteError, ManifestError, StaleAttemptError, errorCode, errorMessage, withCode, writeFailure } from './errors';
 import { LocalHistoryObjects } from './history-local';
 import { compareFence, finiteMetrics, isManifestName, manifestFile, publish, readCurrent, withCheckpoint, type CurrentManifest, type Manifest } from './manifest';
@@ -141,7 +141,7 @@ export class LocalCheckpointStore implements CheckpointStore {
     const metrics = finiteMetrics(input.metrics);
     const dir = this.dirFor(key, input.runId);
     return this.serialized(place.placeDir, async () => {
-      const { given, real, realDir, size, fail } = await resolveAdoptable(key, dir, file);
+      const { given, real, realDir, fail } = await resolveAdoptable(key, dir, file);
       if ((path.dirname(real) === realDir && isManifestName(path.basename(real))) || path.basename(real).startsWith(TMP_PREFIX)) {
         throw fail("it is one of the store's own files, not a checkpoint");
       }
@@ -152,8 +152,8 @@ export class LocalCheckpointStore implements CheckpointStore {
       try {
         // The file's own directory is synced beside the hash. The place's directory (when the file
         // lies below it) is synced by the manifest commit, before the pointer is returned.
-        [hashed] = await Promise.all([hashAndSyncFile(real, size), fsyncDir(path.dirname(real))]);
-        if (path.dirname(real) !== realDir && !isInside(place.placeDir, real)) await fsyncDir(realDir);
+        const dirs = [path.dirname(real), ...(path.dirname(real) !== realDir && !isInside(place.placeDir, real) ? [realDir] : [])];
+        hashed = await hashAndSyncFile(real, dirs);
       } catch (err) {
         throw fail(errorMessage(err), err);
       }

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { CheckpointPointer } from '../../shared/types';
 import { hashInSlices } from './durable-write';
 import { CheckpointReadError, errorCode, errorMessage, isRecord, withCode } from './errors';
+import { hashAndSyncOnThread } from './io-thread';
 
 /** Reads of blobs being verified or adopted. */
 const READ_PIECE = 16 << 20;
@@ -82,31 +83,14 @@ export async function readVerified(pointer: CheckpointPointer, roots: readonly s
   }
 }
 
-/** Streams a file through sha256 with two reused buffers, then fsyncs it. */
-export async function hashAndSyncFile(file: string, sizeHint: number): Promise<{ sha256: string; bytes: number }> {
-  const fh = await fs.open(file, 'r');
-  try {
-    const hash = createHash('sha256');
-    const piece = Math.max(64 << 10, Math.min(READ_PIECE, sizeHint + 1));
-    const buffers = [Buffer.allocUnsafe(piece), Buffer.allocUnsafe(piece)];
-    let which = 0;
-    let bytes = 0;
-    let pending = fh.read(buffers[which], 0, piece, null);
-    for (;;) {
-      const { bytesRead } = await pending;
-      if (bytesRead === 0) break;
-      bytes += bytesRead;
-      const current = buffers[which];
-      which ^= 1;
-      pending = fh.read(buffers[which], 0, piece, null);
-      void pending.catch(() => undefined);
-      await hashInSlices(hash, current.subarray(0, bytesRead));
-    }
-    await fh.sync();
-    return { sha256: hash.digest('hex'), bytes };
-  } finally {
-    await fh.close();
-  }
+/**
+ * sha256 and size of `file`, read to its end, then fsyncs of it and of `dirs`: one call to an I/O
+ * helper thread (io-thread.ts). Fails with the system error (its message and `code`).
+ */
+export async function hashAndSyncFile(file: string, dirs: readonly string[]): Promise<{ sha256: string; bytes: number }> {
+  const done = await hashAndSyncOnThread(file, dirs);
+  if (done.error) throw Object.assign(new Error(done.error.message), { code: done.error.code });
+  return { sha256: done.sha256, bytes: done.bytes };
 }
 
 /** Candidate order: newest (epoch, step, savedAt) first. */
