@@ -179,7 +179,12 @@ export interface SessionSnapshot {
   readonly page?: { readonly offset: number; readonly limit: number; readonly held: number; readonly state: ExperimentState | null; readonly problem: string | null };
 }
 
-/** The result of a session workflow. */
+/**
+ * The result of a session workflow. `counts`, `total`, `completed`, `failed` and `pruned` cover
+ * every experiment; `experiments` holds at most 100 rows (those that did not end well first, then
+ * the best by the search metric, else the latest; `truncated` says when that is not all of them).
+ * Read every experiment with ExperimentsClient.allExperiments (visibility).
+ */
 export interface SessionSummary extends SessionSnapshot {
   readonly completed: number;
   /** Experiments that ended neither completed nor pruned. */
