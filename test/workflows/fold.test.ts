@@ -158,3 +158,14 @@ test('status query: pages, a state filter, and defaults for a missing or bad arg
   assert.deepEqual(readPage({ offset: 10, limit: MAX_PAGE_LIMIT }), { offset: 10, limit: MAX_PAGE_LIMIT, state: null, problem: null });
   assert.equal(readPage(null).problem, null);
 });
+
+test('query answers and the summary do not grow with the rows a run holds (10,000)', () => {
+  const sizes = (n: number) => {
+    const s = scheduler(many(n, 'completed'));
+    return [JSON.stringify(snapshot(s)).length, JSON.stringify(snapshot(s, { limit: MAX_PAGE_LIMIT })).length, JSON.stringify(summary(s)).length];
+  };
+  const [small, large] = [sizes(300), sizes(10_000)];
+  for (const [i, what] of ['no-argument answer', 'largest page', 'summary'].entries()) {
+    assert.ok(large[i] - small[i] < 2_000, `${what}: ${large[i]} B at 10,000 rows vs ${small[i]} B at 300`);
+  }
+});
