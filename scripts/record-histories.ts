@@ -281,6 +281,26 @@ const SCENARIOS: readonly Scenario[] = [
     },
   },
   {
+    name: 'bounded-carry',
+    about: 'a hundred tiny experiments, eight at a time, with continueAsNewAfterEvents 300 (patch session-bounded-carry): more than KEPT_ROWS rows have ended at continue-as-new, so they fold into counts and an id filter, queued rows travel as specs',
+    async run({ h, w }) {
+      const sessionId = 'bounded-carry';
+      const ids = Array.from({ length: 100 }, (_, i) => `b${String(i + 1).padStart(3, '0')}`);
+      const handle = await w.client.startSession({
+        sessionId,
+        policy: { maxConcurrent: 8 },
+        continueAsNewAfterEvents: 300,
+        experiments: ids.map((id) => ({ id, trainer: 'mlp', params: { epochs: 1, samples: 64 } })),
+      });
+      const summary = await handle.result();
+      if (summary.runs < 1 || summary.total !== ids.length || summary.completed !== ids.length) {
+        const events = (await exportHistory(h.env.client, sessionId)).events.length;
+        throw new Error(`bounded-carry: expected a continue-as-new and ${ids.length} completed, got ${summary.runs} runs, ${summary.completed} completed (${events} events in the last run)`);
+      }
+      return { sessionId, experiments: [ids[0], ids[ids.length - 1]] };
+    },
+  },
+  {
     name: 'preemption-storm',
     about: 'three SIGTERMs with retry.maximumAttempts 2, one worker at a time: each preemption starts a new training invocation, the experiment completes',
     async run({ processWorkers }) {

@@ -31,6 +31,7 @@ import {
   type CheckpointFactsInput,
   type SessionInput,
   type SessionSnapshot,
+  type SessionStatusPage,
   type SessionSummary,
 } from './shared/definitions';
 import { hintsFromStatus } from './shared/hints';
@@ -49,6 +50,7 @@ import {
 import type { MetricPoint } from './shared/metric-history';
 import type { ApprovalRecord, ApproveInput, ExperimentSpec, RejectInput, ExperimentStatus, HeartbeatDetails, ResumeHints, SessionPolicy } from './shared/types';
 import { sessionDetails, sessionSummary } from './shared/user-metadata';
+import { TERMINAL_EXPERIMENT_STATES, type ExperimentState } from './shared/types';
 import type { sessionWorkflow } from './workflows/session/workflow';
 
 /** The session workflow's summary and details in the Temporal UI (src/shared/user-metadata.ts). */
@@ -99,6 +101,20 @@ export class NotFoundError extends Error {
 }
 
 export type StatusResult = SessionSnapshot | (ExperimentStatus & { kind: 'experiment' });
+
+/** One page of a session's experiments read from visibility (ExperimentsClient.experimentsPage). */
+export interface ExperimentsPage {
+  /** 1-based page number and its size. */
+  readonly page: number;
+  readonly pageSize: number;
+  /** Experiment workflows of the session that visibility counts (started ones; queued rows have none yet). */
+  readonly total: number;
+  /** Each experiment's status from its workflow's memo, newest start first. */
+  readonly experiments: ExperimentStatus[];
+}
+
+/** Most experiments one page may hold (the CLI's --page-size, ExperimentsClient.experimentsPage). */
+export const MAX_PAGE_SIZE = 1000;
 
 export class ExperimentsClient {
   readonly client: Client;
@@ -346,7 +362,7 @@ export class ExperimentsClient {
    */
   private async tellRunningExperiments(sessionId: string, reason: string): Promise<void> {
     try {
-      const snap = await this.client.connection.withDeadline(Date.now() + 5_000, () => this.sessionHandle(sessionId).query(sessionStatusQuery));
+      const snap = await this.client.connection.withDeadline(Date.now() + 5_000, () => this.sessionHandle(sessionId).query(sessionStatusQuery, { state: 'running', limit: 200 }));
       const running = snap.experiments.filter((e) => e.state === 'running');
       await Promise.all(running.map((e) => this.client.workflow.getHandle(e.workflowId).signal(cancelReasonSignal, { reason }).catch(() => undefined)));
     } catch {
@@ -396,17 +412,14 @@ export class ExperimentsClient {
       return await handle.result();
     } catch {
       const snap = await this.sessionSnapshot(sessionId);
-      return {
-        ...snap,
-        completed: snap.experiments.filter((e) => e.state === 'completed').length,
-        failed: snap.experiments.filter((e) => e.state !== 'completed').length,
-      };
+      const completed = snap.counts ? (snap.counts.completed ?? 0) : snap.experiments.filter((e) => e.state === 'completed').length;
+      return { ...snap, completed, failed: (snap.total ?? snap.experiments.length) - completed };
     }
   }
 
-  /** The session snapshot with each running experiment's last heartbeat merged in. */
-  async liveSession(sessionId: string): Promise<SessionSnapshot> {
-    const snap = await this.sessionSnapshot(sessionId);
+  /** The session snapshot (one page, see SessionStatusPage) with each running experiment's last heartbeat merged in. */
+  async liveSession(sessionId: string, page?: SessionStatusPage): Promise<SessionSnapshot> {
+    const snap = await this.sessionSnapshot(sessionId, page);
     const experiments = await Promise.all(snap.experiments.map((e) => (e.state === 'running' ? this.liveExperiment(e) : e)));
     return { ...snap, experiments };
   }
@@ -419,16 +432,66 @@ export class ExperimentsClient {
    * The session's own view. A closed, completed session is read from its result, which needs no
    * worker; a running or cancelled one is queried (a worker must be polling its task queue).
    */
-  async sessionSnapshot(sessionId: string): Promise<SessionSnapshot> {
+  async sessionSnapshot(sessionId: string, page?: SessionStatusPage): Promise<SessionSnapshot> {
     const handle = this.sessionHandle(sessionId);
     try {
       const desc = await handle.describe();
       if (desc.status.name === 'COMPLETED') return await handle.result();
-      return await handle.query(sessionStatusQuery);
+      return page ? await handle.query(sessionStatusQuery, page) : await handle.query(sessionStatusQuery);
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) throw new NotFoundError(`no session with id ${JSON.stringify(sessionId)}`);
       throw err;
     }
+  }
+
+  /**
+   * One page of a session's experiments from visibility: every experiment workflow with
+   * `SessionId = sessionId`, including those whose rows the session folded away at
+   * continue-as-new (a session result or status query holds a bounded number). Each status is
+   * the one the experiment published in its memo. A session id reused by a later session lists
+   * the experiments of both. Visibility is eventually consistent: a just-ended experiment may
+   * show its previous state for a moment.
+   */
+  async experimentsPage(sessionId: string, options: { page?: number; pageSize?: number } = {}): Promise<ExperimentsPage> {
+    const page = options.page ?? 1;
+    const pageSize = options.pageSize ?? 100;
+    const problems = [pageProblem('page', page, Number.MAX_SAFE_INTEGER), pageProblem('pageSize', pageSize, MAX_PAGE_SIZE), idProblem('session', sessionId)].filter((p) => p !== undefined);
+    if (problems.length > 0) throw new InvalidInputError(problems);
+    const query = experimentsQuery(sessionId);
+    const experiments: ExperimentStatus[] = [];
+    let skip = (page - 1) * pageSize;
+    for await (const wf of this.client.workflow.list({ query, pageSize: Math.min(pageSize * page, MAX_PAGE_SIZE) })) {
+      if (skip > 0) {
+        skip--;
+        continue;
+      }
+      experiments.push(experimentFromMemo(sessionId, wf.workflowId, wf.memo));
+      if (experiments.length >= pageSize) break;
+    }
+    const { count } = await this.client.workflow.count(query);
+    return { page, pageSize, total: count, experiments };
+  }
+
+  /** Every experiment of a session from visibility, page by page (see experimentsPage). */
+  async *allExperiments(sessionId: string, options: { pageSize?: number } = {}): AsyncGenerator<ExperimentStatus> {
+    const problem = idProblem('session', sessionId) ?? pageProblem('pageSize', options.pageSize ?? 100, MAX_PAGE_SIZE);
+    if (problem) throw new InvalidInputError([problem]);
+    for await (const wf of this.client.workflow.list({ query: experimentsQuery(sessionId), pageSize: options.pageSize ?? 100 })) {
+      yield experimentFromMemo(sessionId, wf.workflowId, wf.memo);
+    }
+  }
+
+  /**
+   * A session's experiments by state, counted by visibility (the `ExperimentState` search
+   * attribute of every experiment workflow, folded ones included); states with none are left out.
+   * Queued rows have no workflow yet: the session's own `counts` has them.
+   */
+  async experimentCounts(sessionId: string): Promise<Partial<Record<ExperimentState, number>>> {
+    const problem = idProblem('session', sessionId);
+    if (problem) throw new InvalidInputError([problem]);
+    const states: ExperimentState[] = [...TERMINAL_EXPERIMENT_STATES, 'running', 'awaiting-resources', 'awaiting-approval'];
+    const counts = await Promise.all(states.map(async (state) => [state, (await this.client.workflow.count(`${experimentsQuery(sessionId)} AND ExperimentState = "${state}"`)).count] as const));
+    return Object.fromEntries(counts.filter(([, n]) => n > 0));
   }
 
   private async experimentStatus(workflowId: string): Promise<ExperimentStatus> {
@@ -519,4 +582,22 @@ export class ExperimentsClient {
       if (!(await this.describe(candidate))) return candidate;
     }
   }
+}
+
+/** The visibility query of a session's experiment workflows (the id is checked by idProblem first). */
+function experimentsQuery(sessionId: string): string {
+  return `SessionId = "${sessionId}" AND WorkflowType = "${WORKFLOW_TYPES.experiment}"`;
+}
+
+function pageProblem(field: string, value: unknown, max: number): string | undefined {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= max) return undefined;
+  return `${field}: expected an integer from 1 to ${max}, received ${JSON.stringify(value) ?? String(value)}`;
+}
+
+/** An experiment's status from its memo (`experiment`), or a blank one when the memo has none yet. */
+function experimentFromMemo(sessionId: string, workflowId: string, memo: Record<string, unknown> | undefined): ExperimentStatus {
+  const status = memo?.experiment as ExperimentStatus | undefined;
+  if (status && typeof status === 'object' && typeof status.id === 'string') return status;
+  const id = parseExperimentWorkflowId(workflowId)?.experimentId ?? workflowId;
+  return { id, sessionId, workflowId, state: 'queued', timeoutMode: 'bounded', attempt: 0, epoch: 0, epochs: null, latestCheckpoint: null, resumedFrom: null, result: null, preemptions: 0, reason: 'no status published yet' };
 }

@@ -138,9 +138,13 @@ refresh). Reads only the Temporal server and the checkpoint store's metric histo
     summary: 'show a session or an experiment (<session>:<experiment>)',
     options: {
       json: { type: 'boolean', help: 'print one JSON object' },
+      page: { type: 'string', value: 'N', help: "a session: show page N (from 1) of its experiments; a closed session is paged through visibility, every experiment included" },
+      'page-size': { type: 'string', value: 'S', help: 'experiments per page, 1 to 200 (default 50; implies --page 1)' },
       'ui-url': { type: 'string', value: 'URL', help: 'Web UI base URL for the printed link (default $TEMPORAL_UI_URL; unset: no link)' },
       ...CONNECTION_OPTIONS,
     },
+    details: `A session shows at most 50 experiments unless paged (--page, --page-size); the counts
+cover every experiment, including those a long session folded away at continue-as-new.`,
   },
   {
     name: 'pause',

@@ -17,6 +17,7 @@ import { approveInputSchema, parseOrThrow } from '../shared/schema';
 import type { ResumeHints } from '../shared/types';
 import { runExperimentWorker } from '../worker';
 import { hardwareOptions } from './commands/worker-hardware';
+import { pageFooter, pageRequest, sessionPage } from './commands/status-page';
 import { intOption, stringOption, type ParsedArgs } from './args';
 import { connect, ensureReachable, offlineValidator, programsOf, configuredUiBase, workflowUrl, type Connected } from './connect';
 import { fileLogger } from './embedded';
@@ -89,8 +90,9 @@ export async function closedSessionSummary(c: Connected, id: string): Promise<Se
 export async function statusCommand(parsed: ParsedArgs): Promise<number> {
   const [id] = parsed.positionals;
   const uiBase = configuredUiBase(stringOption(parsed, 'ui-url'));
+  const paging = pageRequest(parsed);
   return withConnection(async (c) => {
-    const status = (await closedSessionSummary(c, id)) ?? (await queried(c, id, () => c.experiments.status(id)));
+    const status = paging ? await sessionPage(c, id, paging) : ((await closedSessionSummary(c, id)) ?? (await queried(c, id, () => c.experiments.status(id))));
     if (parsed.options.json) {
       const json =
         status.kind === 'session'
@@ -101,6 +103,8 @@ export async function statusCommand(parsed: ParsedArgs): Promise<number> {
     }
     if (status.kind === 'session') {
       say(sessionText(status));
+      const footer = pageFooter(status, paging);
+      if (footer) say(`\n${footer}`);
       const url = workflowUrl(uiBase, c.namespace, status.id);
       if (url) say(`\nUI: ${url}`);
     } else {

@@ -122,8 +122,8 @@ export function sessionText(snap: SessionSnapshot, stream?: NodeJS.WriteStream):
     : a.required
       ? st.yellow(`required, not given — \`experiments approve ${snap.id} --by NAME\``)
       : 'not required';
-  const counts = new Map<string, number>();
-  for (const e of snap.experiments) counts.set(e.state, (counts.get(e.state) ?? 0) + 1);
+  const counts = new Map<string, number>(Object.entries(snap.counts ?? {}));
+  if (!snap.counts) for (const e of snap.experiments) counts.set(e.state, (counts.get(e.state) ?? 0) + 1);
   const lines = [
     `${st.bold('Session')} ${snap.id}  state: ${colorState(snap.state, stream)}${snap.runs > 0 ? `  (continued as new ${snap.runs}×)` : ''}`,
     `approval: ${approval}`,

@@ -136,7 +136,10 @@ export async function runCommand(parsed: ParsedArgs): Promise<number> {
     printResults(summary, Date.now() - started, say);
     if (interrupts.count > 0) return EXIT.interrupted;
     // A trial the search pruned ended as the session meant it to.
-    const allCompleted = summary.experiments.length > 0 && summary.experiments.every((e) => e.state === 'completed' || e.state === 'pruned');
+    // The counts cover every experiment (the rows of a large session's summary are bounded).
+    const allCompleted = summary.counts
+      ? (summary.total ?? 0) > 0 && summary.completed + (summary.pruned ?? 0) === summary.total
+      : summary.experiments.length > 0 && summary.experiments.every((e) => e.state === 'completed' || e.state === 'pruned');
     return allCompleted ? EXIT.ok : EXIT.failed;
   } catch (err) {
     if (err instanceof StartAborted) return EXIT.interrupted;
@@ -378,9 +381,10 @@ async function watch(target: Target, sessionId: string, ids: readonly string[], 
 
 function printResults(summary: SessionSummary, elapsedMs: number, say: (line: string) => void): void {
   const st = styles();
-  const total = summary.experiments.length;
-  const completed = summary.experiments.filter((e) => e.state === 'completed').length;
+  const total = summary.total ?? summary.experiments.length;
+  const completed = summary.counts ? (summary.counts.completed ?? 0) : summary.experiments.filter((e) => e.state === 'completed').length;
   say('');
+  if (summary.truncated) say(`${summary.experiments.length} of ${total} experiments shown; all of them: experiments status ${summary.id} --page N`);
   say(experimentsTable(summary.experiments, undefined, summary.policy.search));
   const reasons = reasonsBlock(summary.experiments);
   if (reasons.length > 0) say(['', 'Not completed:', ...reasons].join('\n'));

@@ -66,6 +66,39 @@ export interface SessionCarry {
   readonly paused?: boolean;
   /** The search's reports and decisions (sessions with a `search` policy). */
   readonly search?: SearchState;
+  /**
+   * Terminal rows folded away at continue-as-new (patch `session-bounded-carry`,
+   * src/workflows/session/fold.ts); `rows` then holds only the kept terminal rows and the rows
+   * still to run. Absent in carries from before the patch, which hold every row.
+   */
+  readonly folded?: FoldedRows;
+  /** With `folded`: specs of plain queued rows, rebuilt with newRow after `rows` (a spec is smaller than its row). */
+  readonly queued?: readonly ExperimentSpec[];
+}
+
+/** What a session still knows of the experiments whose rows it folded away. */
+export interface FoldedRows {
+  /** Folded experiments by state. */
+  readonly counts: Partial<Record<ExperimentState, number>>;
+  /** Bloom filter (base64) of the folded ids, so a used id is still refused; '' when none. */
+  readonly ids: string;
+  /** Whether a folded experiment was long-running (the session required approval). */
+  readonly approvalRequired: boolean;
+}
+
+/** Rows in a status-query page when the caller names no limit, and the most one page holds. */
+export const DEFAULT_PAGE_LIMIT = 50;
+export const MAX_PAGE_LIMIT = 200;
+
+/**
+ * The `sessionStatus` query's optional argument: which rows of the session to return. Missing
+ * or bad fields fall back to the defaults (offset 0, limit 50, at most 200, every state).
+ */
+export interface SessionStatusPage {
+  readonly offset?: number;
+  readonly limit?: number;
+  /** Only rows in this state. */
+  readonly state?: ExperimentState;
 }
 
 /** Input of one experiment's workflow (a child of its session). */
@@ -129,9 +162,29 @@ export interface SessionSnapshot {
   readonly paused?: boolean;
   /** Sessions with a `search` policy: the best trial so far (null until one has the metric). */
   readonly best?: BestTrial | null;
+  /**
+   * Every experiment of the session by state, folded ones included. Absent in answers and
+   * results from before bounded sessions; `experiments` then held every row.
+   */
+  readonly counts?: Partial<Record<ExperimentState, number>>;
+  /** Number of experiments in the session (the sum of `counts`). */
+  readonly total?: number;
+  /** True when `experiments` is not every experiment of the session (a page, or a bounded summary). */
+  readonly truncated?: boolean;
+  /**
+   * The page `experiments` is (status query): its offset and limit over the rows the session
+   * holds (`held`: kept and live rows; folded ones are read through visibility), and why an
+   * argument was replaced by its default, if one was.
+   */
+  readonly page?: { readonly offset: number; readonly limit: number; readonly held: number; readonly state: ExperimentState | null; readonly problem: string | null };
 }
 
-/** The result of a session workflow. */
+/**
+ * The result of a session workflow. `counts`, `total`, `completed`, `failed` and `pruned` cover
+ * every experiment; `experiments` holds at most 100 rows (those that did not end well first, then
+ * the best by the search metric, else the latest; `truncated` says when that is not all of them).
+ * Read every experiment with ExperimentsClient.allExperiments (visibility).
+ */
 export interface SessionSummary extends SessionSnapshot {
   readonly completed: number;
   /** Experiments that ended neither completed nor pruned. */
@@ -174,13 +227,14 @@ export const cancelReasonSignal = defineSignal<[CancelReasonInput]>('cancelReaso
 /** Sent by a cancelled experiment to its session, since a Canceled child returns no result. */
 export const experimentFinishedSignal = defineSignal<[ExperimentFinishedReport]>('experimentFinished');
 
-export const sessionStatusQuery = defineQuery<SessionSnapshot>('sessionStatus');
+/** One page of the session (no argument: the first page), with counts of every experiment. */
+export const sessionStatusQuery = defineQuery<SessionSnapshot, [SessionStatusPage?]>('sessionStatus');
 /** The approval, the audit, and the long-running experiments waiting now (what an approver signs). */
 export const approvalQuery = defineQuery<ApprovalState>('approval');
 export const experimentStatusQuery = defineQuery<ExperimentStatus>('experimentStatus');
 export const hintsQuery = defineQuery<ResumeHints>('hints');
 /** Hints for every experiment of a session, from the session's own records (no file checks). */
-export const sessionHintsQuery = defineQuery<ResumeHints[]>('sessionHints');
+export const sessionHintsQuery = defineQuery<ResumeHints[], [SessionStatusPage?]>('sessionHints');
 export const lastOutcomeQuery = defineQuery<TrainingOutcome | null>('lastOutcome');
 
 export const addExperimentsUpdate = defineUpdate<{ added: string[] }, [ExperimentSpec[]]>('addExperiments');

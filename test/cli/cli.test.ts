@@ -179,6 +179,23 @@ describe('experiments CLI', { timeout: TIMEOUT * 4 }, () => {
     assert.equal(text.code, 0);
     assert.match(text.stdout, new RegExp(`Session ${runSession}\\s+state: completed`));
     assert.match(text.stdout, /approved by tester/);
+
+    // Pages: a closed session's come from visibility, every experiment once across them.
+    const pages = await Promise.all([1, 2].map((page) => cli(['status', runSession, '--page', String(page), '--page-size', '2', '--json'])));
+    const listed = pages.map((p) => {
+      assert.equal(p.code, 0, describeWithinContext(p));
+      const snap = JSON.parse(p.stdout) as { total: number; counts: Record<string, number>; page: { offset: number; limit: number; held: number }; experiments: Record<string, unknown>[] };
+      assert.equal(snap.total, 3);
+      assert.deepEqual(snap.counts, { completed: 3 });
+      assert.equal(snap.page.held, 3);
+      snap.experiments.forEach(checkExperiment);
+      return snap.experiments.map((e) => e.id as string);
+    });
+    assert.deepEqual(listed.map((ids) => ids.length), [2, 1]);
+    assert.deepEqual(listed.flat().sort(), ['long', 'mlp-lr0.01', 'mlp-lr0.05']);
+    const pageText = await cli(['status', runSession, '--page-size', '2']);
+    assert.equal(pageText.code, 0, describeWithinContext(pageText));
+    assert.match(pageText.stdout, /page 1 of 2: experiments 1-2 of 3 listed \(3 in the session\); next: --page 2/);
   });
 
   test('hints --json prints one object for an experiment, an array for a session', { timeout: TIMEOUT }, async () => {
@@ -240,6 +257,8 @@ describe('experiments CLI', { timeout: TIMEOUT * 4 }, () => {
         [['frobnicate'], /unknown command "frobnicate"/],
         [['run', path.join(files, 'missing.yaml')], /missing\.yaml: cannot read the pipeline file \(no such file\)/],
         [['worker', '--max-concurrent-activities', 'lots'], /--max-concurrent-activities: expected an integer/],
+        [['status', 'x', '--page', '0'], /--page: expected an integer from 1 to \d+, received "0"$/],
+        [['status', 'x', '--page-size', '500'], /--page-size: expected an integer from 1 to 200, received "500"$/],
       ] as const) {
         const r = await cli([...args]);
         assert.equal(r.code, 2, `${args.join(' ')}: ${describeWithinContext(r)}`);

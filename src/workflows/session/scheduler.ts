@@ -7,12 +7,13 @@
  * (test/workflows/scheduler.test.ts).
  */
 import { formatDuration } from '../../shared/duration';
-import type { SessionRow, SessionSnapshot } from '../../shared/definitions';
+import type { FoldedRows, SessionRow, SessionSnapshot, SessionSummary } from '../../shared/definitions';
 import { blankStatus } from '../../shared/hints';
 import { experimentWorkflowId } from '../../shared/ids';
 import { isLongRunning, type ResolvedPolicy } from '../../shared/policy';
 import { bestTrial } from '../../shared/search/best';
 import { TERMINAL_EXPERIMENT_STATES, type ApprovalRecord, type ExperimentSpec, type ExperimentStatus, type SessionState } from '../../shared/types';
+import { countStates, readPage, selectRows, SUMMARY_ROWS, totalOf, type StateCounts } from './fold';
 
 /** Everything the session decides with; the workflow owns one and carries most of it across continue-as-new. */
 export interface SchedulerState {
@@ -35,6 +36,8 @@ export interface SchedulerState {
   paused?: boolean;
   /** Continue-as-new runs before this one. */
   readonly runs: number;
+  /** Rows folded away at earlier continue-as-new (./fold.ts); absent when none were. */
+  readonly folded?: FoldedRows;
 }
 
 /** A row state change worth a log line; the workflow logs it. */
@@ -130,8 +133,10 @@ export const allDone = (state: SchedulerState): boolean => [...state.rows.values
 export function sessionState(state: SchedulerState): SessionState {
   if (state.cancelled) return 'cancelled';
   const all = [...state.rows.values()];
+  const folded = state.folded?.counts ?? {};
+  const foldedBad = totalOf(folded) - (folded.completed ?? 0) - (folded.pruned ?? 0);
   // A trial the search pruned ended as meant: the session still completed.
-  if (allDone(state)) return all.every((r) => r.state === 'completed' || r.state === 'pruned') ? 'completed' : 'failed';
+  if (allDone(state)) return foldedBad === 0 && all.every((r) => r.state === 'completed' || r.state === 'pruned') ? 'completed' : 'failed';
   if (state.running === 0 && all.some((r) => r.state === 'awaiting-approval')) return 'awaiting-approval';
   return 'running';
 }
@@ -149,17 +154,42 @@ export function rowStatus(sessionId: string, row: SessionRow): ExperimentStatus 
   });
 }
 
-export function snapshot(state: SchedulerState): SessionSnapshot {
+/**
+ * The status query's answer: one page of the rows the session holds (`page`, see
+ * SessionStatusPage; no argument: the first page), with counts of every experiment, folded
+ * ones included. Bounded by MAX_PAGE_LIMIT rows whatever the session's size.
+ */
+export function snapshot(state: SchedulerState, rawPage?: unknown): SessionSnapshot {
   const rows = [...state.rows.values()];
+  const page = readPage(rawPage);
+  const selected = page.state ? rows.filter((r) => r.state === page.state) : rows;
+  const shown = selected.slice(page.offset, page.offset + page.limit);
+  return { ...header(state, rows, shown), page: { offset: page.offset, limit: page.limit, held: rows.length, state: page.state, problem: page.problem } };
+}
+
+/**
+ * The session's result: counts of every experiment, and at most SUMMARY_ROWS rows (the ones
+ * that did not end well first, then the best by the search metric, else the latest; in their
+ * order). A session of up to SUMMARY_ROWS experiments that never folded lists all of them.
+ */
+export function summary(state: SchedulerState): SessionSummary {
+  const rows = [...state.rows.values()];
+  const snap = header(state, rows, selectRows(rows, state.policy, SUMMARY_ROWS));
+  return { ...snap, ...summaryCounts(snap) };
+}
+
+function header(state: SchedulerState, rows: readonly SessionRow[], shown: readonly SessionRow[]): SessionSnapshot {
   const { approval } = state;
-  const experiments = rows.map((row) => rowStatus(state.sessionId, row));
+  const experiments = shown.map((row) => rowStatus(state.sessionId, row));
+  const counts = countStates(rows, state.folded?.counts);
+  const total = totalOf(counts);
   const { search } = state.policy;
   return {
     kind: 'session',
     id: state.sessionId,
     state: sessionState(state),
     approval: {
-      required: rows.some(needsApproval),
+      required: rows.some(needsApproval) || (state.folded?.approvalRequired ?? false),
       approved: approval !== null,
       by: approval?.by ?? null,
       at: approval?.at ?? null,
@@ -170,15 +200,20 @@ export function snapshot(state: SchedulerState): SessionSnapshot {
     experiments,
     runs: state.runs,
     ...(state.paused ? { paused: true } : {}),
-    ...(search ? { best: bestTrial(experiments, new Map(rows.map((r) => [r.spec.id, r.spec])), search) } : {}),
+    // Kept rows include the best by the metric, so the best of folded runs is still among them.
+    ...(search ? { best: bestTrial(rows.map((row) => rowStatus(state.sessionId, row)), new Map(rows.map((r) => [r.spec.id, r.spec])), search) } : {}),
+    counts,
+    total,
+    truncated: experiments.length < total,
   };
 }
 
-/** The summary's counts: completed, pruned (search sessions only), and everything that ended otherwise. */
+/** The summary's counts: completed, pruned (search sessions only), and everything that ended otherwise; folded experiments included. */
 export function summaryCounts(snap: SessionSnapshot): { completed: number; failed: number; pruned?: number } {
-  const completed = snap.experiments.filter((e) => e.state === 'completed').length;
-  const pruned = snap.experiments.filter((e) => e.state === 'pruned').length;
-  return { completed, failed: snap.experiments.length - completed - pruned, ...(snap.policy.search ? { pruned } : {}) };
+  const counts: StateCounts = snap.counts ?? countStates(snap.experiments.map((e) => ({ state: e.state }) as SessionRow));
+  const completed = counts.completed ?? 0;
+  const pruned = counts.pruned ?? 0;
+  return { completed, failed: totalOf(counts) - completed - pruned, ...(snap.policy.search ? { pruned } : {}) };
 }
 
 /** What the session knows of one child it started. */
@@ -228,8 +263,8 @@ function isReportedState(state: unknown): state is ExperimentStatus['state'] {
 
 /** The session's current details in the Temporal UI, state and counts first (the UI shows about three lines). */
 export function sessionMarkdown(snap: SessionSnapshot): string {
-  const counts = new Map<string, number>();
-  for (const e of snap.experiments) counts.set(e.state, (counts.get(e.state) ?? 0) + 1);
+  const counts = new Map<string, number>(Object.entries(snap.counts ?? {}));
+  if (!snap.counts) for (const e of snap.experiments) counts.set(e.state, (counts.get(e.state) ?? 0) + 1);
   const experiments = [...counts].map(([state, n]) => `${n} ${state}`).join(', ') || 'no experiments';
   const approval = snap.approval.approved
     ? `approved by **${snap.approval.by}**${snap.approval.note ? ` (“${snap.approval.note}”)` : ''} at ${snap.approval.at}`

@@ -10,7 +10,7 @@
  * - Cancelling the session cancels its running experiments (each checkpoints and ends
  *   `interrupted`) and marks queued ones `cancelled`.
  * - Before history grows large the session drains its running children and continues as new,
- *   carrying rows, approval and audit.
+ *   carrying the rows still to run, a bounded fold of the ended ones (./fold.ts), approval and audit.
  * - Every handler accepts any payload (signals from the Temporal CLI or the Web UI skip the
  *   client): a bad one is logged and ignored, an update is rejected by its validator.
  *
@@ -69,6 +69,7 @@ import { newSearchState } from '../../shared/search/decide';
 import { trialReportSignal } from '../../shared/search/definitions';
 import { SEARCH_SCHEDULER_PATCH, SessionSearch } from './search';
 import { installPauseHandlers } from './pause';
+import { BOUNDED_CARRY_PATCH, carriedRows, expandCounts, foldedIdProblem, pageOf } from './fold';
 import {
   allDone,
   finish,
@@ -80,7 +81,7 @@ import {
   rowStatus,
   sessionMarkdown,
   snapshot,
-  summaryCounts,
+  summary,
   type ChildRecord,
   type SchedulerState,
 } from './scheduler';
@@ -114,6 +115,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     cancelled: false,
     runs: carry?.runs ?? 0,
     ...(carry?.paused ? { paused: true } : {}),
+    ...(carry?.folded ? { folded: carry.folded } : {}),
   };
   const { rows } = state;
   const children = new Map<string, ChildRecord>();
@@ -126,6 +128,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
   let stateCounts = new Map<string, number>();
 
   for (const row of carry?.rows ?? input.experiments.map((spec) => newRow(spec, policy))) rows.set(row.spec.id, row);
+  for (const spec of carry?.queued ?? []) rows.set(spec.id, newRow(spec, policy));
   // Pre-approval obeys the approver rules too: a refused one is audited and the experiments wait.
   if (!carry && input.preApproved) void onClaim('approve', input.preApproved, 'pre-approved');
 
@@ -151,9 +154,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     publish();
     wake = true;
   });
-  setHandler(sessionStatusQuery, () => snapshot(state));
+  setHandler(sessionStatusQuery, (page?: unknown) => snapshot(state, page));
   setHandler(approvalQuery, () => ({ approval: state.approval, audit: state.audit, pending: pendingEstimates(state) }));
-  setHandler(sessionHintsQuery, () => [...rows.values()].map((row) => hintsFromStatus(rowStatus(sessionId, row))));
+  setHandler(sessionHintsQuery, (page?: unknown) => pageOf([...rows.values()], page).map((row) => hintsFromStatus(rowStatus(sessionId, row))));
   setHandler(
     addExperimentsUpdate,
     (specs) => {
@@ -167,6 +170,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
         if (state.stopping) throw new Error(`session ${sessionId} is stopping (${state.stopping}); start a new session`);
         if (!Array.isArray(specs) || specs.length === 0) throw new Error(`experiments: expected a non-empty array of experiment specs, received ${preview(specs)}`);
         parseOrThrow(experimentListSchema([...rows.keys()]), specs, 'experiments');
+        const folded = foldedIdProblem(state.folded, specs);
+        if (folded) throw new Error(folded);
       },
     },
   );
@@ -301,7 +306,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
       upsertMemo({ session: { state: snap.state, approval: snap.approval } });
     }
     setCurrentDetails(sessionMarkdown(snap));
-    stateCounts = publishStateCounts(sessionId, snap.experiments.map((e) => e.state), stateCounts);
+    stateCounts = publishStateCounts(sessionId, expandCounts(snap.counts ?? {}), stateCounts);
   }
 
   try {
@@ -316,7 +321,8 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
       if (state.draining && state.running === 0) {
         await condition(allHandlersFinished);
         const next: SessionCarry = {
-          rows: [...rows.values()],
+          // Bounded carry: terminal rows fold into counts and an id filter, a few are kept (./fold.ts).
+          ...carriedRows([...rows.values()], state.folded, policy, patched(BOUNDED_CARRY_PATCH)),
           approval: state.approval,
           audit: state.audit,
           closeRequested: state.closeRequested,
@@ -348,9 +354,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     throw err;
   }
   await condition(allHandlersFinished);
-  const summary = snapshot(state);
-  log.info('session ended', { sessionId, state: summary.state });
-  return { ...summary, ...summaryCounts(summary) };
+  const result = summary(state);
+  log.info('session ended', { sessionId, state: result.state, total: result.total });
+  return result;
 }
 
 /**
