@@ -41,6 +41,7 @@ const SCENARIOS = [
   'hardware-routing',
   'auto-estimate',
   'auto-estimate-rejected',
+  'bounded-carry',
 ];
 /** A completed experiment: the history the altered workflows are replayed on. */
 const NEGATIVE_FIXTURE = 'experimentWorkflow.approval.short.json';
