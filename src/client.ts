@@ -25,6 +25,7 @@ import {
   type ApprovalState,
   CHECKPOINT_FACTS_WORKFLOW,
   experimentStatusQuery,
+  MAX_PAGE_LIMIT,
   sessionStatusQuery,
   WORKFLOW_TYPES,
   type CheckpointFacts,
@@ -437,11 +438,33 @@ export class ExperimentsClient {
     try {
       const desc = await handle.describe();
       if (desc.status.name === 'COMPLETED') return await handle.result();
-      return page ? await handle.query(sessionStatusQuery, page) : await handle.query(sessionStatusQuery);
+      return page ? await handle.query(sessionStatusQuery, page) : await this.heldRows(handle);
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) throw new NotFoundError(`no session with id ${JSON.stringify(sessionId)}`);
       throw err;
     }
+  }
+
+  /**
+   * Every row a running session holds (queued, running, and the ended rows it kept), read page by
+   * page so each answer stays bounded: what the progress view, approval prompts, hints and the
+   * report need. A session from before paged answers returns all rows in its first answer.
+   */
+  private async heldRows(handle: WorkflowHandle<typeof sessionWorkflow>): Promise<SessionSnapshot> {
+    const first = await handle.query(sessionStatusQuery, { offset: 0, limit: MAX_PAGE_LIMIT });
+    const { page } = first;
+    if (!page || first.experiments.length >= page.held) return first;
+    const { held } = page;
+    const experiments = [...first.experiments];
+    // The rows may change between two answers: a row can show twice or be missed once; the next read is whole again.
+    while (experiments.length < held) {
+      const next = await handle.query(sessionStatusQuery, { offset: experiments.length, limit: MAX_PAGE_LIMIT });
+      if (next.experiments.length === 0) break;
+      experiments.push(...next.experiments);
+    }
+    const ids = new Set<string>();
+    const unique = experiments.filter((e) => !ids.has(e.id) && ids.add(e.id));
+    return { ...first, experiments: unique, truncated: unique.length < (first.total ?? unique.length), page: { ...page, offset: 0, limit: unique.length } };
   }
 
   /**

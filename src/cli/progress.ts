@@ -52,8 +52,9 @@ const time = () => new Date().toTimeString().slice(0, 8);
 
 function counts(snap: LiveSnapshot): string {
   const order = ['running', 'queued', 'awaiting-approval', 'awaiting-resources', 'completed', 'pruned', 'interrupted', 'failed', 'timed-out', 'rejected', 'cancelled'];
-  const n = new Map<string, number>();
-  for (const e of snap.experiments) n.set(e.state, (n.get(e.state) ?? 0) + 1);
+  // The session's counts cover every experiment, also those a long session folded away.
+  const n = new Map<string, number>(Object.entries(snap.counts ?? {}).filter((entry): entry is [string, number] => typeof entry[1] === 'number'));
+  if (!snap.counts) for (const e of snap.experiments) n.set(e.state, (n.get(e.state) ?? 0) + 1);
   return order
     .filter((s) => n.has(s))
     .map((s) => `${n.get(s)} ${s === 'awaiting-approval' ? 'awaiting approval' : s}`)

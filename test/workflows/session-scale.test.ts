@@ -55,6 +55,12 @@ test(`a session of ${COUNT} experiments stays bounded across continue-as-new`, {
     // Status-query answers while it runs: old clients (no argument) and the largest page.
     let largestQuery = 0;
     let queries = 0;
+    // Before the first continue-as-new the session holds every row: the client reads them all,
+    // 200 per answer (the progress view, approval prompts and the report need every held row).
+    const whole = await w.client.sessionSnapshot(sessionId);
+    assert.ok(whole.page && whole.page.held > MAX_PAGE_LIMIT, `the session holds more rows than one answer (${whole.page?.held})`);
+    assert.equal(whole.experiments.length, whole.page.held, 'sessionSnapshot without a page returns every held row');
+    assert.equal(new Set(whole.experiments.map((e) => e.id)).size, whole.experiments.length, 'each held row once');
     let done = false;
     const result = handle.result().finally(() => (done = true));
     const sampler = (async () => {
