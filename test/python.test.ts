@@ -55,5 +55,5 @@ test('examples/python/test_train.py: the standard-library reference trainer', as
 });
 
 test('examples/python/test_train_torch.py: the PyTorch example', async () => {
-  await unittest('train_torch.py tests', ['examples/python/test_train_torch.py'], 4);
+  await unittest('train_torch.py tests', ['examples/python/test_train_torch.py'], 5);
 });

@@ -86,6 +86,27 @@ class TrainTorchTest(TorchTestCase):
         self.assertEqual(code, 0, child.stderr_lines)
         self.assertEqual(of_type(resumed, "result")[0]["modelSha256"], base["result"]["modelSha256"])
 
+    def test_a_time_based_cadence_checkpoints_mid_epoch_and_ends_bit_identical(self):
+        base = self.torch_baseline()
+        # ~45 steps of >= 2 ms per epoch, a checkpoint due every 20 ms: several per epoch, at
+        # whatever step the time falls on, and none at an epoch end that is not due or the last.
+        params = {"checkpoint_every": 0, "checkpoint_seconds": 0.02, "step_delay": 0.002}
+        ckpt_dir = self.new_dir("timed")
+        child, code, messages = self.run_torch(ckpt_dir, params=params)
+        self.assertEqual(code, 0, child.stderr_lines)
+        positions = [(m["epoch"], m["step"]) for m in of_type(messages, "checkpoint")]
+        self.assertEqual(positions[-1], (5, 0), "the end of the last epoch is always checkpointed")
+        mid = [p for p in positions if p[1] != 0]
+        self.assertGreaterEqual(len(mid), 5, f"mid-epoch checkpoints by time: {positions}")
+        self.assertLess(len(positions), 5 * 45, "not one per step")
+        self.assertEqual(positions, sorted(set(positions)), "each position once, in order")
+        self.assertEqual(of_type(messages, "result")[0]["modelSha256"], base["result"]["modelSha256"], "the cadence does not change the bits")
+        # A resume from one of them, at another cadence, still ends with the same bits.
+        at = next(m for m in of_type(messages, "checkpoint") if m["step"] != 0 and m["epoch"] >= 1)
+        child, code, resumed = self.run_torch(self.new_dir("timed-resumed"), resume=at, attempt=2)
+        self.assertEqual(code, 0, child.stderr_lines)
+        self.assertEqual(of_type(resumed, "result")[0]["modelSha256"], base["result"]["modelSha256"])
+
     def test_bad_params_and_missing_torch_are_fatal_with_a_clear_message(self):
         child, code, messages = self.run_torch(self.new_dir("bad"), params={"lr": "fast"})
         self.assertEqual(code, EXIT_NONRETRYABLE)

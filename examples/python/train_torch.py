@@ -4,8 +4,9 @@
 
 A small MLP on scikit-learn's bundled digits (8x8 images, 10 classes, 1797 samples, no download),
 split into train and validation sets, SGD with momentum and a step LR schedule, dropout. It checks
-the validation accuracy after every epoch, checkpoints at the end of every epoch and every
-`checkpoint_every` steps within one, and on interruption. A run that is killed, interrupted or
+the validation accuracy after every epoch, checkpoints at the end of every epoch (or, with
+`checkpoint_seconds`, once that much training time has passed) and every `checkpoint_every` steps
+within one, and on interruption. A run that is killed, interrupted or
 cancelled and then resumed, any number of times, ends with the same `modelSha256` as an
 uninterrupted run (on the same CPU and torch build): the checkpoint holds the model, optimizer and
 scheduler state, every RNG state and the sampler's position.
@@ -29,8 +30,11 @@ Params (EXPERIMENT_PARAMS, every key optional):
     seed              int >= 0      0      split, initialisation, shuffles and dropout
     threads           int >= 1      1      torch intra-op threads (part of the fingerprint: it changes the bits)
     checkpoint_every  int >= 0      10     also checkpoint every N steps within an epoch (0: epoch ends only)
+    checkpoint_seconds number >= 0  0      0: checkpoint at every epoch end. Above 0: instead, checkpoint at
+                                           the first step boundary this many seconds of training after the
+                                           previous checkpoint, and at the end of the last epoch
     step_delay        number >= 0   0      seconds slept after each step (tests interrupt mid-epoch)
-`epochs`, `checkpoint_every` and `step_delay` are not in the checkpoint fingerprint.
+`epochs`, `checkpoint_every`, `checkpoint_seconds` and `step_delay` are not in the checkpoint fingerprint.
 """
 from __future__ import annotations
 
@@ -67,9 +71,10 @@ SCHEMA = {
     "seed": (0, integer(0, MAX_SAFE_INTEGER)),
     "threads": (1, integer(1, 256)),
     "checkpoint_every": (10, integer(0, 1_000_000)),
+    "checkpoint_seconds": (0.0, number(0, 86_400)),
     "step_delay": (0.0, number(0, 3600)),
 }
-UNFINGERPRINTED = ("epochs", "checkpoint_every", "step_delay")
+UNFINGERPRINTED = ("epochs", "checkpoint_every", "checkpoint_seconds", "step_delay")
 # A step takes about a millisecond: a progress line per step would cost the plugin more than it tells.
 PROGRESS_INTERVAL = 0.05
 
@@ -126,9 +131,16 @@ def train(run: te.Run) -> int:
     else:
         run.log(f"attempt {run.attempt}: fresh start of {run.experiment_id}: {p.epochs} epochs x {steps_per_epoch} steps")
 
+    last_save = time.monotonic()
+
     def save(epoch, step, metrics):
+        nonlocal last_save
         state = capture(model, opt, sched, sampler, epoch=epoch, step=step, extra={"loss_sum": loss_sum})
         run.checkpoint(state, epoch, step, metrics)
+        last_save = time.monotonic()
+
+    def due() -> bool:  # the time-based cadence (checkpoint_seconds > 0) asks for a checkpoint
+        return p.checkpoint_seconds > 0 and time.monotonic() - last_save >= p.checkpoint_seconds
 
     started, cpu_started, steps = time.monotonic(), time.process_time(), 0
     val_loss, val_acc, train_loss = None, None, None
@@ -150,7 +162,7 @@ def train(run: te.Run) -> int:
             steps += 1
             done = step + 1
             run.progress(epoch, done, epochs=p.epochs, loss=loss_sum / done)
-            if p.checkpoint_every and done % p.checkpoint_every == 0 and done < steps_per_epoch:
+            if done < steps_per_epoch and (due() or (p.checkpoint_every and done % p.checkpoint_every == 0)):
                 save(epoch, done, {"loss": loss_sum / done})
             if p.step_delay:
                 run.sleep(p.step_delay)
@@ -158,7 +170,8 @@ def train(run: te.Run) -> int:
         train_loss = loss_sum / steps_per_epoch
         val_loss, val_acc = evaluate(model, val_x, val_y)
         run.log(f"epoch {epoch}: train loss {train_loss:.4f}, validation loss {val_loss:.4f}, validation accuracy {val_acc:.4f}")
-        save(epoch + 1, 0, {"loss": train_loss, "valLoss": val_loss, "accuracy": val_acc})
+        if p.checkpoint_seconds == 0 or epoch + 1 == p.epochs or due():
+            save(epoch + 1, 0, {"loss": train_loss, "valLoss": val_loss, "accuracy": val_acc})
 
     if val_acc is None:  # resumed from the final checkpoint: nothing left to train
         val_loss, val_acc = evaluate(model, val_x, val_y)
