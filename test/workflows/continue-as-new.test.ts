@@ -7,9 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { parseMlpParams, runMlpBare } from '../../src/activities/trainers/mlp';
-import type { ExperimentStatus } from '../../src/shared/types';
 import { startHarness, startWorker, uniqueQueue, waitFor, type Harness } from '../helpers/env';
+import { assertEachCompletedOnce, tinyMlpSpecs } from '../helpers/sessions';
 
 const COUNT = 300;
 
@@ -26,11 +25,7 @@ test(`a session of ${COUNT} experiments continues as new and completes every one
   const w = await startWorker(h, { taskQueue, maxConcurrentActivities: 20 });
   try {
     const sessionId = `can-${process.pid}`;
-    const experiments = Array.from({ length: COUNT }, (_, i) => ({
-      id: `tiny-${String(i).padStart(3, '0')}`,
-      trainer: 'mlp',
-      params: { epochs: 1, samples: 32, batchSize: 32, seed: i },
-    }));
+    const experiments = tinyMlpSpecs(COUNT, 'tiny');
     const started = Date.now();
     const handle = await w.client.startSession({ sessionId, policy: { maxConcurrent: 20 }, experiments, continueAsNewAfterEvents: 400 });
     // startSession is typed as a plain WorkflowHandle; the object is the one workflow.start returned.
@@ -47,26 +42,8 @@ test(`a session of ${COUNT} experiments continues as new and completes every one
     assert.equal(summary.failed, 0);
     assert.ok(summary.experiments.length < COUNT && summary.truncated === true, 'the summary rows are bounded');
     assert.ok(summary.experiments.every((e) => e.state === 'completed'));
-    // Every experiment, folded ones included, through the paging API (visibility).
-    const all = await waitFor(
-      async () => {
-        const list: ExperimentStatus[] = [];
-        for await (const e of w.client.allExperiments(sessionId, { pageSize: 100 })) list.push(e);
-        return list.length === COUNT && list.every((e) => e.state === 'completed') ? list : undefined;
-      },
-      { timeoutMs: 30_000, intervalMs: 500, what: `${COUNT} completed experiments of ${sessionId} in visibility` },
-    );
-    const ids = all.map((e) => e.id);
-    assert.equal(new Set(ids).size, COUNT, 'ids are unique: each experiment ran in one workflow execution');
-    assert.deepEqual([...ids].sort(), experiments.map((e) => e.id).sort());
-    const byId = new Map(experiments.map((e) => [e.id, e]));
-    for (const e of all) {
-      assert.equal(e.state, 'completed', `${e.id} completed`);
-      assert.equal(e.attempt, 1, `${e.id} ran once`);
-      const spec = byId.get(e.id);
-      assert.ok(spec);
-      assert.equal(e.result?.modelSha256, runMlpBare(parseMlpParams(spec.params)).modelSha256, `${e.id} has the model of its own params`);
-    }
+    // Every experiment, folded ones included, through the paging API (visibility): each once, its own model.
+    await assertEachCompletedOnce(w.client, sessionId, experiments, { pageSize: 100, timeoutMs: 30_000 });
 
     // The server's view: the first run ended ContinuedAsNew, and the chain has runs + 1 executions.
     const first = await h.env.client.workflow.getHandle(sessionId, firstRunId).describe();

@@ -9,11 +9,10 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { temporal } from '@temporalio/proto';
-import { parseMlpParams, runMlpBare } from '../../src/activities/trainers/mlp';
 import { sessionStatusQuery, type SessionSnapshot } from '../../src/shared/definitions';
-import type { ExperimentStatus } from '../../src/shared/types';
 import { KEPT_ROWS, MAX_PAGE_LIMIT, SUMMARY_ROWS } from '../../src/workflows/session/fold';
 import { startHarness, startWorker, uniqueQueue, waitFor, type Harness } from '../helpers/env';
+import { assertEachCompletedOnce, tinyMlpSpecs } from '../helpers/sessions';
 
 const COUNT = 2000;
 const LIMIT = 512 * 1024;
@@ -44,11 +43,7 @@ test(`a session of ${COUNT} experiments stays bounded across continue-as-new`, {
   const w = await startWorker(h, { taskQueue, maxConcurrentActivities: 50 });
   try {
     const sessionId = `scale-${process.pid}`;
-    const experiments = Array.from({ length: COUNT }, (_, i) => ({
-      id: `t-${String(i).padStart(4, '0')}`,
-      trainer: 'mlp',
-      params: { epochs: 1, samples: 32, batchSize: 32, seed: i },
-    }));
+    const experiments = tinyMlpSpecs(COUNT, 't');
     const started = Date.now();
     const handle = await w.client.startSession({ sessionId, policy: { maxConcurrent: 50 }, experiments, continueAsNewAfterEvents: 2000 });
 
@@ -95,22 +90,7 @@ test(`a session of ${COUNT} experiments stays bounded across continue-as-new`, {
     assert.ok(queries > 0, 'the status query was sampled while the session ran');
 
     // Every experiment through visibility: each id once, completed, run once, its own model.
-    const byId = new Map(experiments.map((e) => [e.id, e]));
-    const seen = await waitFor(
-      async () => {
-        const list: ExperimentStatus[] = [];
-        for await (const e of w.client.allExperiments(sessionId, { pageSize: 500 })) list.push(e);
-        return list.length === COUNT && list.every((e) => e.state === 'completed') ? list : undefined;
-      },
-      { timeoutMs: 60_000, intervalMs: 1_000, what: `${COUNT} completed experiments of ${sessionId} in visibility` },
-    );
-    const ids = seen.map((e) => e.id);
-    assert.equal(new Set(ids).size, COUNT, 'each experiment ran in exactly one workflow execution');
-    assert.deepEqual([...ids].sort(), [...byId.keys()].sort());
-    for (const e of seen) {
-      assert.equal(e.attempt, 1, `${e.id} ran once`);
-      assert.equal(e.result?.modelSha256, runMlpBare(parseMlpParams(byId.get(e.id)!.params)).modelSha256, `${e.id} has the model of its own params`);
-    }
+    await assertEachCompletedOnce(w.client, sessionId, experiments, { pageSize: 500, timeoutMs: 60_000 });
     assert.deepEqual(await w.client.experimentCounts(sessionId), { completed: COUNT });
     const second = await w.client.experimentsPage(sessionId, { page: 2, pageSize: 300 });
     assert.equal(second.total, COUNT);
@@ -152,7 +132,7 @@ test('an id folded away at continue-as-new is still refused by addExperiments; a
   try {
     const sessionId = `fold-ids-${process.pid}`;
     const COUNT_SMALL = 120;
-    const experiments = Array.from({ length: COUNT_SMALL }, (_, i) => ({ id: `k-${String(i).padStart(3, '0')}`, trainer: 'mlp', params: { epochs: 1, samples: 32, batchSize: 32, seed: i } }));
+    const experiments = tinyMlpSpecs(COUNT_SMALL, 'k');
     const handle = await w.client.startSession({ sessionId, policy: { maxConcurrent: 20 }, experiments, keepOpen: true, continueAsNewAfterEvents: 400 });
     await waitFor(
       async () => {
