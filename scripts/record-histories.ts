@@ -301,6 +301,32 @@ const SCENARIOS: readonly Scenario[] = [
     },
   },
   {
+    name: 'sweep-feed',
+    about: 'a 150-point sweep by reference (SessionInput.sweeps) next to one experiment, eight at a time, with continueAsNewAfterEvents 120: the session makes rows a window (100) at a time and carries the cursor of the points left (SessionCarry.feed) across continue-as-new',
+    async run({ h, w }) {
+      const sessionId = 'sweep-feed';
+      const handle = await w.client.startSession({
+        sessionId,
+        policy: { maxConcurrent: 8 },
+        continueAsNewAfterEvents: 120,
+        experiments: [{ id: 'solo', trainer: 'mlp', params: tiny }],
+        sweeps: [{ idPrefix: 'sw', trainer: 'mlp', params: tiny, grid: { lr: [0.1, 0.05], seed: Array.from({ length: 75 }, (_, i) => i) } }],
+      });
+      const summary = await handle.result();
+      if (summary.runs < 1 || summary.total !== 151 || summary.completed !== 151) {
+        throw new Error(`sweep-feed: expected a continue-as-new and 151 completed, got ${summary.runs} runs, ${summary.completed} completed of ${summary.total}`);
+      }
+      let cursors = 0;
+      for await (const wf of h.env.client.workflow.list({ query: `WorkflowId = '${sessionId}'` })) {
+        const first = (await h.env.client.workflow.getHandle(sessionId, wf.runId).fetchHistory()).events?.[0];
+        const data = first?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data;
+        if (data && (JSON.parse(Buffer.from(data).toString('utf8')) as { carry?: { feed?: unknown } }).carry?.feed) cursors++;
+      }
+      if (cursors === 0) throw new Error('sweep-feed: no continue-as-new carried a feed cursor; lower continueAsNewAfterEvents');
+      return { sessionId, experiments: ['solo', 'sw-lr0.05-seed74'] };
+    },
+  },
+  {
     name: 'preemption-storm',
     about: 'three SIGTERMs with retry.maximumAttempts 2, one worker at a time: each preemption starts a new training invocation, the experiment completes',
     async run({ processWorkers }) {

@@ -42,6 +42,8 @@ import {
   InvalidInputError,
   approveInputSchema,
   experimentListSchema,
+  MAX_EXPERIMENTS,
+  sweepListSchema,
   rejectInputSchema,
   parseOrThrow,
   sessionPolicySchema,
@@ -49,6 +51,7 @@ import {
 import type { MetricPoint } from './shared/metric-history';
 import type { ApprovalRecord, ApproveInput, ExperimentSpec, RejectInput, ExperimentStatus, ResumeHints, SessionPolicy } from './shared/types';
 import { sessionDetails, sessionSummary } from './shared/user-metadata';
+import { expandSweep, sweepSize, sweepStemIssues, type Sweep } from './shared/sweep';
 import type { ExperimentState } from './shared/types';
 import { allExperiments, experimentCounts, experimentsPage, heldRows, liveExperiment, type ExperimentsPage } from './client-reads';
 import type { sessionWorkflow } from './workflows/session/workflow';
@@ -90,6 +93,13 @@ export interface StartSessionOptions {
   readonly sessionId: string;
   readonly policy?: SessionPolicy;
   readonly experiments: readonly unknown[];
+  /**
+   * Sweeps (the pipeline file's `sweeps`), run after `experiments`. Every point is validated
+   * here; the session is given the definitions and makes rows of their points a window at a time
+   * (SessionInput.sweeps), unless another id starts with a sweep's `<idPrefix>-` or two sweeps'
+   * stems overlap: then it is given the points as experiments. @default none
+   */
+  readonly sweeps?: readonly unknown[];
   /** Start approved; recorded as `pre-approved` by this name. */
   readonly preApproved?: ApproveInput;
   readonly keepOpen?: boolean;
@@ -139,6 +149,31 @@ export class ExperimentsClient {
       }
     });
     if (problems.length > 0) throw new InvalidInputError(problems);
+    return specs;
+  }
+
+  /**
+   * Every point of `sweeps` as a spec, each validated like an experiment (trainer, params, id,
+   * unique against `explicit` and each other), or InvalidInputError naming the sweep and point.
+   */
+  validateSweepPoints(sweeps: readonly Sweep[], explicit: readonly ExperimentSpec[]): ExperimentSpec[] {
+    const total = explicit.length + sweeps.reduce((n, s) => n + sweepSize(s), 0);
+    if (total > MAX_EXPERIMENTS) throw new InvalidInputError([`sweeps: expected at most ${MAX_EXPERIMENTS} experiments with every sweep point counted, received ${total}`]);
+    const seen = new Set(explicit.map((e) => e.id));
+    const specs: ExperimentSpec[] = [];
+    sweeps.forEach((sweep, s) => {
+      for (const { spec, sample, indices } of expandSweep(sweep)) {
+        const where = sample !== undefined ? `sample ${sample}` : Object.entries(indices).map(([k, j]) => `${k}=${JSON.stringify(sweep.grid?.[k][j])}`).join(', ');
+        if (seen.has(spec.id)) throw new InvalidInputError([`sweeps[${s}]: expected unique experiment ids, but ${where} gives ${JSON.stringify(spec.id)}, which is already used`]);
+        seen.add(spec.id);
+        try {
+          specs.push(...this.validateExperiments([spec], [], '@'));
+        } catch (err) {
+          const problems = err instanceof InvalidInputError ? err.problems : [(err as Error).message];
+          throw new InvalidInputError(problems.map((p) => `sweeps[${s}] (${where}): ${p.replace(/^@\[0\]\.?/, '')}`));
+        }
+      }
+    });
     return specs;
   }
 
@@ -194,15 +229,22 @@ export class ExperimentsClient {
     const problem = idProblem('session', options.sessionId);
     if (problem) throw new InvalidInputError([problem]);
     const policy = this.validatePolicy(options.policy);
-    const experiments = this.validateExperiments(options.experiments);
+    const explicit = this.validateExperiments(options.experiments);
+    const sweeps = options.sweeps === undefined ? [] : parseOrThrow(sweepListSchema, options.sweeps, 'sweeps');
+    // Every point is checked here, before anything starts; the session gets the definitions.
+    const points = this.validateSweepPoints(sweeps, explicit);
+    const experiments = [...explicit, ...points];
     this.checkResumeSources(experiments, options.sessionId, policy);
     this.checkSearchMetric(policy, experiments);
     await this.checkHardwareClasses(experiments);
     const preApproved = options.preApproved ? parseOrThrow(approveInputSchema, options.preApproved, 'preApproved') : undefined;
+    // By reference where the sweeps' id stems are their own; else as the points themselves.
+    const byReference = sweeps.length > 0 && sweepStemIssues(explicit.map((e) => e.id), sweeps).length === 0;
     const input: SessionInput = {
       sessionId: options.sessionId,
       policy,
-      experiments,
+      experiments: byReference ? explicit : experiments,
+      ...(byReference && { sweeps }),
       preApproved,
       keepOpen: options.keepOpen,
       continueAsNewAfterEvents: options.continueAsNewAfterEvents,

@@ -11,17 +11,15 @@ import { readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import YAML from 'yaml';
 import { idProblem } from './shared/ids';
-import { drawPoint, hashSeed, idValue } from './shared/search/random';
-import { InvalidInputError, MAX_EXPERIMENTS, parseOrThrow, pipelineSchema, sweepSchema } from './shared/schema';
+import { expandSweep, sweepSize, type Sweep, type SweepPoint } from './shared/sweep';
+import { InvalidInputError, MAX_EXPERIMENTS, parseOrThrow, pipelineSchema } from './shared/schema';
 import type { ResolvedPolicy } from './shared/policy';
 import type { ApproveInput, ExperimentSpec, SessionPolicy } from './shared/types';
-import type { z } from 'zod';
 
 /** Largest pipeline file read, so a wrong path (a dataset, a log) fails fast instead of filling memory. */
 export const MAX_PIPELINE_BYTES = 10 * 1024 * 1024;
 
-export type Sweep = z.infer<typeof sweepSchema>;
-type GridValue = NonNullable<Sweep['grid']>[string][number];
+export { expandSweep, sweepSize, type Sweep, type SweepPoint } from './shared/sweep';
 
 /**
  * What validates experiments and policies: ExperimentsClient does, with the trainers that the
@@ -42,6 +40,9 @@ export interface Pipeline {
   readonly policy: SessionPolicy | undefined;
   /** Explicit experiments first, then every sweep's expansion in order. */
   readonly experiments: ExperimentSpec[];
+  /** The explicit experiments alone, and the sweeps as defined (each point checked). */
+  readonly explicit: ExperimentSpec[];
+  readonly sweeps: Sweep[];
   readonly preApproved: ApproveInput | undefined;
 }
 
@@ -245,94 +246,6 @@ export function locateJsonError(text: string): { offset: number; message: string
   }
 }
 
-/** Number of experiments a sweep expands to: its grid's combinations, or its random samples. */
-export function sweepSize(sweep: Pick<Sweep, 'grid' | 'random'>): number {
-  if (sweep.random) return sweep.random.samples;
-  return Object.values(sweep.grid ?? {}).reduce((n, values) => n * values.length, 1);
-}
-
-/**
- * The id part for one grid value: key then value, with characters outside the id alphabet
- * replaced by `_` (ids become workflow ids and directory names, see shared/ids.ts).
- */
-function idPart(key: string, value: GridValue): string {
-  const text = idValue(value);
-  return `${key.slice(key.lastIndexOf('.') + 1)}${text}`.replace(/[^A-Za-z0-9._-]/g, '_').replace(/\.{2,}/g, '.');
-}
-
-/** One experiment of a sweep, with the grid indices (or the random sample) it came from (for error paths). */
-export interface SweepPoint {
-  readonly spec: { id: string; trainer: string; params: Record<string, unknown>; estimatedDuration?: string; longRunning?: boolean };
-  readonly indices: Readonly<Record<string, number>>;
-  /** Index of the draw, for a `random` sweep. */
-  readonly sample?: number;
-  /** The keys drawn from the random space. */
-  readonly drawn?: readonly string[];
-}
-
-/** `params` with `value` at a dotted `key` (`params.lr`), copying each object on the way. */
-function withValue(params: Record<string, unknown>, key: string, value: GridValue): Record<string, unknown> {
-  const [head, ...rest] = key.split('.');
-  if (rest.length === 0) return { ...params, [head]: value };
-  const inner = params[head];
-  const base = typeof inner === 'object' && inner !== null && !Array.isArray(inner) ? (inner as Record<string, unknown>) : {};
-  return { ...params, [head]: withValue(base, rest.join('.'), value) };
-}
-
-/**
- * The cartesian product of a sweep's grid, first grid key varying slowest:
- * `{ idPrefix: 'mlp', grid: { lr: [0.1, 0.01], hidden: [16, 32] } }` gives `mlp-lr0.1-hidden16`,
- * `mlp-lr0.1-hidden32`, `mlp-lr0.01-hidden16`, `mlp-lr0.01-hidden32`. Grid values override
- * the sweep's base `params`; a dotted key (`params.lr`) sets a nested one, and its id part uses
- * the last segment (`lr0.1`).
- */
-export function expandSweep(sweep: Sweep): SweepPoint[] {
-  if (sweep.random) return expandRandom(sweep, sweep.random);
-  const grid = sweep.grid ?? {};
-  const keys = Object.keys(grid);
-  const points: SweepPoint[] = [];
-  const walk = (k: number, params: Record<string, unknown>, parts: string[], indices: Record<string, number>) => {
-    if (k === keys.length) {
-      points.push({ spec: sweepSpec(sweep, [sweep.idPrefix, ...parts].join('-'), params), indices });
-      return;
-    }
-    const key = keys[k];
-    grid[key].forEach((value, j) => {
-      walk(k + 1, withValue(params, key, value), [...parts, idPart(key, value)], { ...indices, [key]: j });
-    });
-  };
-  walk(0, { ...(sweep.params ?? {}) }, [], {});
-  return points;
-}
-
-function sweepSpec(sweep: Sweep, id: string, params: Record<string, unknown>): SweepPoint['spec'] {
-  const spec: SweepPoint['spec'] = { id, trainer: sweep.trainer, params };
-  if (sweep.estimatedDuration !== undefined) spec.estimatedDuration = sweep.estimatedDuration;
-  if (sweep.longRunning !== undefined) spec.longRunning = sweep.longRunning;
-  return spec;
-}
-
-/**
- * `samples` seeded draws of a random space: `{ idPrefix: 'mlp', random: { samples: 2, space:
- * { lr: { loguniform: [1e-4, 1e-1] } } } }` gives `mlp-0-lr0.00312` and `mlp-1-lr0.0457`
- * (values in ids to 3 significant digits; the params hold the full value). The seed is
- * `random.seed`, or a hash of the idPrefix, so the same file always draws the same trials.
- */
-function expandRandom(sweep: Sweep, random: NonNullable<Sweep['random']>): SweepPoint[] {
-  const seed = random.seed ?? hashSeed(sweep.idPrefix);
-  const width = String(random.samples - 1).length;
-  return Array.from({ length: random.samples }, (_, n) => {
-    const drawn = drawPoint(random.space, seed, n);
-    let params: Record<string, unknown> = { ...(sweep.params ?? {}) };
-    const parts = [String(n).padStart(width, '0')];
-    for (const [key, value] of Object.entries(drawn)) {
-      params = withValue(params, key, value);
-      parts.push(idPart(key, value));
-    }
-    return { spec: sweepSpec(sweep, [sweep.idPrefix, ...parts].join('-'), params), indices: {}, sample: n, drawn: Object.keys(drawn) };
-  });
-}
-
 /**
  * Validates a parsed pipeline document: structure with `pipelineSchema`, the policy, every
  * explicit experiment and every sweep point with the validator (so trainer params are checked
@@ -426,7 +339,7 @@ export function parsePipeline(raw: unknown, validator: SpecValidator, options: P
     collect(() => validator.checkSearchMetric?.(resolved as ResolvedPolicy, specs));
   }
   if (problems.length > 0) throw new InvalidInputError(problems);
-  return { session: doc.session, policy: doc.policy, experiments: specs, preApproved: doc.preApproved };
+  return { session: doc.session, policy: doc.policy, experiments: specs, explicit: explicitSpecs, sweeps, preApproved: doc.preApproved };
 }
 
 /**

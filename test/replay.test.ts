@@ -42,6 +42,7 @@ const SCENARIOS = [
   'auto-estimate',
   'auto-estimate-rejected',
   'bounded-carry',
+  'sweep-feed',
 ];
 /** A completed experiment: the history the altered workflows are replayed on. */
 const NEGATIVE_FIXTURE = 'experimentWorkflow.approval.short.json';

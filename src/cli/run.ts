@@ -117,7 +117,9 @@ export async function runCommand(parsed: ParsedArgs): Promise<number> {
     if (!workers && resume) say('Note: --resume needs a worker to look up earlier checkpoints; this run starts from scratch.');
 
     const started = Date.now();
-    await target.experiments.startSession({ sessionId, policy: pipeline.policy, experiments, preApproved });
+    // Unchanged by --resume, the sweeps go as definitions (a session holds them by reference).
+    const specs = experiments === pipeline.experiments ? { experiments: pipeline.explicit, sweeps: pipeline.sweeps } : { experiments };
+    await target.experiments.startSession({ sessionId, policy: pipeline.policy, ...specs, preApproved });
     const url = workflowUrl(uiUrl ?? target.uiBase, target.namespace, sessionId);
     const policy = resolvePolicy(pipeline.policy);
     const longRunning = pipeline.experiments.filter((e) => isLongRunning(e, policy)).length;

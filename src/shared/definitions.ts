@@ -8,6 +8,7 @@ import type { ResolvedPolicy } from './policy';
 import type { Retention } from './retention';
 import type { SearchState } from './search/decide';
 import type { BestTrial } from './search/types';
+import type { Sweep, SweepFeedState } from './sweep';
 import type {
   ApprovalRecord,
   ApproveInput,
@@ -40,6 +41,13 @@ export interface SessionInput {
    * converter has a payload codec; a raw starter that encrypts must set it too. @default false
    */
   readonly redactSearchAttributes?: boolean;
+  /**
+   * Sweeps by reference, after `experiments`: the session holds each as its definition and a
+   * cursor and makes rows of its points a window at a time (src/workflows/session/feed.ts), so a
+   * sweep of 10,000 points costs this input a few hundred bytes. No other id may start with a
+   * sweep's `<idPrefix>-`, and no two sweeps' stems may overlap. @default none
+   */
+  readonly sweeps?: readonly Sweep[];
   readonly carry?: SessionCarry;
 }
 
@@ -74,6 +82,8 @@ export interface SessionCarry {
   readonly folded?: FoldedRows;
   /** With `folded`: specs of plain queued rows, rebuilt with newRow after `rows` (a spec is smaller than its row). */
   readonly queued?: readonly ExperimentSpec[];
+  /** Sweep points not made into rows yet (SessionInput.sweeps); absent when none are left. */
+  readonly feed?: SweepFeedState;
 }
 
 /** What a session still knows of the experiments whose rows it folded away. */

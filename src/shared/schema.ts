@@ -10,6 +10,7 @@ import { approverProblems } from './approval';
 import { idProblem } from './ids';
 import { randomSpaceSchema, resolvedSearchSchema, searchPolicySchema } from './search/schema';
 import { CLASS_NAME, RESOURCE_LIMITS } from './hardware';
+import { sweepSize, sweepStemIssues } from './sweep';
 
 /** Serialised size cap of one experiment's params, in bytes of JSON. */
 export const MAX_PARAMS_BYTES = 64 * 1024;
@@ -230,10 +231,17 @@ export const resolvedPolicySchema = z.strictObject({
 });
 
 /** What continue-as-new carries: checked for shape only, since the session itself wrote it. */
+/** Sweeps passed by reference (SessionInput.sweeps, src/workflows/session/feed.ts). */
+export const sweepListSchema = z.array(sweepSchema).max(100);
+
 const carrySchema = z.looseObject({
   rows: z.array(z.looseObject({ spec: z.looseObject({ id: z.string(), trainer: z.string() }), state: z.string() })),
   audit: z.array(z.unknown()),
   runs: count(0),
+  feed: z
+    .strictObject({ sweeps: sweepListSchema, next: z.array(count(0)) })
+    .refine((f) => f.next.length === f.sweeps.length, { message: 'expected one cursor in "next" per sweep', path: ['next'] })
+    .optional(),
 });
 
 /** Input of the session workflow (SessionInput). */
@@ -245,7 +253,17 @@ export const sessionInputSchema = z.strictObject({
   keepOpen: z.boolean().optional(),
   continueAsNewAfterEvents: count(1).optional(),
   redactSearchAttributes: z.boolean().optional(),
+  /** Sweeps by reference: held as definitions and fed a window at a time (feed.ts). */
+  sweeps: sweepListSchema.optional(),
   carry: carrySchema.optional(),
+}).superRefine((input, ctx) => {
+  const sweeps = input.sweeps ?? [];
+  if (sweeps.length === 0) return;
+  const total = input.experiments.length + sweeps.reduce((n, s) => n + sweepSize(s), 0);
+  if (total > MAX_EXPERIMENTS) ctx.addIssue({ code: 'custom', path: ['sweeps'], message: `expected at most ${MAX_EXPERIMENTS} experiments with every sweep point counted, received ${total}` });
+  for (const { index, message } of sweepStemIssues(input.experiments.map((e) => e.id), sweeps)) {
+    ctx.addIssue({ code: 'custom', path: ['sweeps', index, 'idPrefix'], message });
+  }
 });
 
 /** Input of the experiment workflow (ExperimentInput). */

@@ -38,6 +38,8 @@ export interface SchedulerState {
   readonly runs: number;
   /** Rows folded away at earlier continue-as-new (./fold.ts); absent when none were. */
   readonly folded?: FoldedRows;
+  /** Sweep points not made into rows yet (./feed.ts): queued, not held. Absent: none. */
+  unfed?: number;
 }
 
 /** A row state change worth a log line; the workflow logs it. */
@@ -128,7 +130,8 @@ export function finish(state: SchedulerState, row: SessionRow, status: Experimen
 }
 
 /** Every row ended, and the session may close. */
-export const allDone = (state: SchedulerState): boolean => [...state.rows.values()].every(isTerminal) && (!state.keepOpen || state.closeRequested);
+export const allDone = (state: SchedulerState): boolean =>
+  !state.unfed && [...state.rows.values()].every(isTerminal) && (!state.keepOpen || state.closeRequested);
 
 export function sessionState(state: SchedulerState): SessionState {
   if (state.cancelled) return 'cancelled';
@@ -182,6 +185,7 @@ function header(state: SchedulerState, rows: readonly SessionRow[], shown: reado
   const { approval } = state;
   const experiments = shown.map((row) => rowStatus(state.sessionId, row));
   const counts = countStates(rows, state.folded?.counts);
+  if (state.unfed) counts.queued = (counts.queued ?? 0) + state.unfed;
   const total = totalOf(counts);
   const { search } = state.policy;
   return {

@@ -70,6 +70,7 @@ import { trialReportSignal } from '../../shared/search/definitions';
 import { SEARCH_SCHEDULER_PATCH, SessionSearch } from './search';
 import { installPauseHandlers } from './pause';
 import { BOUNDED_CARRY_PATCH, carriedRows, expandCounts, foldedIdProblem, pageOf } from './fold';
+import { feedWindow, SweepFeed } from './feed';
 import {
   allDone,
   finish,
@@ -129,6 +130,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
 
   for (const row of carry?.rows ?? input.experiments.map((spec) => newRow(spec, policy))) rows.set(row.spec.id, row);
   for (const spec of carry?.queued ?? []) rows.set(spec.id, newRow(spec, policy));
+  // Sweeps by reference: points become rows a window at a time (./feed.ts).
+  const feed = carry ? new SweepFeed(carry.feed) : SweepFeed.of(input.sweeps);
+  if (feed.remaining > 0) state.unfed = feed.remaining;
   // Pre-approval obeys the approver rules too: a refused one is audited and the experiments wait.
   if (!carry && input.preApproved) void onClaim('approve', input.preApproved, 'pre-approved');
 
@@ -170,7 +174,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
         if (state.stopping) throw new Error(`session ${sessionId} is stopping (${state.stopping}); start a new session`);
         if (!Array.isArray(specs) || specs.length === 0) throw new Error(`experiments: expected a non-empty array of experiment specs, received ${preview(specs)}`);
         parseOrThrow(experimentListSchema([...rows.keys()]), specs, 'experiments');
-        const folded = foldedIdProblem(state.folded, specs);
+        const folded = foldedIdProblem(state.folded, specs) ?? feed.idProblem(specs);
         if (folded) throw new Error(folded);
       },
     },
@@ -277,7 +281,23 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
       });
   }
 
+  /** Tops the rows still to start up to the feed window (all of the rest once the session stops starting). */
+  function refill(): void {
+    if (!state.unfed) return;
+    let waiting = 0;
+    for (const row of rows.values()) if (row.state === 'queued' || row.state === 'awaiting-approval') waiting++;
+    const want = state.stopping || state.cancelled ? feed.remaining : feedWindow(policy) - waiting;
+    if (want <= 0) return;
+    for (const spec of feed.take(want)) {
+      // The start input's schema and the update validator keep other ids off a sweep's stem.
+      if (rows.has(spec.id)) log.warn('sweep point skipped: its id is taken', { sessionId, experimentId: spec.id });
+      else rows.set(spec.id, newRow(spec, policy));
+    }
+    state.unfed = feed.remaining > 0 ? feed.remaining : undefined;
+  }
+
   function schedule(): void {
+    refill();
     const { start: toStart, transitions } = plan(state, Date.now());
     for (const t of transitions) {
       if (t.to === 'awaiting-approval') log.info('experiment awaiting approval', { sessionId, experimentId: t.experimentId });
@@ -330,8 +350,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
           runs: state.runs + 1,
           ...(search ? { search: search.state } : {}),
           ...(state.paused ? { paused: true } : {}),
+          ...(feed.state ? { feed: feed.state } : {}),
         };
-        await continueAsNew<typeof sessionWorkflow>({ ...input, experiments: [], preApproved: undefined, carry: next });
+        await continueAsNew<typeof sessionWorkflow>({ ...input, experiments: [], sweeps: undefined, preApproved: undefined, carry: next });
       }
       wake = false;
       await condition(() => wake, nextDeadline(state, Date.now()));
@@ -340,6 +361,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     if (!isCancellation(err)) throw err;
     state.cancelled = true;
     await CancellationScope.nonCancellable(async () => {
+      refill();
       for (const row of rows.values()) {
         if (row.state === 'queued' || row.state === 'awaiting-approval') {
           row.state = 'cancelled';

@@ -1,0 +1,85 @@
+/**
+ * Sweeps by reference, pure: a session started with `SessionInput.sweeps` holds each sweep as its
+ * definition and a cursor, and turns points into rows only a window at a time, so neither its
+ * start input nor its continue-as-new carry grows with the number of points (a sweep of 10,000
+ * experiments is a few hundred bytes; the rows of 10,000 specs would be ~850 KB, past what a
+ * payload should hold).
+ *
+ * - The window: rows still to start (queued or awaiting approval) are topped up to
+ *   `feedWindow(policy)` from the sweeps in order, each sweep's points in order.
+ * - Ids: every id of a sweep starts with `<idPrefix>-`. Experiments added while a sweep still has
+ *   points to give may not use an id under that stem (the validator refuses them), so a point can
+ *   never meet a row with its id; the start input obeys the same rule (shared/schema.ts).
+ * - Counts: the points not yet fed count as `queued` in the session's counts and total.
+ *
+ * No Temporal calls: test/workflows/feed.test.ts covers it without a server.
+ */
+import type { ResolvedPolicy } from '../../shared/policy';
+import { sweepIdStem, sweepPointAt, sweepSize, type Sweep, type SweepFeedState } from '../../shared/sweep';
+import type { ExperimentSpec } from '../../shared/types';
+
+/** Rows still to start that the session holds while a sweep has points to give. */
+export function feedWindow(policy: Pick<ResolvedPolicy, 'maxConcurrent'>): number {
+  return Math.min(1000, Math.max(100, 2 * policy.maxConcurrent));
+}
+
+export class SweepFeed {
+  private readonly sweeps: Sweep[];
+  private readonly next: number[];
+
+  constructor(state: SweepFeedState | undefined) {
+    this.sweeps = [...(state?.sweeps ?? [])];
+    this.next = this.sweeps.map((_, i) => state?.next[i] ?? 0);
+    this.dropFed();
+  }
+
+  /** A feed of whole sweeps, from a start input. */
+  static of(sweeps: readonly Sweep[] | undefined): SweepFeed {
+    return new SweepFeed({ sweeps: sweeps ?? [], next: (sweeps ?? []).map(() => 0) });
+  }
+
+  /** Points not fed yet. */
+  get remaining(): number {
+    return this.sweeps.reduce((n, sweep, i) => n + sweepSize(sweep) - this.next[i], 0);
+  }
+
+  /** The next `count` points (fewer when the sweeps run out), as specs, in order. */
+  take(count: number): ExperimentSpec[] {
+    const specs: ExperimentSpec[] = [];
+    while (specs.length < count && this.sweeps.length > 0) {
+      const sweep = this.sweeps[0];
+      specs.push(sweepPointAt(sweep, this.next[0]).spec);
+      this.next[0]++;
+      this.dropFed();
+    }
+    return specs;
+  }
+
+  /**
+   * The addExperiments validator's problem with ids under the stem of a sweep that still has
+   * points to give, or null.
+   */
+  idProblem(specs: readonly unknown[]): string | null {
+    for (const [i, spec] of specs.entries()) {
+      const id = (spec as { id?: unknown } | null)?.id;
+      if (typeof id !== 'string') continue;
+      const sweep = this.sweeps.find((s) => id.startsWith(sweepIdStem(s)));
+      if (sweep) {
+        return `experiments[${i}].id: expected an id outside "${sweepIdStem(sweep)}…", which this session's sweep ${JSON.stringify(sweep.idPrefix)} still gives to experiments it has not started, received ${JSON.stringify(id)}`;
+      }
+    }
+    return null;
+  }
+
+  /** The carry: undefined once every point was fed. */
+  get state(): SweepFeedState | undefined {
+    return this.sweeps.length > 0 ? { sweeps: [...this.sweeps], next: [...this.next] } : undefined;
+  }
+
+  private dropFed(): void {
+    while (this.sweeps.length > 0 && this.next[0] >= sweepSize(this.sweeps[0])) {
+      this.sweeps.shift();
+      this.next.shift();
+    }
+  }
+}

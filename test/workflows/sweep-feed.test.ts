@@ -1,0 +1,116 @@
+/**
+ * Sweeps by reference on the real dev server (src/workflows/session/feed.ts): a session started
+ * with a 300-point sweep gets the definition, not the points; it makes rows a window at a time,
+ * counts the rest as queued, carries a cursor across continue-as-new, refuses an added id under
+ * the sweep's stem while points are left, and runs every point exactly once with its own params.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { temporal } from '@temporalio/proto';
+import { sessionStatusQuery, type SessionInput } from '../../src/shared/definitions';
+import { expandSweep, type Sweep } from '../../src/shared/sweep';
+import { feedWindow } from '../../src/workflows/session/feed';
+import { startHarness, startWorker, uniqueQueue, type Harness } from '../helpers/env';
+import { assertEachCompletedOnce, type TinySpec } from '../helpers/sessions';
+
+let h: Harness;
+before(async () => {
+  h = await startHarness();
+});
+after(async () => {
+  await h?.teardown();
+});
+
+const tiny = { epochs: 1, samples: 32, batchSize: 32 };
+const seeds = Array.from({ length: 100 }, (_, i) => i);
+const sweep: Sweep = { idPrefix: 'sw', trainer: 'mlp', params: tiny, grid: { lr: [0.1, 0.05, 0.02], seed: seeds } };
+
+test('a sweep passed by reference runs every point once, a window at a time, across continue-as-new', { timeout: 10 * 60_000 }, async () => {
+  const taskQueue = uniqueQueue('feed');
+  const w = await startWorker(h, { taskQueue, maxConcurrentActivities: 20 });
+  try {
+    const sessionId = `feed-${process.pid}`;
+    const explicit = { id: 'solo', trainer: 'mlp', params: { ...tiny, seed: 7 } };
+    const policy = { maxConcurrent: 20 };
+    const handle = await w.client.startSession({ sessionId, policy, experiments: [explicit], sweeps: [sweep], continueAsNewAfterEvents: 400 });
+
+    // While points are left: the stem is refused, another id is not; counts include the unfed points.
+    const refusal = await w.client.addExperiments(sessionId, [{ id: 'sw-lr0.02-seed99', trainer: 'mlp', params: tiny }]).then(
+      () => 'accepted',
+      (err: Error & { cause?: Error }) => `${err.message} ${err.cause?.message ?? ''}`,
+    );
+    assert.match(refusal, /experiments\[0\]\.id: expected an id outside "sw-…", which this session's sweep "sw" still gives/);
+    assert.deepEqual(await w.client.addExperiments(sessionId, [{ id: 'added', trainer: 'mlp', params: { ...tiny, seed: 8 } }]), ['added']);
+    const early = await handle.query(sessionStatusQuery, { limit: 200 });
+    assert.equal(early.total, 302, 'every point counts in the total from the start');
+    assert.ok(early.page && early.page.held <= 2 + feedWindow({ maxConcurrent: 20 }) + 20, `the session holds a window of rows, not every point (${early.page?.held})`);
+    assert.ok((early.counts?.queued ?? 0) >= 300 - early.page.held, 'points not fed yet count as queued');
+
+    const summary = await handle.result();
+    assert.equal(summary.state, 'completed');
+    assert.ok(summary.runs >= 1, `expected a continue-as-new, got ${summary.runs} runs`);
+    assert.equal(summary.total, 302);
+    assert.deepEqual(summary.counts, { completed: 302 });
+
+    const specs = [explicit, { id: 'added', trainer: 'mlp', params: { ...tiny, seed: 8 } }, ...expandSweep(sweep).map((p) => p.spec)] as TinySpec[];
+    await assertEachCompletedOnce(w.client, sessionId, specs, { pageSize: 500, timeoutMs: 60_000 });
+
+    // The start input holds the definition; a carry made while points were left holds a cursor.
+    const runs: string[] = [];
+    for await (const wf of h.env.client.workflow.list({ query: `WorkflowId = '${sessionId}'` })) runs.push(wf.runId);
+    assert.equal(runs.length, summary.runs + 1);
+    let startInput: SessionInput | undefined;
+    let cursors = 0;
+    let largestInput = 0;
+    for (const runId of runs) {
+      const history = await h.env.client.workflow.getHandle(sessionId, runId).fetchHistory();
+      for (const event of history.events ?? []) {
+        const started = (event as temporal.api.history.v1.IHistoryEvent).workflowExecutionStartedEventAttributes;
+        const payload = started?.input?.payloads?.[0];
+        if (!payload?.data) continue;
+        largestInput = Math.max(largestInput, payload.data.length);
+        const input = JSON.parse(Buffer.from(payload.data).toString('utf8')) as SessionInput;
+        if (!input.carry) startInput = input;
+        else if (input.carry.feed) {
+          cursors++;
+          assert.equal(input.sweeps, undefined, 'a continued run gets the cursor, not the sweep again');
+          assert.ok(input.carry.feed.next[0] > 0 && input.carry.feed.next[0] < 300, `a cursor inside the sweep: ${input.carry.feed.next[0]}`);
+        }
+      }
+    }
+    assert.ok(startInput, 'the first run is in the chain');
+    assert.deepEqual(startInput.experiments.map((e) => e.id), ['solo'], 'the points are not in the start input');
+    assert.deepEqual(startInput.sweeps, [sweep]);
+    assert.ok(cursors >= 1, 'a continue-as-new carried the cursor of points not fed yet');
+    console.log(`${summary.total} experiments in ${summary.runs + 1} runs; largest run input ${largestInput} bytes`);
+    assert.ok(largestInput < 256 * 1024, `largest run input ${largestInput} bytes`);
+  } finally {
+    await w.stop();
+  }
+});
+
+test('sweeps whose stems are not their own go as points; a bad point is refused before anything starts', async () => {
+  const taskQueue = uniqueQueue('feed-points');
+  const w = await startWorker(h, { taskQueue });
+  try {
+    const small: Sweep = { idPrefix: 'pt', trainer: 'mlp', params: tiny, grid: { seed: [1, 2] } };
+    const sessionId = `feed-points-${process.pid}`;
+    // `pt-solo` is under the stem `pt-`: the session is given the points themselves.
+    const handle = await w.client.startSession({ sessionId, experiments: [{ id: 'pt-solo', trainer: 'mlp', params: { ...tiny, seed: 3 } }], sweeps: [small] });
+    const summary = await handle.result();
+    assert.deepEqual(summary.experiments.map((e) => e.id), ['pt-solo', 'pt-seed1', 'pt-seed2']);
+    const history = await handle.fetchHistory();
+    const input = JSON.parse(Buffer.from(history.events![0].workflowExecutionStartedEventAttributes!.input!.payloads![0].data!).toString('utf8')) as SessionInput;
+    assert.equal(input.sweeps, undefined);
+    assert.equal(input.experiments.length, 3);
+
+    const bad = `feed-bad-${process.pid}`;
+    await assert.rejects(w.client.startSession({ sessionId: bad, experiments: [], sweeps: [{ ...small, grid: { epochs: [1, 0] } }] }), {
+      name: 'InvalidInputError',
+      message: /sweeps\[0\] \(epochs=0\): params\.epochs: expected a positive integer, received 0/,
+    });
+    await assert.rejects(h.env.client.workflow.getHandle(bad).describe(), /not found/i, 'nothing started');
+  } finally {
+    await w.stop();
+  }
+});
