@@ -1,6 +1,7 @@
 /**
  * The benchmark suite: `npm run bench` (add `-- --only crash,pipeline` for a subset, `-- --quick`
- * for a fast smoke run with fewer repetitions).
+ * for a fast smoke run with fewer repetitions; the `scale` group, sweep-10k, runs only when named:
+ * `-- --only scale`).
  *
  * One Temporal dev server for everything (the test harness). Every figure is measured next to
  * its baseline in the same run, over several repetitions, and reported as median and spread.
@@ -16,6 +17,7 @@ import { crashRecovery, CRASH_DEFAULTS } from './figures/crash-recovery';
 import { interrupts, INTERRUPT_DEFAULTS } from './figures/interrupts';
 import { pipeline, PIPELINE_DEFAULTS } from './figures/pipeline';
 import { pytorch, PYTORCH_DEFAULTS } from './figures/pytorch';
+import { scale, SCALE_DEFAULTS } from './figures/scale';
 import { reportGeneration, REPORT_DEFAULTS } from './figures/report';
 import { s3Checkpoints, S3_DEFAULTS } from './figures/s3';
 import { checkpointStall, STALL_DEFAULTS } from './figures/checkpoint-stall';
@@ -30,6 +32,8 @@ interface Group {
   readonly names: readonly string[];
   /** False for groups that run before the dev server is started (they do not use it). */
   readonly server?: false;
+  /** Run only when named by --only (it takes about as long as the rest together). */
+  readonly optIn?: true;
   run(env: BenchEnv, quick: boolean, tmp: string): Promise<Figure[]>;
 }
 
@@ -81,7 +85,13 @@ const GROUPS: readonly Group[] = [
   {
     key: 'pytorch',
     names: ['pytorch-overhead'],
-    run: (env, quick) => pytorch(env, quick ? { ...PYTORCH_DEFAULTS, reps: 2, denseReps: 1 } : PYTORCH_DEFAULTS),
+    run: (env, quick) => pytorch(env, quick ? { ...PYTORCH_DEFAULTS, reps: 2, epochEndReps: 1, denseReps: 1 } : PYTORCH_DEFAULTS),
+  },
+  {
+    key: 'scale',
+    names: ['sweep-10k:largest-payload'],
+    optIn: true,
+    run: (env, quick) => scale(env, quick ? { ...SCALE_DEFAULTS, side: 20 } : SCALE_DEFAULTS),
   },
 ];
 
@@ -154,7 +164,7 @@ async function main(): Promise<void> {
   const byGroup = new Map<string, Figure[]>();
   try {
     // Groups that need no server first, then one dev server for all the others.
-    const selected = GROUPS.filter((g) => !only || only.has(g.key));
+    const selected = GROUPS.filter((g) => (only ? only.has(g.key) : !g.optIn));
     for (const group of [...selected.filter((g) => g.server === false), ...selected.filter((g) => g.server !== false)]) {
       if (group.server !== false && !env) {
         progress('starting the Temporal dev server');

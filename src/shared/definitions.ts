@@ -44,7 +44,7 @@ export interface SessionInput {
   /**
    * Sweeps by reference, after `experiments`: the session holds each as its definition and a
    * cursor and makes rows of its points a window at a time (src/workflows/session/feed.ts), so a
-   * sweep of 10,000 points costs this input a few hundred bytes. No other id may start with a
+   * sweep of 10,000 points costs this input about a kilobyte. No other id may start with a
    * sweep's `<idPrefix>-`, and no two sweeps' stems may overlap. @default none
    */
   readonly sweeps?: readonly Sweep[];

@@ -1,7 +1,7 @@
 /**
  * Large sessions in tests: tiny `mlp` specs, and the check that every one of them completed
  * exactly once with the model of its own params, read back through visibility (folded rows
- * included), not only counted.
+ * included), not only counted; and the sizes of the payloads in a history.
  */
 import assert from 'node:assert/strict';
 import type { ExperimentsClient } from '../../src/client';
@@ -53,4 +53,17 @@ export async function assertEachCompletedOnce(
     assert.equal(e.result?.modelSha256, runMlpBare(parseMlpParams(byId.get(e.id)!.params)).modelSha256, `${e.id} has the model of its own params`);
   }
   return seen;
+}
+
+/** Bytes of each payload (data plus metadata) found anywhere in a history event, in the order found. */
+export function payloadSizes(value: unknown, out: number[] = []): number[] {
+  if (value === null || typeof value !== 'object') return out;
+  if (ArrayBuffer.isView(value)) return out;
+  const p = value as { data?: unknown; metadata?: Record<string, Uint8Array> };
+  if (p.data instanceof Uint8Array && p.metadata && typeof p.metadata === 'object') {
+    out.push(p.data.length + Object.entries(p.metadata).reduce((a, [k, v]) => a + k.length + (v?.length ?? 0), 0));
+    return out;
+  }
+  for (const v of Object.values(value)) payloadSizes(v, out);
+  return out;
 }

@@ -12,7 +12,7 @@ import type { temporal } from '@temporalio/proto';
 import { sessionStatusQuery, type SessionSnapshot } from '../../src/shared/definitions';
 import { KEPT_ROWS, MAX_PAGE_LIMIT, SUMMARY_ROWS } from '../../src/workflows/session/fold';
 import { startHarness, startWorker, uniqueQueue, waitFor, type Harness } from '../helpers/env';
-import { assertEachCompletedOnce, tinyMlpSpecs } from '../helpers/sessions';
+import { assertEachCompletedOnce, payloadSizes, tinyMlpSpecs } from '../helpers/sessions';
 
 const COUNT = 2000;
 const LIMIT = 512 * 1024;
@@ -24,19 +24,6 @@ before(async () => {
 after(async () => {
   await h?.teardown();
 });
-
-/** Bytes of every payload in a history event (data and metadata), the largest first. */
-function payloadSizes(value: unknown, out: number[] = []): number[] {
-  if (value === null || typeof value !== 'object') return out;
-  if (ArrayBuffer.isView(value)) return out;
-  const p = value as { data?: unknown; metadata?: Record<string, Uint8Array> };
-  if (p.data instanceof Uint8Array && p.metadata && typeof p.metadata === 'object') {
-    out.push(p.data.length + Object.entries(p.metadata).reduce((a, [k, v]) => a + k.length + (v?.length ?? 0), 0));
-    return out;
-  }
-  for (const v of Object.values(value)) payloadSizes(v, out);
-  return out;
-}
 
 test(`a session of ${COUNT} experiments stays bounded across continue-as-new`, { timeout: 20 * 60_000 }, async () => {
   const taskQueue = uniqueQueue('scale');

@@ -2,7 +2,7 @@
  * Sweeps by reference, pure: a session started with `SessionInput.sweeps` holds each sweep as its
  * definition and a cursor, and turns points into rows only a window at a time, so neither its
  * start input nor its continue-as-new carry grows with the number of points (a sweep of 10,000
- * experiments is a few hundred bytes; the rows of 10,000 specs would be ~850 KB, past what a
+ * experiments is about a kilobyte; 10,000 specs would be ~1.1 MB, past what a
  * payload should hold).
  *
  * - The window: rows still to start (queued or awaiting approval) are topped up to
