@@ -239,7 +239,7 @@ const carrySchema = z.looseObject({
   audit: z.array(z.unknown()),
   runs: count(0),
   feed: z
-    .strictObject({ sweeps: sweepListSchema, next: z.array(count(0)) })
+    .strictObject({ sweeps: sweepListSchema, next: z.array(count(0)), waitingSince: z.number().optional(), rejected: z.string().max(3000).optional() })
     .refine((f) => f.next.length === f.sweeps.length, { message: 'expected one cursor in "next" per sweep', path: ['next'] })
     .optional(),
 });

@@ -20,6 +20,13 @@ export interface SweepFeedState {
   readonly sweeps: readonly Sweep[];
   /** For each sweep, the index of its next point. */
   readonly next: readonly number[];
+  /**
+   * Workflow time (ms) when the first point fed without an approval began waiting for one: later
+   * points wait from then too (they were submitted with it), so approvalTimeout is sweep-wide.
+   */
+  readonly waitingSince?: number;
+  /** Why long-running points are rejected as they are fed (a `reject` of the session), until an approval. */
+  readonly rejected?: string;
 }
 
 /** One experiment of a sweep, with the grid indices (or the random sample) it came from (for error paths). */

@@ -118,3 +118,32 @@ test('points not fed yet count as queued and keep the session from ending', () =
   assert.equal(allDone(state), true);
   assert.deepEqual(summary(state).counts, { completed: 1 });
 });
+
+test('approval is sweep-wide: fed long-running points wait from when the first did, or are rejected after a reject', () => {
+  const policy = resolvePolicy({});
+  const long: Sweep = { idPrefix: 'L', trainer: 'mlp', longRunning: true, grid: { seed: [1, 2, 3, 4] } };
+  const feed = SweepFeed.of([long]);
+  const row = (spec: ReturnType<SweepFeed['take']>[number]) => newRow(spec, policy);
+  const [a] = feed.take(1).map(row);
+  feed.gate(a, false, 1_000);
+  assert.deepEqual([a.state, a.awaitingSince], ['awaiting-approval', 1_000]);
+  // Fed later, across a continue-as-new: the same wait start.
+  const carried = new SweepFeed(JSON.parse(JSON.stringify(feed.state)));
+  const [b] = carried.take(1).map(row);
+  carried.gate(b, false, 9_000);
+  assert.deepEqual([b.state, b.awaitingSince], ['awaiting-approval', 1_000]);
+  carried.reject('rejected by ops: too long');
+  const [c] = carried.take(1).map(row);
+  carried.gate(c, false, 9_500);
+  assert.deepEqual([c.state, c.reason], ['rejected', 'rejected by ops: too long']);
+  assert.equal(new SweepFeed(carried.state).state?.rejected, 'rejected by ops: too long', 'the rejection is carried');
+  carried.approved();
+  const [d] = carried.take(1).map(row);
+  carried.gate(d, true, 10_000);
+  assert.equal(d.state, 'queued', 'after an approval nothing waits');
+  // Bounded points are never gated.
+  const bounded = SweepFeed.of([grid]);
+  const [e] = bounded.take(1).map(row);
+  bounded.gate(e, false, 1);
+  assert.deepEqual([e.state, e.awaitingSince], ['queued', null]);
+});

@@ -10,7 +10,7 @@ import type { temporal } from '@temporalio/proto';
 import { sessionStatusQuery, type SessionInput } from '../../src/shared/definitions';
 import { expandSweep, type Sweep } from '../../src/shared/sweep';
 import { feedWindow } from '../../src/workflows/session/feed';
-import { startHarness, startWorker, uniqueQueue, type Harness } from '../helpers/env';
+import { startHarness, startWorker, uniqueQueue, waitFor, type Harness } from '../helpers/env';
 import { assertEachCompletedOnce, type TinySpec } from '../helpers/sessions';
 
 let h: Harness;
@@ -110,6 +110,42 @@ test('sweeps whose stems are not their own go as points; a bad point is refused 
       message: /sweeps\[0\] \(epochs=0\): params\.epochs: expected a positive integer, received 0/,
     });
     await assert.rejects(h.env.client.workflow.getHandle(bad).describe(), /not found/i, 'nothing started');
+  } finally {
+    await w.stop();
+  }
+});
+
+test('a long-running sweep by reference is approved, rejected or timed out as a whole, not a window at a time', { timeout: 5 * 60_000 }, async () => {
+  const taskQueue = uniqueQueue('feed-approval');
+  const w = await startWorker(h, { taskQueue, maxConcurrentActivities: 20 });
+  try {
+    // 120 points: more than one window (100), so some are fed only after the decision.
+    const long = (idPrefix: string): Sweep => ({ idPrefix, trainer: 'mlp', params: tiny, longRunning: true, grid: { lr: [0.1, 0.05], seed: seeds.slice(0, 60) } });
+    const approvedId = `feed-approved-${process.pid}`;
+    const approved = await w.client.startSession({ sessionId: approvedId, policy: { maxConcurrent: 20 }, experiments: [], sweeps: [long('a')] });
+    const waiting = await waitFor(async () => {
+      const a = await w.client.approvalState(approvedId);
+      return (a.pending?.length ?? 0) > 0 ? a : undefined;
+    }, { what: 'the first window to await approval' });
+    assert.equal(waiting.pending?.length, 100, 'the approval covers the window held now');
+    await w.client.approve(approvedId, { by: 'alice', note: 'ok' });
+    const ok = await approved.result();
+    assert.deepEqual(ok.counts, { completed: 120 }, 'the points fed after the approval ran without asking again');
+
+    const rejectedId = `feed-rejected-${process.pid}`;
+    const rejected = await w.client.startSession({ sessionId: rejectedId, policy: { maxConcurrent: 20 }, experiments: [{ id: 'short', trainer: 'mlp', params: tiny }], sweeps: [long('r')] });
+    await waitFor(async () => (((await w.client.approvalState(rejectedId)).pending?.length ?? 0) > 0 ? true : undefined), { what: 'the window to await approval' });
+    await w.client.reject(rejectedId, { by: 'bob', reason: 'too long' });
+    const no = await rejected.result();
+    assert.deepEqual(no.counts, { completed: 1, rejected: 120 }, 'every long-running point rejected, fed or not');
+    assert.equal(no.state, 'failed');
+    assert.ok(no.experiments.filter((e) => e.state === 'rejected').every((e) => e.reason === 'rejected by bob: too long'), 'with the rejection\'s reason');
+
+    const timedOutId = `feed-timeout-${process.pid}`;
+    const timedOut = await w.client.startSession({ sessionId: timedOutId, policy: { maxConcurrent: 20, approvalTimeout: '2s' }, experiments: [], sweeps: [long('t')] });
+    const late = await timedOut.result();
+    assert.deepEqual(late.counts, { rejected: 120 });
+    assert.ok(late.experiments.every((e) => /no approval within approvalTimeout 2s/.test(e.reason ?? '')), 'rejected by the timeout, the fed-late ones too');
   } finally {
     await w.stop();
   }

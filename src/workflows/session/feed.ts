@@ -11,11 +11,15 @@
  *   points to give may not use an id under that stem (the validator refuses them), so a point can
  *   never meet a row with its id; the start input obeys the same rule (shared/schema.ts).
  * - Counts: the points not yet fed count as `queued` in the session's counts and total.
+ * - Approval: points not yet fed count as submitted with the sweep. A long-running one fed while
+ *   the session has no approval waits from when the first one did, so `approvalTimeout` rejects
+ *   the whole sweep in one span; after a `reject` of the session each is rejected as it is fed.
  *
  * No Temporal calls: test/workflows/feed.test.ts covers it without a server.
  */
 import type { ResolvedPolicy } from '../../shared/policy';
 import { sweepIdStem, sweepPointAt, sweepSize, type Sweep, type SweepFeedState } from '../../shared/sweep';
+import type { SessionRow } from '../../shared/definitions';
 import type { ExperimentSpec } from '../../shared/types';
 
 /** Rows still to start that the session holds while a sweep has points to give. */
@@ -26,10 +30,14 @@ export function feedWindow(policy: Pick<ResolvedPolicy, 'maxConcurrent'>): numbe
 export class SweepFeed {
   private readonly sweeps: Sweep[];
   private readonly next: number[];
+  private waitingSince: number | undefined;
+  private rejected: string | undefined;
 
   constructor(state: SweepFeedState | undefined) {
     this.sweeps = [...(state?.sweeps ?? [])];
     this.next = this.sweeps.map((_, i) => state?.next[i] ?? 0);
+    this.waitingSince = state?.waitingSince;
+    this.rejected = state?.rejected;
     this.dropFed();
   }
 
@@ -71,9 +79,43 @@ export class SweepFeed {
     return null;
   }
 
+  /**
+   * A fed row that needs an approval the session does not have: unfed points count as submitted
+   * with the sweep, so it waits from when the first such point did (approvalTimeout is
+   * sweep-wide), or is rejected at once after a `reject` of the session (until an approval).
+   */
+  gate(row: SessionRow, approved: boolean, now: number): void {
+    if (approved || row.state !== 'queued' || row.timeoutMode !== 'none') return;
+    if (this.rejected !== undefined) {
+      row.state = 'rejected';
+      row.reason = this.rejected;
+      return;
+    }
+    this.waitingSince ??= now;
+    row.state = 'awaiting-approval';
+    row.awaitingSince = this.waitingSince;
+  }
+
+  /** A `reject` of the session: the long-running points still to feed are rejected with `reason`. */
+  reject(reason: string): void {
+    this.rejected = reason;
+  }
+
+  /** An approval: nothing waits any more. */
+  approved(): void {
+    this.rejected = undefined;
+    this.waitingSince = undefined;
+  }
+
   /** The carry: undefined once every point was fed. */
   get state(): SweepFeedState | undefined {
-    return this.sweeps.length > 0 ? { sweeps: [...this.sweeps], next: [...this.next] } : undefined;
+    if (this.sweeps.length === 0) return undefined;
+    return {
+      sweeps: [...this.sweeps],
+      next: [...this.next],
+      ...(this.waitingSince !== undefined && { waitingSince: this.waitingSince }),
+      ...(this.rejected !== undefined && { rejected: this.rejected }),
+    };
   }
 
   private dropFed(): void {

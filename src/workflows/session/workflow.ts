@@ -191,6 +191,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     if (outcome.kind === 'refused') log.warn(`${kind} refused: ${outcome.record.refusedReason}`, { sessionId, by: outcome.record.by, source });
     else if (outcome.kind === 'approved') log.info('session approved', { sessionId, by: outcome.record.by, signed: outcome.record.signed, source });
     else if (outcome.kind === 'rejected') log.warn('long-running experiments rejected', { sessionId, by: outcome.record.by, experiments: outcome.rows.map((r) => r.spec.id) });
+    // Sweep points not fed yet were submitted with the rows just approved or rejected (./feed.ts).
+    if (outcome.kind === 'approved') feed.approved();
+    else if (outcome.kind === 'rejected') feed.reject(outcome.rows[0]?.reason ?? `rejected by ${outcome.record.by}`);
     // Pre-approval is applied before the first scheduling pass, which publishes (as it always did).
     if (outcome.kind !== 'recorded' && source !== 'pre-approved') publish();
     wake = true;
@@ -288,22 +291,33 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     for (const row of rows.values()) if (row.state === 'queued' || row.state === 'awaiting-approval') waiting++;
     const want = state.stopping || state.cancelled ? feed.remaining : feedWindow(policy) - waiting;
     if (want <= 0) return;
+    const now = Date.now();
     for (const spec of feed.take(want)) {
       // The start input's schema and the update validator keep other ids off a sweep's stem.
-      if (rows.has(spec.id)) log.warn('sweep point skipped: its id is taken', { sessionId, experimentId: spec.id });
-      else rows.set(spec.id, newRow(spec, policy));
+      if (rows.has(spec.id)) {
+        log.warn('sweep point skipped: its id is taken', { sessionId, experimentId: spec.id });
+        continue;
+      }
+      const row = newRow(spec, policy);
+      feed.gate(row, state.approval !== null, now);
+      rows.set(spec.id, row);
     }
     state.unfed = feed.remaining > 0 ? feed.remaining : undefined;
   }
 
   function schedule(): void {
-    refill();
-    const { start: toStart, transitions } = plan(state, Date.now());
-    for (const t of transitions) {
-      if (t.to === 'awaiting-approval') log.info('experiment awaiting approval', { sessionId, experimentId: t.experimentId });
-      else if (t.to === 'rejected') log.warn('experiment rejected', { sessionId, experimentId: t.experimentId, reason: t.reason });
+    for (;;) {
+      refill();
+      const { start: toStart, transitions } = plan(state, Date.now());
+      for (const t of transitions) {
+        if (t.to === 'awaiting-approval') log.info('experiment awaiting approval', { sessionId, experimentId: t.experimentId });
+        else if (t.to === 'rejected') log.warn('experiment rejected', { sessionId, experimentId: t.experimentId, reason: t.reason });
+      }
+      for (const row of toStart) start(row);
+      // Rows that ended without starting (rejected, cancelled) made room for more sweep points:
+      // feed and plan again. Each pass ends rows or feeds none, so this stops.
+      if (!state.unfed || !transitions.some((t) => t.to !== 'awaiting-approval')) return;
     }
-    for (const row of toStart) start(row);
   }
 
   const historyIsLarge = () =>
