@@ -22,7 +22,10 @@ import {
   cancelReasonSignal,
   rejectUpdate,
   type ApprovalState,
+  CHECKPOINT_COUNTS_WORKFLOW,
   CHECKPOINT_FACTS_WORKFLOW,
+  MAX_COUNTED_EXPERIMENTS,
+  type CheckpointCountsInput,
   experimentStatusQuery,
   sessionStatusQuery,
   WORKFLOW_TYPES,
@@ -509,6 +512,31 @@ export class ExperimentsClient {
       args: [{ sessionId: input.sessionId, experimentId: input.experimentId, ...(input.checkpointId ? { checkpointId: input.checkpointId } : {}) }],
       workflowExecutionTimeout: options.timeoutMs ?? 60_000,
     });
+  }
+
+  /**
+   * How many checkpoints each experiment of a session has in the store, asked of a worker of the
+   * task queue (one-activity workflows, MAX_COUNTED_EXPERIMENTS ids each, a few at a time).
+   */
+  async checkpointCounts(sessionId: string, experimentIds: readonly string[], options: { timeoutMs?: number } = {}): Promise<Map<string, number>> {
+    const chunks: string[][] = [];
+    for (let i = 0; i < experimentIds.length; i += MAX_COUNTED_EXPERIMENTS) chunks.push(experimentIds.slice(i, i + MAX_COUNTED_EXPERIMENTS));
+    const counts = new Map<string, number>();
+    let next = 0;
+    const lanes = Array.from({ length: Math.min(4, chunks.length) }, async () => {
+      while (next < chunks.length) {
+        const ids = chunks[next++];
+        const got = await this.client.workflow.execute<(i: CheckpointCountsInput) => Promise<Record<string, number>>>(CHECKPOINT_COUNTS_WORKFLOW, {
+          taskQueue: this.taskQueue,
+          workflowId: `checkpoint-counts-${sessionId}-${randomUUID()}`,
+          args: [{ sessionId, experimentIds: ids }],
+          workflowExecutionTimeout: options.timeoutMs ?? 60_000,
+        });
+        for (const [id, n] of Object.entries(got)) counts.set(id, n);
+      }
+    });
+    await Promise.all(lanes);
+    return counts;
   }
 
   private async verifiedHints(status: ExperimentStatus): Promise<ResumeHints> {

@@ -7,7 +7,7 @@ import { readRegistry } from '../hardware/registry-client';
 import { place, type Placement, type ResourceRequest } from '../shared/hardware';
 import type { CheckpointPointer } from '../shared/types';
 import { storeKey } from '../shared/ids';
-import type { CheckpointFacts, CheckpointFactsInput, TrainInput } from '../shared/definitions';
+import type { CheckpointCountsInput, CheckpointFacts, CheckpointFactsInput, TrainInput } from '../shared/definitions';
 import { runTraining, type TrainingDeps } from './training';
 
 export type { TrainingDeps } from './training';
@@ -33,6 +33,29 @@ export function createActivities(deps: TrainingDeps) {
     async placeExperiment(input: { taskQueue: string; resources?: ResourceRequest; hardwareClass?: string }): Promise<Placement> {
       const { workers } = await readRegistry(Context.current().client, input.taskQueue);
       return place(input.taskQueue, workers, input.resources, input.hardwareClass);
+    },
+    /**
+     * How many checkpoints each of a session's experiments has in the store (`run` asks before it
+     * starts a session again, to offer --resume): one activity for up to MAX_COUNTED_EXPERIMENTS ids.
+     */
+    async countCheckpoints(input: CheckpointCountsInput): Promise<Record<string, number>> {
+      const counts: Record<string, number> = {};
+      let next = 0;
+      const lanes = Array.from({ length: Math.min(16, input.experimentIds.length) }, async () => {
+        while (next < input.experimentIds.length) {
+          const id = input.experimentIds[next++];
+          try {
+            counts[id] = (await deps.store.list(storeKey(input.sessionId, id))).length;
+          } catch (err) {
+            // An unreadable manifest counts as none here; the training activity reports it when it runs.
+            deps.logger.warn({ sessionId: input.sessionId, experimentId: id, err: (err as Error).message }, 'counting checkpoints: manifest unreadable');
+            counts[id] = 0;
+          }
+          Context.current().heartbeat();
+        }
+      });
+      await Promise.all(lanes);
+      return counts;
     },
     /**
      * Checkpoint facts for clients that cannot reach the store (hints, resume, `run --resume`),

@@ -210,16 +210,13 @@ async function withEarlierCheckpoints(
 ): Promise<ExperimentSpec[]> {
   const sessionId = pipeline.session as string;
   const earlier = new Set<string>();
-  await Promise.all(
-    pipeline.experiments.map(async (spec) => {
-      try {
-        // Asked of a worker through Temporal: this machine may have neither the store nor its credentials.
-        if ((await client.checkpointFacts({ sessionId, experimentId: spec.id }, { timeoutMs: EARLIER_CHECKPOINTS_TIMEOUT_MS })).count > 0) earlier.add(spec.id);
-      } catch {
-        // No worker answered in time, or the manifest is unreadable: the training activity reports it.
-      }
-    }),
-  );
+  try {
+    // Asked of a worker through Temporal: this machine may have neither the store nor its credentials.
+    const counts = await client.checkpointCounts(sessionId, pipeline.experiments.map((spec) => spec.id), { timeoutMs: EARLIER_CHECKPOINTS_TIMEOUT_MS });
+    for (const [id, n] of counts) if (n > 0) earlier.add(id);
+  } catch {
+    // No worker answered in time, or a manifest is unreadable: the training activity reports it.
+  }
   if (earlier.size === 0) return pipeline.experiments;
   const dir = config.checkpointUrl ?? displayPath(path.join(config.checkpointDir, sessionId));
   if (!resume) {

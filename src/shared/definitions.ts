@@ -276,3 +276,11 @@ export interface CheckpointFacts {
 }
 
 export const CHECKPOINT_FACTS_WORKFLOW = 'checkpointFactsWorkflow';
+
+/** Experiments of one session whose checkpoints `checkpointCountsWorkflow` counts (at most MAX_COUNTED_EXPERIMENTS). */
+export interface CheckpointCountsInput {
+  readonly sessionId: string;
+  readonly experimentIds: readonly string[];
+}
+export const MAX_COUNTED_EXPERIMENTS = 500;
+export const CHECKPOINT_COUNTS_WORKFLOW = 'checkpointCountsWorkflow';

@@ -7,7 +7,7 @@
  * `patched('<change-id>')` (later `deprecatePatch`), and the recorded histories in
  * test/fixtures/histories must keep replaying. Never re-record a fixture to make a change pass.
  */
-export { checkpointFactsWorkflow } from './checkpoint-facts';
+export { checkpointCountsWorkflow, checkpointFactsWorkflow } from './checkpoint-facts';
 export { experimentWorkflow } from './experiment';
 export { sessionWorkflow } from './session/workflow';
 export { workerRegistryWorkflow } from './registry';

@@ -138,6 +138,22 @@ describe('experiments CLI', { timeout: TIMEOUT * 4 }, () => {
     assert.match(r.stdout, /\] long: epoch [12]\/3 {2}loss \d\.\d{4} {2}attempt 1$/m);
   });
 
+  test('run again: the earlier run\'s checkpoints are counted; --resume starts each experiment from its newest', { timeout: TIMEOUT }, async () => {
+    const session = sid('rerun');
+    const file = writeFile('rerun.json', { session, sweeps: [{ idPrefix: 'sw', trainer: 'mlp', params: tiny(), grid: { lr: [0.05, 0.01] } }] });
+    const first = await cli(['run', file]);
+    assert.equal(first.code, 0, describeWithinContext(first));
+    assert.doesNotMatch(first.stdout, /earlier run/);
+    const again = await cli(['run', file]);
+    assert.equal(again.code, 0, describeWithinContext(again));
+    assert.match(again.stdout, /Note: 2 experiment\(s\) of session .* have checkpoints from an earlier run .*add --resume/);
+    const resumed = await cli(['run', file, '--resume']);
+    assert.equal(resumed.code, 0, describeWithinContext(resumed));
+    assert.match(resumed.stdout, /Resuming 2 experiment\(s\) from their newest checkpoints of an earlier run/);
+    const status = JSON.parse((await cli(['status', session, '--json'])).stdout) as { experiments: { id: string; resumedFrom: number | null; state: string }[] };
+    assert.deepEqual(status.experiments.map((e) => [e.id, e.state, e.resumedFrom]).sort(), [['sw-lr0.01', 'completed', 2], ['sw-lr0.05', 'completed', 2]]);
+  });
+
   test('status --json prints the session and experiment shapes', { timeout: TIMEOUT }, async () => {
     const required = ['id', 'state', 'timeoutMode', 'attempt', 'preemptions', 'epoch', 'epochs', 'latestCheckpoint', 'resumedFrom', 'result'];
     // Also optional: the search's `metrics` and `pruned`, hardware routing's class and the auto estimate's figures.
