@@ -6,7 +6,6 @@
  * schema, and params through the registered trainer's own `parseParams`. A bad spec throws
  * `InvalidInputError` naming the field, and no workflow is started.
  */
-import { randomUUID } from 'node:crypto';
 import { Client, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { experimentIdProblem, openCheckpointStore, readNewestRunHistory, type CheckpointStore, type RunHistory } from './activities/checkpoint-store';
 import type { AnyTrainer } from './activities/trainer';
@@ -22,10 +21,6 @@ import {
   cancelReasonSignal,
   rejectUpdate,
   type ApprovalState,
-  CHECKPOINT_COUNTS_WORKFLOW,
-  CHECKPOINT_FACTS_WORKFLOW,
-  MAX_COUNTED_EXPERIMENTS,
-  type CheckpointCountsInput,
   experimentStatusQuery,
   sessionStatusQuery,
   WORKFLOW_TYPES,
@@ -54,9 +49,11 @@ import {
 import type { MetricPoint } from './shared/metric-history';
 import type { ApprovalRecord, ApproveInput, ExperimentSpec, RejectInput, ExperimentStatus, ResumeHints, SessionPolicy } from './shared/types';
 import { sessionDetails, sessionSummary } from './shared/user-metadata';
-import { expandSweep, sweepSize, sweepStemIssues, type Sweep } from './shared/sweep';
+import { sweepSize, sweepStemIssues, type Sweep } from './shared/sweep';
+import { checkSweepPoints } from './pipeline';
 import type { ExperimentState } from './shared/types';
 import { allExperiments, experimentCounts, experimentsPage, heldRows, liveExperiment, type ExperimentsPage } from './client-reads';
+import { checkpointCounts, checkpointFacts } from './client-checkpoints';
 import type { sessionWorkflow } from './workflows/session/workflow';
 
 /** The session workflow's summary and details in the Temporal UI (src/shared/user-metadata.ts). */
@@ -156,27 +153,15 @@ export class ExperimentsClient {
   }
 
   /**
-   * Every point of `sweeps` as a spec, each validated like an experiment (trainer, params, id,
-   * unique against `explicit` and each other), or InvalidInputError naming the sweep and point.
+   * Every point of `sweeps` as a spec, each validated like an experiment (trainer, params, an id
+   * unique against `explicit` and each other), or InvalidInputError naming the sweep's field.
    */
   validateSweepPoints(sweeps: readonly Sweep[], explicit: readonly ExperimentSpec[]): ExperimentSpec[] {
     const total = explicit.length + sweeps.reduce((n, s) => n + sweepSize(s), 0);
     if (total > MAX_EXPERIMENTS) throw new InvalidInputError([`sweeps: expected at most ${MAX_EXPERIMENTS} experiments with every sweep point counted, received ${total}`]);
-    const seen = new Set(explicit.map((e) => e.id));
-    const specs: ExperimentSpec[] = [];
-    sweeps.forEach((sweep, s) => {
-      for (const { spec, sample, indices } of expandSweep(sweep)) {
-        const where = sample !== undefined ? `sample ${sample}` : Object.entries(indices).map(([k, j]) => `${k}=${JSON.stringify(sweep.grid?.[k][j])}`).join(', ');
-        if (seen.has(spec.id)) throw new InvalidInputError([`sweeps[${s}]: expected unique experiment ids, but ${where} gives ${JSON.stringify(spec.id)}, which is already used`]);
-        seen.add(spec.id);
-        try {
-          specs.push(...this.validateExperiments([spec], [], '@'));
-        } catch (err) {
-          const problems = err instanceof InvalidInputError ? err.problems : [(err as Error).message];
-          throw new InvalidInputError(problems.map((p) => `sweeps[${s}] (${where}): ${p.replace(/^@\[0\]\.?/, '')}`));
-        }
-      }
-    });
+    const problems: string[] = [];
+    const specs = checkSweepPoints(sweeps, this, new Map(explicit.map((e, i) => [e.id, `experiments[${i}]`])), problems);
+    if (problems.length > 0) throw new InvalidInputError(problems);
     return specs;
   }
 
@@ -502,41 +487,15 @@ export class ExperimentsClient {
 
   /**
    * Facts about an experiment's checkpoints, read and verified by a worker of the task queue
-   * (a one-activity workflow), so the caller needs neither the store nor its credentials. Fails
-   * when no worker picks it up within `timeoutMs`.
+   * (client-checkpoints.ts), so the caller needs neither the store nor its credentials.
    */
-  async checkpointFacts(input: CheckpointFactsInput, options: { timeoutMs?: number } = {}): Promise<CheckpointFacts> {
-    return this.client.workflow.execute<(i: CheckpointFactsInput) => Promise<CheckpointFacts>>(CHECKPOINT_FACTS_WORKFLOW, {
-      taskQueue: this.taskQueue,
-      workflowId: `checkpoint-facts-${input.sessionId}-${input.experimentId}-${randomUUID()}`,
-      args: [{ sessionId: input.sessionId, experimentId: input.experimentId, ...(input.checkpointId ? { checkpointId: input.checkpointId } : {}) }],
-      workflowExecutionTimeout: options.timeoutMs ?? 60_000,
-    });
+  checkpointFacts(input: CheckpointFactsInput, options: { timeoutMs?: number } = {}): Promise<CheckpointFacts> {
+    return checkpointFacts(this.client, this.taskQueue, input, options);
   }
 
-  /**
-   * How many checkpoints each experiment of a session has in the store, asked of a worker of the
-   * task queue (one-activity workflows, MAX_COUNTED_EXPERIMENTS ids each, a few at a time).
-   */
-  async checkpointCounts(sessionId: string, experimentIds: readonly string[], options: { timeoutMs?: number } = {}): Promise<Map<string, number>> {
-    const chunks: string[][] = [];
-    for (let i = 0; i < experimentIds.length; i += MAX_COUNTED_EXPERIMENTS) chunks.push(experimentIds.slice(i, i + MAX_COUNTED_EXPERIMENTS));
-    const counts = new Map<string, number>();
-    let next = 0;
-    const lanes = Array.from({ length: Math.min(4, chunks.length) }, async () => {
-      while (next < chunks.length) {
-        const ids = chunks[next++];
-        const got = await this.client.workflow.execute<(i: CheckpointCountsInput) => Promise<Record<string, number>>>(CHECKPOINT_COUNTS_WORKFLOW, {
-          taskQueue: this.taskQueue,
-          workflowId: `checkpoint-counts-${sessionId}-${randomUUID()}`,
-          args: [{ sessionId, experimentIds: ids }],
-          workflowExecutionTimeout: options.timeoutMs ?? 60_000,
-        });
-        for (const [id, n] of Object.entries(got)) counts.set(id, n);
-      }
-    });
-    await Promise.all(lanes);
-    return counts;
+  /** How many checkpoints each experiment of a session has, asked of a worker (client-checkpoints.ts). */
+  checkpointCounts(sessionId: string, experimentIds: readonly string[], options: { timeoutMs?: number } = {}): Promise<Map<string, number>> {
+    return checkpointCounts(this.client, this.taskQueue, sessionId, experimentIds, options);
   }
 
   private async verifiedHints(status: ExperimentStatus): Promise<ResumeHints> {

@@ -297,6 +297,23 @@ export function parsePipeline(raw: unknown, validator: SpecValidator, options: P
     });
   }
 
+  specs.push(...checkSweepPoints(sweeps, validator, owner, problems));
+
+  if (problems.length === 0 && doc.policy?.search && validator.checkSearchMetric) {
+    const resolved = validator.validatePolicy(doc.policy);
+    collect(() => validator.checkSearchMetric?.(resolved as ResolvedPolicy, specs));
+  }
+  if (problems.length > 0) throw new InvalidInputError(problems);
+  return { session: doc.session, policy: doc.policy, experiments: specs, explicit: explicitSpecs, sweeps, preApproved: doc.preApproved };
+}
+
+/**
+ * Every point of `sweeps` as a validated spec: a valid id, unique against `owner` (ids already
+ * used, with where; each point is added) and the trainer's params. A problem is pushed to
+ * `problems` once per sweep, at the path a person edits (`sweeps[0].grid.lr[1]`).
+ */
+export function checkSweepPoints(sweeps: readonly Sweep[], validator: Pick<SpecValidator, 'validateExperiments'>, owner: Map<string, string>, problems: string[]): ExperimentSpec[] {
+  const specs: ExperimentSpec[] = [];
   sweeps.forEach((sweep, s) => {
     const at = `sweeps[${s}]`;
     const seenProblems = new Set<string>();
@@ -333,13 +350,7 @@ export function parsePipeline(raw: unknown, validator: SpecValidator, options: P
       }
     }
   });
-
-  if (problems.length === 0 && doc.policy?.search && validator.checkSearchMetric) {
-    const resolved = validator.validatePolicy(doc.policy);
-    collect(() => validator.checkSearchMetric?.(resolved as ResolvedPolicy, specs));
-  }
-  if (problems.length > 0) throw new InvalidInputError(problems);
-  return { session: doc.session, policy: doc.policy, experiments: specs, explicit: explicitSpecs, sweeps, preApproved: doc.preApproved };
+  return specs;
 }
 
 /**

@@ -107,7 +107,7 @@ test('sweeps whose stems are not their own go as points; a bad point is refused 
     const bad = `feed-bad-${process.pid}`;
     await assert.rejects(w.client.startSession({ sessionId: bad, experiments: [], sweeps: [{ ...small, grid: { epochs: [1, 0] } }] }), {
       name: 'InvalidInputError',
-      message: /sweeps\[0\] \(epochs=0\): params\.epochs: expected a positive integer, received 0/,
+      message: /^sweeps\[0\]\.grid\.epochs\[1\]: expected a positive integer, received 0$/m,
     });
     await assert.rejects(h.env.client.workflow.getHandle(bad).describe(), /not found/i, 'nothing started');
   } finally {
