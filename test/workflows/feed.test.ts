@@ -11,7 +11,8 @@ import { resolvePolicy } from '../../src/shared/policy';
 import { inputProblems, sessionInputSchema } from '../../src/shared/schema';
 import { expandSweep, sweepPointAt, sweepSize, sweepStemIssues, type Sweep } from '../../src/shared/sweep';
 import { feedWindow, SweepFeed } from '../../src/workflows/session/feed';
-import { allDone, newRow, snapshot, summary, type SchedulerState } from '../../src/workflows/session/scheduler';
+import { allDone, newRow, snapshot, summary } from '../../src/workflows/session/scheduler';
+import { schedulerState } from '../helpers/scheduler';
 
 const grid: Sweep = { idPrefix: 'g', trainer: 'mlp', params: { epochs: 1, nested: { a: 1 } }, grid: { lr: [0.1, 0.01, 0.001], hidden: [16, 32], 'nested.b': ['x', 'y'] } };
 const random: Sweep = { idPrefix: 'r', trainer: 'mlp', random: { samples: 25, space: { lr: { loguniform: [1e-4, 1e-1] }, hidden: { choice: [8, 16] } } } };
@@ -92,22 +93,8 @@ test('the start schema checks sweeps: total with every point counted, and their 
 });
 
 test('points not fed yet count as queued and keep the session from ending', () => {
-  const policy = resolvePolicy({});
-  const state: SchedulerState = {
-    sessionId: 's',
-    policy,
-    keepOpen: false,
-    rows: new Map([['e', { ...newRow({ id: 'e', trainer: 'mlp' }, policy), state: 'completed' as const }]]),
-    approval: null,
-    audit: [],
-    closeRequested: false,
-    stopping: null,
-    running: 0,
-    draining: false,
-    cancelled: false,
-    runs: 0,
-    unfed: 40,
-  };
+  const done = { ...newRow({ id: 'e', trainer: 'mlp' }, resolvePolicy({})), state: 'completed' as const };
+  const state = schedulerState([done], { unfed: 40 });
   assert.equal(allDone(state), false);
   const snap = snapshot(state);
   assert.deepEqual(snap.counts, { completed: 1, queued: 40 });

@@ -20,7 +20,8 @@ import {
   selectRows,
   SUMMARY_ROWS,
 } from '../../src/workflows/session/fold';
-import { newRow, sessionState, snapshot, summary, type SchedulerState } from '../../src/workflows/session/scheduler';
+import { newRow, sessionState, snapshot, summary } from '../../src/workflows/session/scheduler';
+import { schedulerState } from '../helpers/scheduler';
 
 function row(id: string, state: ExperimentState, loss?: number): SessionRow {
   const r = newRow({ id, trainer: 'mlp', params: { seed: 1 } }, resolvePolicy({}));
@@ -34,23 +35,7 @@ function row(id: string, state: ExperimentState, loss?: number): SessionRow {
 const ids = (rows: readonly SessionRow[]) => rows.map((r) => r.spec.id);
 const many = (n: number, state: ExperimentState, prefix = 'e') => Array.from({ length: n }, (_, i) => row(`${prefix}${i}`, state));
 
-function scheduler(rows: SessionRow[], folded?: FoldedRows, policy: SessionPolicy = {}): SchedulerState {
-  return {
-    sessionId: 's',
-    policy: resolvePolicy(policy),
-    keepOpen: false,
-    rows: new Map(rows.map((r) => [r.spec.id, r])),
-    approval: null,
-    audit: [],
-    closeRequested: false,
-    stopping: null,
-    running: 0,
-    draining: false,
-    cancelled: false,
-    runs: 0,
-    ...(folded ? { folded } : {}),
-  };
-}
+const scheduler = (rows: SessionRow[], folded?: FoldedRows, policy: SessionPolicy = {}) => schedulerState(rows, { folded, policy });
 
 test('fold: terminal rows become counts; failures first, then the latest completed are kept; rows to run are carried', () => {
   const waiting = row('w0', 'awaiting-approval');
