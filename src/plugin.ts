@@ -14,12 +14,14 @@
  * - `dataConverter`: with encryption on (the `encryption` option, or EXPERIMENTS_CODEC_KEYS /
  *   EXPERIMENTS_CODEC_KEY_FILE), the AES-256-GCM codec is **appended** to your `payloadCodecs`;
  *   the rest of your data converter is kept. Replay workers get the same codec.
+ * - bundling: `preloadModules` gets src/workflows/preload.ts **appended**, so a reusable V8
+ *   context evaluates zod once instead of once per workflow run.
  * - logging: installs the pino logger as the Temporal Runtime logger (once per process, before
  *   the first connection), so SDK, workflow and activity logs come out through pino.
  */
 import type { DataConverter } from '@temporalio/common';
 import { SimplePlugin } from '@temporalio/plugin';
-import { Runtime } from '@temporalio/worker';
+import { Runtime, type BundleOptions } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { prometheusTelemetry, type MetricsEndpointOptions } from './metrics/exporter';
 import { TrainingMetrics } from './metrics/training';
@@ -114,6 +116,8 @@ export interface ExperimentPluginOptions {
 
 export const PLUGIN_NAME = 'temporal-experiments';
 export const WORKFLOWS_PATH = require.resolve('./workflows');
+/** Evaluated once per reusable V8 context instead of once per workflow run (see its comment). */
+export const PRELOAD_PATH = require.resolve('./workflows/preload');
 
 export class ExperimentPlugin extends SimplePlugin {
   readonly trainers: ReadonlyMap<string, AnyTrainer>;
@@ -171,5 +175,13 @@ export class ExperimentPlugin extends SimplePlugin {
     this.logger = logger;
     this.codec = codec;
     this.activities = activities;
+  }
+
+  /** Appends PRELOAD_PATH to `preloadModules`: zod is evaluated once per V8 context, not per workflow. */
+  override configureBundler(options: BundleOptions): BundleOptions {
+    const configured = super.configureBundler(options);
+    const preload = [...(configured.preloadModules ?? [])];
+    if (!preload.includes(PRELOAD_PATH)) preload.push(PRELOAD_PATH);
+    return { ...configured, preloadModules: preload };
   }
 }

@@ -17,7 +17,9 @@ export const MAX_PARAMS_BYTES = 64 * 1024;
 /** Most experiments one pipeline file or one update may define. */
 export const MAX_EXPERIMENTS = 10_000;
 
-z.config({ jitless: true });
+// The workflow bundle preloads zod with this already set (src/workflows/preload.ts): its config is
+// frozen there, so it is only written where it is not set yet.
+if (z.config().jitless !== true) z.config({ jitless: true });
 
 const id = z.string().superRefine((value, ctx) => {
   const problem = idProblem('', value);
