@@ -327,6 +327,29 @@ const SCENARIOS: readonly Scenario[] = [
     },
   },
   {
+    name: 'lean-start',
+    about: 'patch experiment-lean-start: one patch marker for three and one start memo upsert; a pre-approved session with a bounded experiment, one in no-timeout mode and one cancelled after its first checkpoint',
+    async run({ w }) {
+      const sessionId = 'lean-start';
+      const handle = await w.client.startSession({
+        sessionId,
+        preApproved: { by: 'ops', note: 'lean' },
+        experiments: [
+          { id: 'bounded', trainer: 'mlp', params: tiny },
+          { id: 'none', trainer: 'mlp', params: tiny, longRunning: true },
+          { id: 'cancelled', trainer: 'mlp', params: slow },
+        ],
+      });
+      await waitFor(async () => (await newestCheckpointEpoch(w.client.store, storeKey(sessionId, 'cancelled'))) >= 1, { what: 'the first epoch checkpoint' });
+      await w.client.cancel(`${sessionId}:cancelled`, 'wrong learning rate');
+      const summary = await handle.result();
+      if (rowOf(summary, 'cancelled')?.state !== 'interrupted' || summary.completed !== 2) {
+        throw new Error(`lean-start: expected 2 completed and one interrupted, got ${summary.completed} completed, cancelled ${rowOf(summary, 'cancelled')?.state}`);
+      }
+      return { sessionId, experiments: ['bounded', 'none', 'cancelled'] };
+    },
+  },
+  {
     name: 'preemption-storm',
     about: 'three SIGTERMs with retry.maximumAttempts 2, one worker at a time: each preemption starts a new training invocation, the experiment completes',
     async run({ processWorkers }) {

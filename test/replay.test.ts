@@ -43,6 +43,7 @@ const SCENARIOS = [
   'auto-estimate-rejected',
   'bounded-carry',
   'sweep-feed',
+  'lean-start',
 ];
 /** A completed experiment: the history the altered workflows are replayed on. */
 const NEGATIVE_FIXTURE = 'experimentWorkflow.approval.short.json';
@@ -188,4 +189,21 @@ test('the replay command replays against --workflows-path, with one line per fil
   assert.equal(out[0], `ok   ${session} (approval)`);
   assert.match(out[1], new RegExp(`^FAIL ${experiment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: DeterminismViolationError: \\[TMPRL1100\\]`));
   assert.deepEqual(err, ['2 histories replayed, 1 failed']);
+});
+
+test('patch experiment-lean-start: a bounded experiment takes 17 events with one patch marker and one start memo, where it took 22', () => {
+  const shape = (file: string) => {
+    const events = load(file).events ?? [];
+    return {
+      events: events.length,
+      markers: events.filter((e) => e.markerRecordedEventAttributes).length,
+      memoUpserts: events.filter((e) => e.workflowPropertiesModifiedEventAttributes).length,
+    };
+  };
+  // Both: a completed bounded mlp experiment of a session, one training activity.
+  assert.deepEqual(shape('experimentWorkflow.sweep-feed.solo.json'), { events: 22, markers: 3, memoUpserts: 3 });
+  assert.deepEqual(shape('experimentWorkflow.lean-start.bounded.json'), { events: 17, markers: 1, memoUpserts: 2 });
+  // The one start memo still holds what `resume` and the UI read.
+  const memo = load('experimentWorkflow.lean-start.bounded.json').events?.find((e) => e.workflowPropertiesModifiedEventAttributes)?.workflowPropertiesModifiedEventAttributes?.upsertedMemo?.fields ?? {};
+  assert.deepEqual(Object.keys(memo).sort(), ['experiment', 'policy', 'spec']);
 });
