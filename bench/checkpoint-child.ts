@@ -6,10 +6,15 @@
  * 1. Memory: RSS before the state exists; the state is allocated and filled with random bytes;
  *    the peak-RSS counter is reset (/proc/self/clear_refs = 5) and one durable write runs; VmHWM
  *    is the peak during it. The same for one raw write, as the baseline.
- * 2. Time: `reps` pairs of raw write (open, write, fsync, close) and writeFileDurably (temp file,
- *    write + hash, fsync, rename, directory fsync), alternating which goes first. Every written
- *    file is deleted and the deletion committed (directory fsync) before the next timed write,
- *    so the filesystem's discard work is not charged to either side.
+ *    The state lives in a SharedArrayBuffer, as the runtime's own checkpoint buffer does
+ *    (snapshot-buffer.ts, every `checkpointInBackground({ copy: true })`): the sha256 helper
+ *    thread hashes it in place. Then the same for a plain copy of it (`plainPeakKiB`): the helper
+ *    gets that one in copied pieces.
+ * 2. Time: `reps` rounds of raw write (open, write, fsync, close) and writeFileDurably (temp file,
+ *    write + hash, fsync, rename, directory fsync) of the shared state, and writeFileDurably of the
+ *    plain copy, rotating which goes first. Every written file is deleted and the deletion
+ *    committed (directory fsync) before the next timed write, so the filesystem's discard work is
+ *    not charged to any side.
  * 3. Diagnostics: sha256 of the state alone, and raw write + rename + directory fsync.
  */
 import { createHash, randomFillSync } from 'node:crypto';
@@ -77,7 +82,7 @@ async function main(): Promise<void> {
 
   // --- memory
   const beforeState = status();
-  const state = Buffer.allocUnsafeSlow(bytes);
+  const state = Buffer.from(new SharedArrayBuffer(bytes));
   for (let offset = 0; offset < bytes; offset += 64 << 20) randomFillSync(state, offset, Math.min(64 << 20, bytes - offset));
   const withState = status();
   const canReset = resetPeak();
@@ -90,12 +95,20 @@ async function main(): Promise<void> {
   await rawWrite(rawFile, state);
   const rawPeak = status();
   await removeCommitted(rawFile);
+  const plain = Buffer.allocUnsafeSlow(bytes);
+  plain.set(state);
+  resetPeak();
+  const atPlain = status();
+  await writeFileDurably(durableFile, plain);
+  const plainPeak = status();
+  await removeCommitted(durableFile);
   const memory = {
     canReset,
     rssBeforeStateKiB: beforeState.rssKiB,
     rssWithStateKiB: withState.rssKiB,
     durable: { rssAtStartKiB: atDurable.rssKiB, peakKiB: durablePeak.hwmKiB },
     raw: { rssAtStartKiB: atRaw.rssKiB, peakKiB: rawPeak.hwmKiB },
+    plain: { rssAtStartKiB: atPlain.rssKiB, peakKiB: plainPeak.hwmKiB },
   };
 
   // --- time (one untimed pair first, to settle the allocator and the filesystem)
@@ -103,21 +116,17 @@ async function main(): Promise<void> {
   await removeCommitted(rawFile);
   await writeFileDurably(durableFile, state);
   await removeCommitted(durableFile);
-  const pairs: { rawMs: number; durableMs: number; order: string }[] = [];
+  const ORDERS = [['raw', 'durable', 'plain'], ['durable', 'plain', 'raw'], ['plain', 'raw', 'durable']] as const;
+  const pairs: { rawMs: number; durableMs: number; plainMs: number; order: string }[] = [];
   for (let rep = 0; rep < reps; rep++) {
-    const rawFirst = rep % 2 === 0;
-    let rawMs = 0;
-    let durableMs = 0;
-    for (const which of rawFirst ? ['raw', 'durable'] : ['durable', 'raw']) {
-      if (which === 'raw') {
-        rawMs = await timed(() => rawWrite(rawFile, state));
-        await removeCommitted(rawFile);
-      } else {
-        durableMs = await timed(() => writeFileDurably(durableFile, state));
-        await removeCommitted(durableFile);
-      }
+    const order = ORDERS[rep % ORDERS.length];
+    const ms = { raw: 0, durable: 0, plain: 0 };
+    for (const which of order) {
+      const file = which === 'raw' ? rawFile : durableFile;
+      ms[which] = await timed(() => (which === 'raw' ? rawWrite(file, state) : writeFileDurably(file, which === 'plain' ? plain : state)));
+      await removeCommitted(file);
     }
-    pairs.push({ rawMs, durableMs, order: rawFirst ? 'raw,durable' : 'durable,raw' });
+    pairs.push({ rawMs: ms.raw, durableMs: ms.durable, plainMs: ms.plain, order: order.join(',') });
   }
 
   // --- diagnostics

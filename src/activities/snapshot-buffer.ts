@@ -11,7 +11,8 @@ export class SnapshotBuffer {
   copy(data: Uint8Array): Buffer {
     if (this.buffer?.byteLength !== data.byteLength) {
       this.buffer = undefined; // let the old one go before the new one is allocated
-      this.buffer = Buffer.allocUnsafeSlow(data.byteLength);
+      // Shared memory, so the persist's sha256 helper thread reads it in place (hash-thread.ts).
+      this.buffer = Buffer.from(new SharedArrayBuffer(data.byteLength));
     }
     this.buffer.set(data);
     return this.buffer;

@@ -70,6 +70,19 @@ export function checkpointStoreContract(name: string, makeHarness: () => Promise
       assert.deepEqual(await store.list('sess-1/never-saved'), []);
     });
 
+    void test('a large state in shared memory (the runtime\'s copy buffer) round-trips with its own sha256', async () => {
+      const { store } = await makeHarness();
+      // Over the size the local store hashes on the helper thread, which reads shared memory in place.
+      const plain = bytes((9 << 20) + 13, 6);
+      const shared = Buffer.from(new SharedArrayBuffer(plain.byteLength));
+      shared.set(plain);
+      const view = shared.subarray(5);
+      const pointer = await store.save(KEY, { epoch: 1, step: 0, attempt: 1, data: view }, 3);
+      assert.equal(pointer.sha256, sha256(plain.subarray(5)));
+      assert.equal(pointer.bytes, view.byteLength);
+      assert.ok((await store.read(pointer)).equals(plain.subarray(5)), 'the stored bytes are the view\'s');
+    });
+
     void test('streams sync and async iterables without changing what is hashed', async () => {
       const { store } = await makeHarness();
       // Mixed sizes: small chunks go through a staging buffer, large ones straight to storage.

@@ -1,6 +1,6 @@
 /**
  * The sha256 helper thread (src/activities/checkpoint-store/hash-thread.ts): exact digests at the
- * piece boundaries, concurrent hashes kept apart, the caller's buffer left intact, and bounded
+ * piece boundaries, shared-memory buffers hashed in place, concurrent hashes kept apart, the caller's buffer left intact, and bounded
  * memory (its piece buffers go back and forth instead of piling up in the helper's heap).
  */
 import assert from 'node:assert/strict';
@@ -28,6 +28,16 @@ void describe('sha256 on the helper thread', () => {
     const buffers = [5, 9, 1, 13].map((mib) => randomFillSync(Buffer.allocUnsafe(mib << 20)));
     const digests = await Promise.all(buffers.map((b) => sha256OffThread(b)));
     assert.deepEqual(digests, buffers.map(sha));
+  });
+
+  void test('a buffer in shared memory is hashed in place: exact digests of views at odd offsets, mixed with copied hashes', async () => {
+    const shared = Buffer.from(new SharedArrayBuffer(2 * PIECE + 11));
+    randomFillSync(shared);
+    const views = [shared, shared.subarray(5), shared.subarray(3, 3 + PIECE + 1), shared.subarray(0, 0)];
+    const plain = randomFillSync(Buffer.allocUnsafe(PIECE + 3));
+    const digests = await Promise.all([...views.map((v) => sha256OffThread(v)), sha256OffThread(plain)]);
+    assert.deepEqual(digests, [...views.map(sha), sha(plain)]);
+    assert.equal(shared.byteLength, 2 * PIECE + 11, 'the shared buffer is not detached');
   });
 
   void test('hashing 512 MB in a row adds a bounded amount of memory, not the bytes hashed', async () => {

@@ -1,14 +1,17 @@
 /**
  * sha256 of a large buffer on a helper thread, so that hashing a checkpoint does not take the
- * event loop (and the training loop running on it) for the whole hash: the main thread only copies
- * the buffer in pieces (a copy costs a fraction of the hash) and hands each piece over.
+ * event loop (and the training loop running on it) for the whole hash.
  *
- * Memory stays bounded: each hash owns IN_FLIGHT piece buffers, which travel to the helper and
- * back (transferred both ways, never cloned), so a hash adds at most IN_FLIGHT × PIECE bytes
- * however large the buffer, and no garbage for either thread's collector. One helper thread
- * serves every hash of the process, in order of the pieces' arrival; it keeps the process alive
- * only while a hash is pending. If the thread cannot be started or dies, the hash fails with that error (the write it
- * belongs to then fails like any other I/O error, and the next hash starts a new thread).
+ * - A buffer in a SharedArrayBuffer is hashed where it is, with no copy on either thread.
+ * - Any other buffer is copied by the main thread in pieces (a copy costs a fraction of the hash)
+ *   that are handed over. Memory stays bounded: each hash owns IN_FLIGHT piece buffers, which
+ *   travel to the helper and back (transferred both ways, never cloned), so a hash adds at most
+ *   IN_FLIGHT × PIECE bytes however large the buffer, and no garbage for either thread's collector.
+ *
+ * One helper thread serves every hash of the process, in order of arrival; it keeps the process
+ * alive only while a hash is pending. If the thread cannot be started or dies, the hash fails with
+ * that error (the write it belongs to then fails like any other I/O error, and the next hash
+ * starts a new thread).
  */
 import { Worker } from 'node:worker_threads';
 
@@ -24,6 +27,7 @@ const open = new Map();
 parentPort.on('message', (m) => {
   let hash = open.get(m.id);
   if (!hash) { hash = createHash('sha256'); open.set(m.id, hash); }
+  if (m.shared) { hash.update(m.shared); open.delete(m.id); parentPort.postMessage({ id: m.id, hex: hash.digest('hex') }); return; }
   if (m.piece) { hash.update(m.piece); parentPort.postMessage({ id: m.id, ack: m.piece }, [m.piece.buffer]); return; }
   open.delete(m.id);
   parentPort.postMessage({ id: m.id, hex: hash.digest('hex') });
@@ -72,11 +76,21 @@ function thread(): Worker {
   return w;
 }
 
-/** The hex sha256 of `data`, computed on the helper thread from copies of it. */
+/**
+ * The hex sha256 of `data`, computed on the helper thread: from copies of it in pieces, or, when
+ * `data` lives in a SharedArrayBuffer (the runtime's snapshot buffers do), from the very memory,
+ * with no copy on either thread. Either way the caller must not change `data` before this resolves.
+ */
 export async function sha256OffThread(data: Uint8Array): Promise<string> {
   const w = thread();
   const id = nextId++;
   w.ref();
+  if (data.buffer instanceof SharedArrayBuffer) {
+    const hashed = new Promise<string>((resolve, reject) => pending.set(id, { onAck: () => undefined, resolve, reject }));
+    // A view of shared memory is posted as a view of the same memory, never cloned.
+    w.postMessage({ id, shared: data });
+    return hashed;
+  }
   // Piece buffers not at the helper; allocated on first use, at most IN_FLIGHT of them.
   const free: ArrayBuffer[] = [];
   let owned = 0;
