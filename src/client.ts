@@ -16,6 +16,7 @@ import { signClaim } from './approver-keys';
 import { configFromEnv } from './config';
 import {
   addExperimentsUpdate,
+  addSweepsUpdate,
   approvalQuery,
   approveUpdate,
   cancelReasonSignal,
@@ -156,11 +157,12 @@ export class ExperimentsClient {
    * Every point of `sweeps` as a spec, each validated like an experiment (trainer, params, an id
    * unique against `explicit` and each other), or InvalidInputError naming the sweep's field.
    */
-  validateSweepPoints(sweeps: readonly Sweep[], explicit: readonly ExperimentSpec[]): ExperimentSpec[] {
+  validateSweepPoints(sweeps: readonly Sweep[], explicit: readonly ExperimentSpec[], held: readonly string[] = []): ExperimentSpec[] {
     const total = explicit.length + sweeps.reduce((n, s) => n + sweepSize(s), 0);
     if (total > MAX_EXPERIMENTS) throw new InvalidInputError([`sweeps: expected at most ${MAX_EXPERIMENTS} experiments with every sweep point counted, received ${total}`]);
     const problems: string[] = [];
-    const specs = checkSweepPoints(sweeps, this, new Map(explicit.map((e, i) => [e.id, `experiments[${i}]`])), problems);
+    const owner = new Map<string, string>([...held.map((id): [string, string] => [id, 'an experiment of the session']), ...explicit.map((e, i): [string, string] => [e.id, `experiments[${i}]`])]);
+    const specs = checkSweepPoints(sweeps, this, owner, problems);
     if (problems.length > 0) throw new InvalidInputError(problems);
     return specs;
   }
@@ -290,14 +292,27 @@ export class ExperimentsClient {
     return { at: claim.at, estimates, signature: signClaim(keyFile, sessionId, claim) };
   }
 
-  /** Adds experiments to a running session; returns the new ids. Duplicates are rejected. */
-  async addExperiments(sessionId: string, raw: readonly unknown[]): Promise<string[]> {
+  /**
+   * Adds experiments, and the points of `sweeps`, to a running session; returns the new ids.
+   * Duplicates are rejected, and every point is checked before anything is sent. Sweeps whose id
+   * stems are their own go by reference (the `addSweeps` update: a definition, however many points
+   * it has), after the explicit experiments (their own update); otherwise all go as specs.
+   */
+  async addExperiments(sessionId: string, raw: readonly unknown[], options: { readonly sweeps?: readonly unknown[] } = {}): Promise<string[]> {
     const snapshot = await this.sessionSnapshot(sessionId);
-    const specs = this.validateExperiments(raw, snapshot.experiments.map((e) => e.id));
-    this.checkResumeSources(specs, sessionId, snapshot.policy);
-    await this.checkHardwareClasses(specs);
-    const { added } = await this.sessionHandle(sessionId).executeUpdate(addExperimentsUpdate, { args: [specs] });
-    return added;
+    const held = snapshot.experiments.map((e) => e.id);
+    const sweeps = options.sweeps === undefined ? [] : parseOrThrow(sweepListSchema, options.sweeps, 'sweeps');
+    const specs = raw.length === 0 && sweeps.length > 0 ? [] : this.validateExperiments(raw, held);
+    const points = this.validateSweepPoints(sweeps, specs, held);
+    const all = [...specs, ...points];
+    this.checkResumeSources(all, sessionId, snapshot.policy);
+    await this.checkHardwareClasses(all);
+    const byReference = sweeps.length > 0 && sweepStemIssues([...held, ...specs.map((e) => e.id)], sweeps).length === 0;
+    const handle = this.sessionHandle(sessionId);
+    const explicit = byReference ? specs : all;
+    const added = explicit.length > 0 ? (await handle.executeUpdate(addExperimentsUpdate, { args: [explicit] })).added : [];
+    if (byReference) await handle.executeUpdate(addSweepsUpdate, { args: [sweeps] });
+    return byReference ? [...added, ...points.map((p) => p.id)] : added;
   }
 
   /** A session snapshot, or one experiment's status with live progress from its heartbeats. */

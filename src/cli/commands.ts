@@ -171,7 +171,8 @@ export async function submitCommand(parsed: ParsedArgs): Promise<number> {
       process.stderr.write(`note: ${file} names session ${JSON.stringify(pipeline.session)}; adding to ${JSON.stringify(sessionId)} as asked\n`);
     }
     if (pipeline.policy !== undefined) process.stderr.write(`note: the policy in ${file} is ignored; a running session keeps its own\n`);
-    const added = await c.experiments.addExperiments(sessionId, pipeline.experiments);
+    // Sweeps go as definitions where their id stems are their own (the client decides).
+    const added = await c.experiments.addExperiments(sessionId, pipeline.explicit, { sweeps: pipeline.sweeps });
     say(`Added ${added.length} experiment(s) to session ${sessionId}:`);
     for (const id of added) say(`  ${id}`);
     return EXIT.ok;

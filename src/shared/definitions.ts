@@ -249,6 +249,13 @@ export const lastOutcomeQuery = defineQuery<TrainingOutcome | null>('lastOutcome
 
 export const addExperimentsUpdate = defineUpdate<{ added: string[] }, [ExperimentSpec[]]>('addExperiments');
 
+/**
+ * Sweeps added to a running session by reference (held as definitions and fed a window at a
+ * time, as `SessionInput.sweeps` are), so a large sweep is a small update. Returns the sweeps'
+ * `idPrefix`es and how many points they add.
+ */
+export const addSweepsUpdate = defineUpdate<{ sweeps: string[]; experiments: number }, [Sweep[]]>('addSweeps');
+
 /** Workflow type names, for clients that start workflows by name. */
 export const WORKFLOW_TYPES = { session: 'sessionWorkflow', experiment: 'experimentWorkflow' } as const;
 

@@ -10,7 +10,8 @@ import { test } from 'node:test';
 import { resolvePolicy } from '../../src/shared/policy';
 import { inputProblems, sessionInputSchema } from '../../src/shared/schema';
 import { expandSweep, sweepPointAt, sweepSize, sweepStemIssues, type Sweep } from '../../src/shared/sweep';
-import { feedWindow, SweepFeed } from '../../src/workflows/session/feed';
+import { feedWindow, MAX_PENDING_SWEEPS, SweepFeed } from '../../src/workflows/session/feed';
+import { foldRows } from '../../src/workflows/session/fold';
 import { allDone, newRow, snapshot, summary } from '../../src/workflows/session/scheduler';
 import { schedulerState } from '../helpers/scheduler';
 
@@ -133,4 +134,39 @@ test('approval is sweep-wide: fed long-running points wait from when the first d
   const [e] = bounded.take(1).map(row);
   bounded.gate(e, false, 1);
   assert.deepEqual([e.state, e.awaitingSince], ['queued', null]);
+});
+
+test('sweeps added to a running session are fed after the held ones, and the validator names what is wrong', () => {
+  const feed = SweepFeed.of([grid]);
+  feed.take(5);
+  const extra: Sweep = { idPrefix: 'x', trainer: 'mlp', grid: { seed: [1, 2, 3] } };
+  assert.equal(feed.addProblem([extra], ['solo', 'g-lr0.1-hidden16-bx'], undefined), null);
+  feed.add([extra]);
+  assert.equal(feed.remaining, 7 + 3);
+  const rest = feed.take(100).map((s) => s.id);
+  assert.deepEqual(rest, [...expandSweep(grid).slice(5), ...expandSweep(extra)].map((p) => p.spec.id), 'held points first, then the added sweep');
+  assert.equal(feed.remaining, 0);
+  feed.add([extra]);
+  assert.deepEqual(new SweepFeed(JSON.parse(JSON.stringify(feed.state))).take(10).map((s) => s.id), expandSweep(extra).map((p) => p.spec.id), 'an added sweep is carried');
+
+  const pending = SweepFeed.of([grid]);
+  // A stem overlapping a pending sweep's, a held id under the new stem, two new stems overlapping.
+  assert.match(pending.addProblem([{ ...extra, idPrefix: 'g' }], [], undefined) ?? '', /^sweeps\[0\]\.idPrefix: expected ids that no other sweep can give, received "g-…", which overlaps a sweep this session still feeds/);
+  assert.match(pending.addProblem([extra], ['x-seed1'], undefined) ?? '', /^sweeps\[0\]\.idPrefix: expected no other experiment id starting with "x-", received experiment "x-seed1"/);
+  assert.match(pending.addProblem([extra, { ...extra, idPrefix: 'x-s' }], [], undefined) ?? '', /^sweeps\[1\]\.idPrefix: .*overlaps sweeps\[0\] \("x-…"\)/);
+  // Too many points in one update, too many sweeps held.
+  const huge: Sweep = { idPrefix: 'h', trainer: 'mlp', grid: { a: Array.from({ length: 101 }, (_, i) => i), b: Array.from({ length: 100 }, (_, i) => i) } };
+  assert.match(pending.addProblem([huge], [], undefined) ?? '', /^sweeps: expected at most 10000 experiments with every sweep point counted, received 10100/);
+  const many = Array.from({ length: MAX_PENDING_SWEEPS }, (_, i): Sweep => ({ ...extra, idPrefix: `m${i}` }));
+  assert.match(pending.addProblem(many, [], undefined) ?? '', /^sweeps: expected at most 100 sweeps with points left in one session, received 100 more next to 1/);
+});
+
+test('an added sweep whose point an ended, folded experiment had is refused; one with new ids is not', () => {
+  const policy = resolvePolicy({});
+  const ended = expandSweep({ idPrefix: 'x', trainer: 'mlp', grid: { seed: [1, 2, 3] } }).map((p) => ({ ...newRow(p.spec, policy), state: 'completed' as const }));
+  // Keep none, so every row folds into the id filter.
+  const { folded } = foldRows(ended, undefined, {}, 0);
+  const feed = SweepFeed.of([]);
+  assert.match(feed.addProblem([{ idPrefix: 'x', trainer: 'mlp', grid: { seed: [9, 3] } }], [], folded) ?? '', /^sweeps\[0\]\.idPrefix: expected ids this session has not used, received point 1 "x-seed3", which an ended experiment of this session had/);
+  assert.equal(feed.addProblem([{ idPrefix: 'x', trainer: 'mlp', grid: { seed: [7, 8] } }], [], folded), null);
 });

@@ -17,10 +17,15 @@
  *
  * No Temporal calls: test/workflows/feed.test.ts covers it without a server.
  */
+import { MAX_EXPERIMENTS } from '../../shared/schema';
 import type { ResolvedPolicy } from '../../shared/policy';
-import { sweepIdStem, sweepPointAt, sweepSize, type Sweep, type SweepFeedState } from '../../shared/sweep';
-import type { SessionRow } from '../../shared/definitions';
+import { sweepIdStem, sweepPointAt, sweepSize, sweepStemIssues, type Sweep, type SweepFeedState } from '../../shared/sweep';
+import type { FoldedRows, SessionRow } from '../../shared/definitions';
 import type { ExperimentSpec } from '../../shared/types';
+import { firstFolded } from './fold';
+
+/** Sweeps a session holds by reference at once (the carry's schema allows this many). */
+export const MAX_PENDING_SWEEPS = 100;
 
 /** Rows still to start that the session holds while a sweep has points to give. */
 export function feedWindow(policy: Pick<ResolvedPolicy, 'maxConcurrent'>): number {
@@ -49,6 +54,41 @@ export class SweepFeed {
   /** Points not fed yet. */
   get remaining(): number {
     return this.sweeps.reduce((n, sweep, i) => n + sweepSize(sweep) - this.next[i], 0);
+  }
+
+  /** Sweeps added to a running session (the addSweeps update), fed after those already held. */
+  add(sweeps: readonly Sweep[]): void {
+    for (const sweep of sweeps) {
+      this.sweeps.push(sweep);
+      this.next.push(0);
+    }
+    this.dropFed();
+  }
+
+  /**
+   * The addSweeps validator's problem, or null: at most MAX_EXPERIMENTS points and
+   * MAX_PENDING_SWEEPS sweeps held; each new stem its own, against the ids the session holds, the
+   * sweeps it still feeds and each other; and no point's id one that a folded row had.
+   */
+  addProblem(sweeps: readonly Sweep[], heldIds: readonly string[], folded: FoldedRows | undefined): string | null {
+    const points = sweeps.reduce((n, s) => n + sweepSize(s), 0);
+    if (points > MAX_EXPERIMENTS) return `sweeps: expected at most ${MAX_EXPERIMENTS} experiments with every sweep point counted, received ${points}`;
+    if (this.sweeps.length + sweeps.length > MAX_PENDING_SWEEPS) {
+      return `sweeps: expected at most ${MAX_PENDING_SWEEPS} sweeps with points left in one session, received ${sweeps.length} more next to ${this.sweeps.length}`;
+    }
+    const held = this.sweeps.length;
+    const issue = sweepStemIssues(heldIds, [...this.sweeps, ...sweeps]).find((i) => i.index >= held);
+    if (issue) return `sweeps[${issue.index - held}].idPrefix: ${issue.message.replace(/sweeps\[(\d+)\]/, (_, k: string) => (Number(k) < held ? `a sweep this session still feeds` : `sweeps[${Number(k) - held}]`))}`;
+    for (const [k, sweep] of sweeps.entries()) {
+      const size = sweepSize(sweep);
+      const at = firstFolded(folded, (function* () {
+        for (let n = 0; n < size; n++) yield sweepPointAt(sweep, n).spec.id;
+      })());
+      if (at !== -1) {
+        return `sweeps[${k}].idPrefix: expected ids this session has not used, received point ${at} ${JSON.stringify(sweepPointAt(sweep, at).spec.id)}, which an ended experiment of this session had (folded at continue-as-new)`;
+      }
+    }
+    return null;
   }
 
   /** The next `count` points (fewer when the sweeps run out), as specs, in order. */

@@ -185,15 +185,22 @@ export function decodeBloom(text: string): Uint8Array {
 
 /** The addExperiments validator's problem with ids that were folded away, or null. */
 export function foldedIdProblem(folded: FoldedRows | undefined, specs: readonly unknown[]): string | null {
-  if (!folded?.ids) return null;
+  const ids = specs.map((spec) => (spec as { id?: unknown } | null)?.id);
+  const i = firstFolded(folded, ids);
+  if (i === -1) return null;
+  return `experiments[${i}].id: expected an id this session has not used, received ${JSON.stringify(ids[i])}, which an ended experiment of this session had (its row was folded at continue-as-new; see its workflow ${JSON.stringify(ids[i])} via visibility)`;
+}
+
+/** The index of the first of `ids` that may be a folded row's (the filter decoded once), or -1. */
+export function firstFolded(folded: FoldedRows | undefined, ids: Iterable<unknown>): number {
+  if (!folded?.ids) return -1;
   const bits = decodeBloom(folded.ids);
-  for (const [i, spec] of specs.entries()) {
-    const id = (spec as { id?: unknown } | null)?.id;
-    if (typeof id === 'string' && bloomHas(bits, id)) {
-      return `experiments[${i}].id: expected an id this session has not used, received ${JSON.stringify(id)}, which an ended experiment of this session had (its row was folded at continue-as-new; see its workflow ${JSON.stringify(id)} via visibility)`;
-    }
+  let i = 0;
+  for (const id of ids) {
+    if (typeof id === 'string' && bloomHas(bits, id)) return i;
+    i++;
   }
-  return null;
+  return -1;
 }
 
 /** The states of `counts`, one entry per experiment (for the experiments-by-state gauge). */

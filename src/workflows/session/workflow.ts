@@ -38,7 +38,6 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import {
-  addExperimentsUpdate,
   approvalQuery,
   approveSignal,
   approveUpdate,
@@ -57,7 +56,7 @@ import {
 import { blankStatus, hintsFromStatus } from '../../shared/hints';
 import { experimentWorkflowId } from '../../shared/ids';
 import { taskPriority } from '../../shared/policy';
-import { experimentListSchema, inputProblems, parseOrThrow, sessionInputSchema } from '../../shared/schema';
+import { inputProblems, sessionInputSchema } from '../../shared/schema';
 import { searchAttributeKey } from '../../shared/search-attributes';
 import type { ApprovalRecord, ExperimentStatus } from '../../shared/types';
 import { applyClaim, pendingEstimates, refusal, type ClaimKind, type ClaimSource } from './approvals';
@@ -69,7 +68,9 @@ import { newSearchState } from '../../shared/search/decide';
 import { trialReportSignal } from '../../shared/search/definitions';
 import { SEARCH_SCHEDULER_PATCH, SessionSearch } from './search';
 import { installPauseHandlers } from './pause';
-import { BOUNDED_CARRY_PATCH, carriedRows, expandCounts, foldedIdProblem, pageOf } from './fold';
+import { BOUNDED_CARRY_PATCH, carriedRows, expandCounts, pageOf } from './fold';
+import { installAdditionHandlers } from './additions';
+import { preview } from './preview';
 import { feedWindow, SweepFeed } from './feed';
 import {
   allDone,
@@ -161,24 +162,9 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
   setHandler(sessionStatusQuery, (page?: unknown) => snapshot(state, page));
   setHandler(approvalQuery, () => ({ approval: state.approval, audit: state.audit, pending: pendingEstimates(state) }));
   setHandler(sessionHintsQuery, (page?: unknown) => pageOf([...rows.values()], page).map((row) => hintsFromStatus(rowStatus(sessionId, row))));
-  setHandler(
-    addExperimentsUpdate,
-    (specs) => {
-      for (const spec of specs) rows.set(spec.id, newRow(spec, policy));
-      wake = true;
-      log.info('experiments added', { sessionId, count: specs.length });
-      return { added: specs.map((s) => s.id) };
-    },
-    {
-      validator: (specs: unknown) => {
-        if (state.stopping) throw new Error(`session ${sessionId} is stopping (${state.stopping}); start a new session`);
-        if (!Array.isArray(specs) || specs.length === 0) throw new Error(`experiments: expected a non-empty array of experiment specs, received ${preview(specs)}`);
-        parseOrThrow(experimentListSchema([...rows.keys()]), specs, 'experiments');
-        const folded = foldedIdProblem(state.folded, specs) ?? feed.idProblem(specs);
-        if (folded) throw new Error(folded);
-      },
-    },
-  );
+  installAdditionHandlers(state, feed, () => {
+    wake = true;
+  });
 
   /** Applies an approve or reject from any path; returns the audit record (for updates). */
   function onClaim(kind: ClaimKind, payload: unknown, source: ClaimSource): ApprovalRecord {
@@ -413,15 +399,6 @@ function validateStart(input: unknown): boolean {
     throw ApplicationFailure.nonRetryable(`invalid session input: ${shown.join('; ')}`, 'InvalidSessionInput', problems);
   }
   return hardened;
-}
-
-/** A bounded, printable view of a payload for a log line. */
-function preview(payload: unknown): string {
-  try {
-    return (JSON.stringify(payload) ?? String(payload)).slice(0, 200);
-  } catch {
-    return typeof payload;
-  }
 }
 
 /** The status of a child that ended without a result (failed, timed out, cancelled, terminated). */
