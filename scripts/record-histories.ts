@@ -350,6 +350,22 @@ const SCENARIOS: readonly Scenario[] = [
     },
   },
   {
+    name: 'add-sweeps',
+    about: 'a sweep added to a running session by reference (the addSweeps update) next to an explicit experiment, fed a window at a time after the session had started',
+    async run({ w }) {
+      const sessionId = 'add-sweeps';
+      const handle = await w.client.startSession({ sessionId, keepOpen: true, policy: { maxConcurrent: 4 }, experiments: [{ id: 'first', trainer: 'mlp', params: tiny }] });
+      const added = await w.client.addExperiments(sessionId, [{ id: 'extra', trainer: 'mlp', params: tiny }], {
+        sweeps: [{ idPrefix: 'late', trainer: 'mlp', params: tiny, grid: { seed: Array.from({ length: 12 }, (_, i) => i) } }],
+      });
+      if (added.length !== 13) throw new Error(`add-sweeps: expected 13 ids added, got ${added.length}`);
+      await waitFor(async () => (await handle.query(sessionStatusQuery)).experiments.filter((e) => e.state === 'completed').length === 14, { what: 'all 14 to complete' });
+      await handle.signal('close');
+      await handle.result();
+      return { sessionId, experiments: ['extra', 'late-seed11'] };
+    },
+  },
+  {
     name: 'preemption-storm',
     about: 'three SIGTERMs with retry.maximumAttempts 2, one worker at a time: each preemption starts a new training invocation, the experiment completes',
     async run({ processWorkers }) {

@@ -44,6 +44,7 @@ const SCENARIOS = [
   'bounded-carry',
   'sweep-feed',
   'lean-start',
+  'add-sweeps',
 ];
 /** A completed experiment: the history the altered workflows are replayed on. */
 const NEGATIVE_FIXTURE = 'experimentWorkflow.approval.short.json';
