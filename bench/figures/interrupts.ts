@@ -149,7 +149,9 @@ export async function sigtermRuns(
       const resumed = await waitFor(
         () => {
           for (const w of standby) {
-            const line = w.lines().find((l) => of(workflowId)(l) && l.msg === 'resuming training' && (l.attempt as number) >= 2);
+            // A shutdown ends the invocation, not the attempt: the next invocation resumes as its
+            // attempt 1 (src/workflows/experiment.ts, PreemptionLoop), on a standby.
+            const line = w.lines().find((l) => of(workflowId)(l) && l.msg === 'resuming training');
             if (line) return { w, line };
           }
           return undefined;
