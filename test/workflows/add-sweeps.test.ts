@@ -6,22 +6,17 @@
  * message naming the field, and the session goes on.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { expandSweep, type Sweep } from '../../src/shared/sweep';
-import { startHarness, startWorker, uniqueQueue, waitFor, type Harness } from '../helpers/env';
+import { harnessWithWorkers, startWorker, uniqueQueue, waitFor } from '../helpers/env';
 import { assertEachCompletedOnce, type TinySpec } from '../helpers/sessions';
 
-let h: Harness;
-before(async () => {
-  h = await startHarness();
-});
-after(async () => {
-  await h?.teardown();
-});
+const bed = harnessWithWorkers();
 
 const tiny = { epochs: 1, samples: 32, batchSize: 32 };
 
 test('a sweep added to a running session goes by reference and runs every point once; conflicting ones are refused', { timeout: 10 * 60_000 }, async () => {
+  const { h } = bed;
   const taskQueue = uniqueQueue('add-sweeps');
   const w = await startWorker(h, { taskQueue, maxConcurrentActivities: 20 });
   try {
@@ -37,7 +32,7 @@ test('a sweep added to a running session goes by reference and runs every point 
 
     // Straight to the session: the same stem again while points are left, a bad definition, none.
     const session = h.env.client.workflow.getHandle(sessionId);
-    const refused = (args: unknown[]) => session.executeUpdate('addSweeps', { args }).then(() => 'accepted', (err: Error & { cause?: Error }) => `${err.message} ${err.cause?.message ?? ''}`);
+    const refused = (args: [unknown]) => session.executeUpdate('addSweeps', { args }).then(() => 'accepted', (err: Error & { cause?: Error }) => `${err.message} ${err.cause?.message ?? ''}`);
     // Fed rows are held under the stem by now, and points are left: either refusal names the field.
     assert.match(await refused([[{ ...sweep, grid: { seed: [1] } }]]), /sweeps\[0\]\.idPrefix: expected (no other experiment id starting with "late-"|ids that no other sweep can give, received "late-…", which overlaps a sweep this session still feeds)/);
     assert.match(await refused([[{ ...sweep, idPrefix: 'lat' }, { ...sweep, idPrefix: 'lat' }]]), /sweeps\[1\]\.idPrefix: expected ids that no other sweep can give, received "lat-…", which overlaps sweeps\[0\]/);
