@@ -136,13 +136,25 @@ test('the S3 server stopped (SIGSTOP) for a few seconds during training: trainin
     experiments: [{ id: 'e', trainer: 'mlp', params: longParams }],
   });
   const key = storeKey('paused', 'e');
-  await waitFor(async () => ((await store.list(key))[0]?.epoch ?? 0) >= 1, { what: 'the first epoch checkpoint in S3' });
+  // Strike on the worker's own log (written synchronously), not on an S3 listing: under load the
+  // listing can be seen late enough for training to end before the pause begins.
+  const savedEpochs = () => readJsonLines(a.logFile).filter((l) => l.msg === 'checkpoint saved').map((l) => Number(l.epoch));
+  const newestSaved = () => Math.max(0, ...savedEpochs());
+  await waitFor(() => newestSaved() >= 1, { what: 'the first epoch checkpoint saved', intervalMs: 50 });
+  const atPause = newestSaved();
+  const pausedAt = Date.now();
   s3.pause();
+  let atResume: number;
   try {
     await new Promise((r) => setTimeout(r, 4000));
+    atResume = newestSaved();
   } finally {
     s3.resume();
   }
+  // Training must still have been running for the pause to mean anything; if not, say so.
+  assert.ok(atPause <= longParams.epochs - 3, `the pause began at epoch ${atPause} of ${longParams.epochs}: too late to overlap training`);
+  // Nothing reached S3 while it was stopped: at most a save already answered when SIGSTOP landed.
+  assert.ok(atResume <= atPause + 1, `saves went on while S3 was stopped (epoch ${atPause} at the pause, ${atResume} at its end)`);
   const summary = await handle.result();
   const e = summary.experiments[0];
   assert.equal(e.state, 'completed');
@@ -156,9 +168,12 @@ test('the S3 server stopped (SIGSTOP) for a few seconds during training: trainin
   for (const pointer of listed) await store.read(pointer);
   const saves = readJsonLines(a.logFile).filter((l) => l.msg === 'checkpoint saved');
   assert.ok(saves.length >= longParams.epochs, 'every epoch was checkpointed');
-  // The pause really hit a save: one waited for the server for most of the 4 s.
-  const gaps = saves.slice(1).map((l, i) => (l.time as number) - (saves[i].time as number));
-  assert.ok(Math.max(...gaps) >= 3000, `a save waited out the pause (gaps ${gaps.join(', ')} ms)`);
+  // The pause really hit a save: the first save after the pause began waited for most of the 4 s.
+  const firstAfter = saves.find((l) => (l.time as number) > pausedAt + 500);
+  const lastBefore = [...saves].reverse().find((l) => (l.time as number) <= pausedAt + 500);
+  assert.ok(firstAfter && lastBefore, 'saves on both sides of the pause');
+  const gap = (firstAfter.time as number) - (lastBefore.time as number);
+  assert.ok(gap >= 3000, `the save across the pause waited it out (${gap} ms between epoch ${lastBefore.epoch} and ${firstAfter.epoch})`);
   // Heartbeats went on while the save waited, so the attempt was not timed out.
   assert.equal(e.attempt, 1);
   a.child.kill('SIGTERM');
