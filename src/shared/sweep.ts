@@ -130,16 +130,21 @@ export function expandSweep(sweep: Sweep): SweepPoint[] {
  * Why these sweeps cannot be passed by reference next to experiments with `experimentIds`: a
  * sweep's points are only known by their stem (`<idPrefix>-`) until they are fed, so no other
  * id may start with a sweep's stem, and no two stems may overlap. Each issue names the sweep's
- * index (its `idPrefix` is the field at fault). Empty: they can.
+ * index (its `idPrefix` is the field at fault). Empty: they can. `name` says how a message names
+ * another sweep it overlaps; @default `sweeps[<index>]`.
  */
-export function sweepStemIssues(experimentIds: readonly string[], sweeps: readonly Pick<Sweep, 'idPrefix'>[]): { index: number; message: string }[] {
+export function sweepStemIssues(
+  experimentIds: readonly string[],
+  sweeps: readonly Pick<Sweep, 'idPrefix'>[],
+  name: (index: number) => string = (index) => `sweeps[${index}]`,
+): { index: number; message: string }[] {
   const issues: { index: number; message: string }[] = [];
   const stems = sweeps.map(sweepIdStem);
   stems.forEach((stem, index) => {
     const id = experimentIds.find((e) => e.startsWith(stem));
     if (id !== undefined) issues.push({ index, message: `expected no other experiment id starting with "${stem}", received experiment ${JSON.stringify(id)}` });
     const i = stems.findIndex((other, k) => k < index && (other.startsWith(stem) || stem.startsWith(other)));
-    if (i !== -1) issues.push({ index, message: `expected ids that no other sweep can give, received "${stem}…", which overlaps sweeps[${i}] ("${stems[i]}…")` });
+    if (i !== -1) issues.push({ index, message: `expected ids that no other sweep can give, received "${stem}…", which overlaps ${name(i)} ("${stems[i]}…")` });
   });
   return issues;
 }

@@ -77,8 +77,9 @@ export class SweepFeed {
       return `sweeps: expected at most ${MAX_PENDING_SWEEPS} sweeps with points left in one session, received ${sweeps.length} more next to ${this.sweeps.length}`;
     }
     const held = this.sweeps.length;
-    const issue = sweepStemIssues(heldIds, [...this.sweeps, ...sweeps]).find((i) => i.index >= held);
-    if (issue) return `sweeps[${issue.index - held}].idPrefix: ${issue.message.replace(/sweeps\[(\d+)\]/, (_, k: string) => (Number(k) < held ? `a sweep this session still feeds` : `sweeps[${Number(k) - held}]`))}`;
+    const name = (k: number) => (k < held ? 'a sweep this session still feeds' : `sweeps[${k - held}]`);
+    const issue = sweepStemIssues(heldIds, [...this.sweeps, ...sweeps], name).find((i) => i.index >= held);
+    if (issue) return `${name(issue.index)}.idPrefix: ${issue.message}`;
     for (const [k, sweep] of sweeps.entries()) {
       const size = sweepSize(sweep);
       const at = firstFolded(folded, (function* () {
