@@ -2,15 +2,14 @@
  * The client library: start sessions, approve, add experiments, read status and hints,
  * cancel and resume. The CLI is a thin layer over this class.
  *
- * Every input is validated here, before anything starts: structure through the shared zod
- * schema, and params through the registered trainer's own `parseParams`. A bad spec throws
- * `InvalidInputError` naming the field, and no workflow is started.
+ * Every input is validated here, before anything starts (the checks live in client-validation.ts):
+ * structure through the shared zod schema, and params through the registered trainer's own
+ * `parseParams`. A bad spec throws `InvalidInputError` naming the field, and no workflow is started.
  */
 import { Client, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { experimentIdProblem, openCheckpointStore, readNewestRunHistory, type CheckpointStore, type RunHistory } from './activities/checkpoint-store';
 import type { AnyTrainer } from './activities/trainer';
 import { builtInTrainers } from './activities/trainers';
-import { readRegistry } from './hardware/registry-client';
 import { ProgramRegistry, type ProgramDefinition } from './activities/trainers/command';
 import { signClaim } from './approver-keys';
 import { configFromEnv } from './config';
@@ -36,12 +35,10 @@ import { hintsFromStatus } from './shared/hints';
 import { pauseUpdate, unpauseUpdate, type PauseState } from './shared/pause';
 import { idProblem, parseExperimentWorkflowId, storeKey } from './shared/ids';
 import type { CheckpointPointer } from './shared/types';
-import { crossSessionResumeProblem, resolvePolicy, taskPriority, type ResolvedPolicy } from './shared/policy';
+import { resolvePolicy, taskPriority, type ResolvedPolicy } from './shared/policy';
 import {
   InvalidInputError,
   approveInputSchema,
-  experimentListSchema,
-  MAX_EXPERIMENTS,
   sweepListSchema,
   rejectInputSchema,
   parseOrThrow,
@@ -50,8 +47,8 @@ import {
 import type { MetricPoint } from './shared/metric-history';
 import type { ApprovalRecord, ApproveInput, ExperimentSpec, RejectInput, ExperimentStatus, ResumeHints, SessionPolicy } from './shared/types';
 import { sessionDetails, sessionSummary } from './shared/user-metadata';
-import { sweepSize, sweepStemIssues, type Sweep } from './shared/sweep';
-import { checkSweepPoints } from './pipeline';
+import { sweepStemIssues, type Sweep } from './shared/sweep';
+import * as validation from './client-validation';
 import type { ExperimentState } from './shared/types';
 import { allExperiments, experimentCounts, experimentsPage, heldRows, liveExperiment, type ExperimentsPage } from './client-reads';
 import { checkpointCounts, checkpointFacts } from './client-checkpoints';
@@ -130,27 +127,9 @@ export class ExperimentsClient {
     this.store = options.store ?? openCheckpointStore({ checkpointUrl: env.checkpointUrl, checkpointDir: env.checkpointDir, cacheDir: env.checkpointCacheDir });
   }
 
-  /** Validates specs (structure, unique ids, known trainer, trainer params) or throws InvalidInputError. */
+  /** Validates specs (structure, unique ids, known trainer, trainer params) or throws InvalidInputError (client-validation.ts). */
   validateExperiments(raw: readonly unknown[], existing: readonly string[] = [], prefix = 'experiments'): ExperimentSpec[] {
-    const specs = parseOrThrow(experimentListSchema(existing), raw, prefix) as ExperimentSpec[];
-    const problems: string[] = [];
-    specs.forEach((spec, i) => {
-      const trainer = this.trainers.get(spec.trainer);
-      if (!trainer) {
-        problems.push(`${prefix}[${i}].trainer: expected one of ${[...this.trainers.keys()].join(', ')}, received ${JSON.stringify(spec.trainer)}`);
-        return;
-      }
-      try {
-        const params: unknown = trainer.parseParams(spec.params ?? {});
-        if (spec.estimatedDuration === 'auto' && trainer.totalSteps?.(params) === undefined) {
-          problems.push(`${prefix}[${i}].estimatedDuration: "auto" needs a trainer that reports its total steps (Trainer.totalSteps); trainer ${JSON.stringify(spec.trainer)} does not, so give a duration such as '2h'`);
-        }
-      } catch (err) {
-        problems.push(`${prefix}[${i}].${(err as Error).message}`);
-      }
-    });
-    if (problems.length > 0) throw new InvalidInputError(problems);
-    return specs;
+    return validation.validateExperiments(this.trainers, raw, existing, prefix);
   }
 
   /**
@@ -158,22 +137,12 @@ export class ExperimentsClient {
    * unique against `explicit` and each other), or InvalidInputError naming the sweep's field.
    */
   validateSweepPoints(sweeps: readonly Sweep[], explicit: readonly ExperimentSpec[], held: readonly string[] = []): ExperimentSpec[] {
-    const total = explicit.length + sweeps.reduce((n, s) => n + sweepSize(s), 0);
-    if (total > MAX_EXPERIMENTS) throw new InvalidInputError([`sweeps: expected at most ${MAX_EXPERIMENTS} experiments with every sweep point counted, received ${total}`]);
-    const problems: string[] = [];
-    const owner = new Map<string, string>([...held.map((id): [string, string] => [id, 'an experiment of the session']), ...explicit.map((e, i): [string, string] => [e.id, `experiments[${i}]`])]);
-    const specs = checkSweepPoints(sweeps, this, owner, problems);
-    if (problems.length > 0) throw new InvalidInputError(problems);
-    return specs;
+    return validation.validateSweepPoints(this, sweeps, explicit, held);
   }
 
   /** Throws InvalidInputError when a spec's resumeFrom reaches a session the policy does not allow. */
   checkResumeSources(specs: readonly ExperimentSpec[], sessionId: string, policy: ResolvedPolicy, prefix = 'experiments'): void {
-    const problems = specs.flatMap((spec, i) => {
-      const problem = crossSessionResumeProblem(spec, sessionId, policy.allowCrossSessionResume);
-      return problem ? [`${prefix}[${i}].${problem}`] : [];
-    });
-    if (problems.length > 0) throw new InvalidInputError(problems);
+    validation.checkResumeSources(specs, sessionId, policy, prefix);
   }
 
   /**
@@ -181,28 +150,12 @@ export class ExperimentsClient {
    * reports, and every one of them declares its metrics (Trainer.metrics).
    */
   checkSearchMetric(policy: ResolvedPolicy, specs: readonly ExperimentSpec[]): void {
-    const metric = policy.search?.metric;
-    if (metric === undefined || specs.length === 0) return;
-    const declared = [...new Set(specs.map((s) => s.trainer))].map((name) => [name, this.trainers.get(name)?.metrics] as const);
-    if (declared.some(([, metrics]) => metrics === undefined || metrics.includes(metric))) return;
-    const known = declared.map(([name, metrics]) => `${name}: ${metrics?.join(', ') || 'none'}`).join('; ');
-    throw new InvalidInputError([`policy.search.metric: expected a metric the trainers report at each epoch (${known}), received ${JSON.stringify(metric)}`]);
+    validation.checkSearchMetric(this.trainers, policy, specs);
   }
 
-  /**
-   * Throws InvalidInputError for a `hardwareClass` no worker of this task queue ever registered
-   * (a typo would otherwise wait `awaiting-resources` until the resourceTimeout).
-   */
-  async checkHardwareClasses(specs: readonly ExperimentSpec[], prefix = 'experiments'): Promise<void> {
-    if (!specs.some((s) => s.hardwareClass !== undefined)) return;
-    const { classes } = await readRegistry(this.client, this.taskQueue);
-    const known = classes.length > 0 ? classes.join(', ') : 'none yet: start a worker';
-    const problems = specs.flatMap((spec, i) =>
-      spec.hardwareClass === undefined || classes.includes(spec.hardwareClass)
-        ? []
-        : [`${prefix}[${i}].hardwareClass: expected a class registered on task queue ${this.taskQueue} (${known}), received ${JSON.stringify(spec.hardwareClass)}`],
-    );
-    if (problems.length > 0) throw new InvalidInputError(problems);
+  /** Throws InvalidInputError for a `hardwareClass` no worker of this task queue ever registered. */
+  checkHardwareClasses(specs: readonly ExperimentSpec[], prefix = 'experiments'): Promise<void> {
+    return validation.checkHardwareClasses(this.client, this.taskQueue, specs, prefix);
   }
 
   /** Whether payloads leave this client encoded (a payload codec such as encryption): then search attributes must not carry params. */
