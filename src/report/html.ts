@@ -30,9 +30,23 @@ const scriptJson = (value: unknown): string =>
 /** A script body cannot contain `</script`; neither uPlot nor ours does, and this keeps it so. */
 const inlineScript = (js: string): string => js.replace(/<\/script/gi, '<\\/script');
 
+/** The line saying the report shows only some experiments, with the counts of all of them. */
+function coverageText(sessionId: string, c: NonNullable<ReportData['coverage']>): string {
+  const counts = Object.entries(c.counts)
+    .filter(([, n]) => (n ?? 0) > 0)
+    .map(([state, n]) => `${escapeHtml(state)} ${n}`)
+    .join(', ');
+  return (
+    `Showing ${c.shown} of ${c.total} experiments: the session summary's rows (those that did not end well first, then the best by the search metric, else the latest).` +
+    (counts ? ` Every experiment by state: ${counts}.` : '') +
+    ` All of them: <code>experiments status ${escapeHtml(sessionId)} --page N</code>.`
+  );
+}
+
 export function renderReportHtml(data: ReportData): string {
   const a = assets();
   const title = `Session ${data.sessionId} · ${data.state}`;
+  const coverage = data.coverage ? `<p class="live" id="coverage">${coverageText(data.sessionId, data.coverage)}</p>` : '';
   const live = data.live ? `<p class="live" id="live">Session still ${escapeHtml(data.state)}: curves are partial (regenerate the report for more).</p>` : '';
   return `<!doctype html>
 <html lang="en">
@@ -49,6 +63,7 @@ export function renderReportHtml(data: ReportData): string {
 <h1>${escapeHtml(title)}</h1>
 <p class="meta">${data.series.length} experiments · generated ${escapeHtml(data.generatedAt)} by <code>experiments report</code></p>
 ${live}
+${coverage}
 </header>
 <nav class="controls">
 <label>metric <select id="metric"></select></label>

@@ -69,6 +69,11 @@ export interface ReportData {
   readonly audit: SessionSnapshot['audit'];
   readonly policy: SessionSnapshot['policy'];
   readonly search: ReportSearch | null;
+  /**
+   * Set when the report shows only some of the session's experiments (a bounded summary of a
+   * large session): how many it shows, how many there are, and every experiment by state.
+   */
+  readonly coverage: { readonly shown: number; readonly total: number; readonly counts: Partial<Record<ExperimentStatus['state'], number>> } | null;
 }
 
 /** ASHA's rungs: gracePeriod·η^k for k = 0, 1, … while at most maxEpochs. */
@@ -182,7 +187,15 @@ export function buildReport(
     audit: snapshot.audit,
     policy: snapshot.policy,
     search: searchOf(snapshot),
+    coverage: coverageOf(snapshot),
   };
+}
+
+/** What share of the session the report shows: null when it is every experiment. */
+function coverageOf(snapshot: SessionSnapshot): ReportData['coverage'] {
+  const total = snapshot.total ?? snapshot.experiments.length;
+  if (!snapshot.truncated && total <= snapshot.experiments.length) return null;
+  return { shown: snapshot.experiments.length, total, counts: snapshot.counts ?? {} };
 }
 
 /** The trainer and params a row shows; a `command` spec shows its program and the program's params. */

@@ -1,6 +1,7 @@
 /** The report's pure data model (src/report/model.ts): no server, no browser. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { renderReportHtml } from '../../src/report/html';
 import { buildReport, epochPoints, resumeMarkers } from '../../src/report/model';
 import type { SessionSnapshot } from '../../src/shared/definitions';
 import type { MetricPoint } from '../../src/shared/metric-history';
@@ -79,4 +80,29 @@ test('buildReport: a series per experiment with its metrics, rows with spec fact
     ['a', 'mlp', 'lr=0.05 hidden=16', '3/3', 1],
     ['b', 'command:softmax', 'epochs=3', '2/3', 2],
   ]);
+  assert.equal(report.coverage, null, 'every experiment is shown');
+});
+
+test('buildReport of a bounded summary: the report says how many of how many it shows, with every experiment by state', () => {
+  const row = (id: string) => ({ id, sessionId: 'big', workflowId: `big:${id}`, state: 'completed', timeoutMode: 'bounded', attempt: 1, epoch: 1, epochs: 1, latestCheckpoint: null, resumedFrom: null, result: null, reason: null });
+  const snapshot = {
+    kind: 'session',
+    id: 'big',
+    state: 'completed',
+    approval: { required: false, approved: false, by: null, at: null, note: null },
+    audit: [],
+    policy: {},
+    experiments: [row('e-1'), row('e-2')],
+    runs: 3,
+    counts: { completed: 2497, failed: 3 },
+    total: 2500,
+    truncated: true,
+  } as unknown as SessionSnapshot;
+  const report = buildReport(snapshot, new Map(), new Map(), '2026-12-02T00:00:00.000Z');
+  assert.deepEqual(report.coverage, { shown: 2, total: 2500, counts: { completed: 2497, failed: 3 } });
+  const html = renderReportHtml(report);
+  const line = /<p class="live" id="coverage">([^]*?)<\/p>/.exec(html)?.[1] ?? '';
+  assert.match(line, /^Showing 2 of 2500 experiments/);
+  assert.match(line, /completed 2497, failed 3/);
+  assert.match(line, /experiments status big --page N/);
 });

@@ -28,7 +28,8 @@ export async function reportCommand(parsed: ParsedArgs): Promise<number> {
     const html = renderReportHtml(data);
     writeFileSync(out, html);
     const points = data.series.reduce((n, s) => n + s.epochs.length, 0);
-    say(`Report of ${sessionId} (${data.state}${data.live ? ', partial' : ''}: ${data.series.length} experiments, ${points} epoch points): ${displayPath(out)}`);
+    const shown = data.coverage ? `${data.coverage.shown} of ${data.coverage.total} experiments (the summary's rows)` : `${data.series.length} experiments`;
+    say(`Report of ${sessionId} (${data.state}${data.live ? ', partial' : ''}: ${shown}, ${points} epoch points): ${displayPath(out)}`);
     if (png) {
       await renderReportPng(out, path.resolve(png));
       say(`PNG: ${displayPath(path.resolve(png))}`);
