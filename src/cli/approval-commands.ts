@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import { writeKeyPair } from '../approver-keys';
 import { approveInputSchema, parseOrThrow, rejectInputSchema } from '../shared/schema';
+import type { ApprovalRecord } from '../shared/types';
 import { stringOption, type ParsedArgs } from './args';
 import { closedSessionSummary, queried, say, withConnection } from './commands';
 import { EXIT, UsageError } from './errors';
@@ -29,14 +30,22 @@ export async function approveCommand(parsed: ParsedArgs): Promise<number> {
     await ensureOpen(c, sessionId, 'approve');
     const before = await c.experiments.approvalState(sessionId);
     const record = await c.experiments.approve(sessionId, input, { keyFile });
-    const released = (record.estimates ?? []).map((e) => e.experimentId);
+    const released = coveredText(record);
     say(
       before.approval
         ? `Session ${sessionId} was already approved by ${safe(before.approval.by)}; your approval is added to the audit.`
-        : `Approved session ${sessionId} as ${safe(record.by)}${record.signed ? ' (signed)' : ''}${released.length ? `; ${released.join(', ')} may start now` : ''}.`,
+        : `Approved session ${sessionId} as ${safe(record.by)}${record.signed ? ' (signed)' : ''}${released ? `; ${released} may start now` : ''}.`,
     );
     return EXIT.ok;
   });
+}
+
+/** The experiments a record covered, for one line: up to 10 ids, then how many more. */
+function coveredText(record: ApprovalRecord): string {
+  const ids = (record.estimates ?? []).map((e) => e.experimentId);
+  const total = record.covered?.experiments ?? ids.length;
+  if (total <= 10) return ids.join(', ');
+  return `${ids.slice(0, 10).join(', ')} and ${total - 10} more`;
 }
 
 export async function rejectCommand(parsed: ParsedArgs): Promise<number> {
@@ -49,8 +58,8 @@ export async function rejectCommand(parsed: ParsedArgs): Promise<number> {
   return withConnection(async (c) => {
     await ensureOpen(c, sessionId, 'reject');
     const record = await c.experiments.reject(sessionId, input, { keyFile });
-    const ended = (record.estimates ?? []).map((e) => e.experimentId);
-    say(`Rejected ${ended.length ? ended.join(', ') : 'nothing (no experiment was waiting)'} in session ${sessionId}: ${safe(input.reason)}.`);
+    const ended = coveredText(record);
+    say(`Rejected ${ended || 'nothing (no experiment was waiting)'} in session ${sessionId}: ${safe(input.reason)}.`);
     return EXIT.ok;
   });
 }

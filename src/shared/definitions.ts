@@ -206,8 +206,10 @@ export interface SessionSummary extends SessionSnapshot {
 export interface ApprovalState {
   readonly approval: ApprovalRecord | null;
   readonly audit: ApprovalRecord[];
-  /** Absent from sessions that predate approver lists. */
+  /** The first 200 long-running experiments waiting now. Absent from sessions that predate approver lists. */
   readonly pending?: ApprovalEstimate[];
+  /** How many are waiting in all, when that is more than `pending` lists. */
+  readonly pendingTotal?: number;
 }
 
 export interface ExperimentFinishedReport {

@@ -266,8 +266,13 @@ export interface ApprovalRecord {
   readonly refusedReason?: string;
   /** Whether the claim carried a valid Ed25519 signature. */
   readonly signed?: boolean;
-  /** The long-running experiments this record released (or rejected), with their estimates. */
+  /** The long-running experiments this record released (or rejected), with their estimates: at most the first 200. */
   readonly estimates?: readonly ApprovalEstimate[];
+  /**
+   * Set when the record covered more experiments than `estimates` lists: how many in all, the sum
+   * of their estimates in ms, and how many had none.
+   */
+  readonly covered?: { readonly experiments: number; readonly estimatedMs: number; readonly unestimated: number };
 }
 
 /** Input of the `approve` signal and update. `at`, `estimates` and `signature` go together. */

@@ -9,7 +9,7 @@ import { signClaim, writeKeyPair } from '../../src/approver-keys';
 import type { SessionRow } from '../../src/shared/definitions';
 import { resolvePolicy } from '../../src/shared/policy';
 import type { ExperimentSpec, SessionPolicy } from '../../src/shared/types';
-import { applyClaim, pendingEstimates, refusal } from '../../src/workflows/session/approvals';
+import { applyClaim, approvalAnswer, MAX_AUDIT_RECORDS, MAX_LISTED_ESTIMATES, pendingEstimates, refusal } from '../../src/workflows/session/approvals';
 import { newRow, plan, type SchedulerState } from '../../src/workflows/session/scheduler';
 
 const keys = writeKeyPair(path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'approvals-')), 'alice'));
@@ -92,4 +92,46 @@ test('any payload is judged without throwing', () => {
     assert.equal(typeof refusal(s, 'approve', payload, NOW), 'string');
   }
   assert.equal(s.approval, null);
+});
+
+/** A session of `n` long-running experiments (every third without an estimate), all waiting. */
+function bigSession(n: number, policy: SessionPolicy = {}): SchedulerState {
+  const resolved = resolvePolicy(policy);
+  const specs: ExperimentSpec[] = Array.from({ length: n }, (_, i) => (i % 3 === 2 ? { id: `e${i}`, trainer: 'mlp', longRunning: true } : { id: `e${i}`, trainer: 'mlp', estimatedDuration: '2h' }));
+  const rows = new Map<string, SessionRow>(specs.map((s) => [s.id, newRow(s, resolved)]));
+  const state: SchedulerState = { sessionId: 'big', policy: resolved, keepOpen: false, rows, approval: null, audit: [], closeRequested: false, stopping: null, running: 0, draining: false, cancelled: false, runs: 0 };
+  plan(state, NOW);
+  return state;
+}
+
+test('a large session: the pending answer and the approval record list the first estimates and count all of them', () => {
+  const s = bigSession(MAX_LISTED_ESTIMATES * 5);
+  const answer = approvalAnswer(s);
+  assert.equal(answer.pending?.length, MAX_LISTED_ESTIMATES);
+  assert.equal(answer.pending?.[0].experimentId, 'e0');
+  assert.equal(answer.pendingTotal, MAX_LISTED_ESTIMATES * 5);
+  const ok = applyClaim(s, 'approve', { by: 'alice', note: 'sweep' }, NOW + 1, 'update');
+  assert.equal(ok.kind, 'approved');
+  assert.equal(ok.record.estimates?.length, MAX_LISTED_ESTIMATES);
+  const n = MAX_LISTED_ESTIMATES * 5;
+  const unestimated = Math.floor(n / 3);
+  assert.deepEqual(ok.record.covered, { experiments: n, estimatedMs: (n - unestimated) * 7_200_000, unestimated });
+  assert.equal(plan(s, NOW + 2).start.length > 0, true, 'every one of them is released, not only the listed ones');
+  assert.equal(approvalAnswer(s).pendingTotal, undefined);
+  // A small session's record has no `covered`: its estimates are all of them.
+  const small = applyClaim(session({}), 'approve', { by: 'alice' }, NOW, 'update');
+  assert.equal(small.record.covered, undefined);
+});
+
+test('the audit stays bounded under a flood of refused approvals, and keeps the decisive records', () => {
+  const s = bigSession(3, { approvers: [{ name: 'alice' }] });
+  applyClaim(s, 'approve', { by: 'mallory', note: 'first' }, NOW, 'signal');
+  const ok = applyClaim(s, 'approve', { by: 'alice', note: 'go' }, NOW + 1, 'update');
+  assert.equal(ok.kind, 'approved');
+  for (let i = 0; i < MAX_AUDIT_RECORDS * 3; i++) applyClaim(s, 'approve', { by: 'mallory', note: `spam ${i}` }, NOW + 2 + i, 'signal');
+  assert.equal(s.audit.length, MAX_AUDIT_RECORDS);
+  assert.deepEqual(s.audit.filter((r) => r.outcome === 'approved').map((r) => r.by), ['alice'], "alice's approval outlives the spam");
+  assert.equal(s.audit.at(-1)?.note, `spam ${MAX_AUDIT_RECORDS * 3 - 1}`, 'the newest refusal is kept');
+  assert.equal(s.audit.some((r) => r.note === 'first'), false, 'the oldest refusals went first');
+  assert.equal(s.approval?.by, 'alice');
 });

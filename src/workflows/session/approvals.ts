@@ -8,7 +8,7 @@
  * validators call `refusal` first, so a refused update is rejected with the reason instead.
  */
 import { checkApproval, type ApprovalClaim, type ApprovalEstimate } from '../../shared/approval';
-import type { SessionRow } from '../../shared/definitions';
+import type { ApprovalState, SessionRow } from '../../shared/definitions';
 import { parseDuration } from '../../shared/duration';
 import type { ApprovalRecord } from '../../shared/types';
 import type { SchedulerState } from './scheduler';
@@ -30,11 +30,43 @@ export type ApprovalOutcome =
   | { readonly kind: 'ignored'; readonly problem: string };
 
 const MAX_ESTIMATES = 10_000;
+/**
+ * Estimates listed in one approval record and in the `pending` answer: the first ones waiting.
+ * A record covering more says how many it covered in all (`covered`), so neither the audit, the
+ * continue-as-new carry nor a query answer grows with the size of the session.
+ */
+export const MAX_LISTED_ESTIMATES = 200;
+/** Audit records kept; past it the oldest refused record goes first (refusals are what anyone can send). */
+export const MAX_AUDIT_RECORDS = 200;
 
-/** Long-running rows waiting for approval now, with their estimates: what an approver signs. */
+/** Long-running rows waiting for approval now (the first MAX_LISTED_ESTIMATES), with their estimates: what an approver signs. */
 export function pendingEstimates(state: SchedulerState): ApprovalEstimate[] {
   if (state.approval) return [];
-  return waitingRows(state).map(estimateOf);
+  return waitingRows(state).slice(0, MAX_LISTED_ESTIMATES).map(estimateOf);
+}
+
+/** The approval query's answer: approval, audit, and the waiting estimates with their full count. */
+export function approvalAnswer(state: SchedulerState): ApprovalState {
+  const waiting = state.approval ? 0 : waitingRows(state).length;
+  return { approval: state.approval, audit: state.audit, pending: pendingEstimates(state), ...(waiting > MAX_LISTED_ESTIMATES && { pendingTotal: waiting }) };
+}
+
+/** A record's estimates: the first MAX_LISTED_ESTIMATES, and what all of them covered when that is more. */
+function recordEstimates(rows: readonly SessionRow[]): Pick<ApprovalRecord, 'estimates' | 'covered'> {
+  const all = rows.map(estimateOf);
+  if (all.length <= MAX_LISTED_ESTIMATES) return { estimates: all };
+  const known = all.filter((e) => e.estimatedDurationMs !== null);
+  return {
+    estimates: all.slice(0, MAX_LISTED_ESTIMATES),
+    covered: { experiments: all.length, estimatedMs: known.reduce((n, e) => n + (e.estimatedDurationMs ?? 0), 0), unestimated: all.length - known.length },
+  };
+}
+
+function audit(state: SchedulerState, record: ApprovalRecord): void {
+  state.audit.push(record);
+  if (state.audit.length <= MAX_AUDIT_RECORDS) return;
+  const refused = state.audit.findIndex((r) => r.outcome === 'refused');
+  state.audit.splice(refused === -1 ? 0 : refused, 1);
 }
 
 /** The reason an approve/reject would be refused or ignored, or null when it would apply. */
@@ -60,7 +92,7 @@ export function applyClaim(state: SchedulerState, kind: ClaimKind, payload: unkn
     const base = { by: claim.by, at, note: claim.note, source };
     if (!verdict.ok) {
       const record: ApprovalRecord = { ...base, outcome: 'refused', refusedReason: verdict.reason, signed: false, estimates: [] };
-      state.audit.push(record);
+      audit(state, record);
       return { kind: 'refused', record };
     }
     if (kind === 'reject') {
@@ -69,12 +101,12 @@ export function applyClaim(state: SchedulerState, kind: ClaimKind, payload: unkn
         row.state = 'rejected';
         row.reason = `rejected by ${claim.by}: ${claim.note ?? ''}`;
       }
-      const record: ApprovalRecord = { ...base, outcome: 'rejected', signed: verdict.signed, estimates: rows.map(estimateOf) };
-      state.audit.push(record);
+      const record: ApprovalRecord = { ...base, outcome: 'rejected', signed: verdict.signed, ...recordEstimates(rows) };
+      audit(state, record);
       return { kind: 'rejected', record, rows };
     }
-    const record: ApprovalRecord = { ...base, outcome: 'approved', signed: verdict.signed, estimates: pendingEstimates(state) };
-    state.audit.push(record);
+    const record: ApprovalRecord = { ...base, outcome: 'approved', signed: verdict.signed, ...recordEstimates(state.approval ? [] : waitingRows(state)) };
+    audit(state, record);
     if (state.approval) return { kind: 'recorded', record };
     state.approval = record;
     return { kind: 'approved', record };

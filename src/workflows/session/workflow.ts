@@ -59,7 +59,7 @@ import { taskPriority } from '../../shared/policy';
 import { inputProblems, sessionInputSchema } from '../../shared/schema';
 import { searchAttributeKey } from '../../shared/search-attributes';
 import type { ApprovalRecord, ExperimentStatus } from '../../shared/types';
-import { applyClaim, pendingEstimates, refusal, type ClaimKind, type ClaimSource } from './approvals';
+import { applyClaim, approvalAnswer, refusal, type ClaimKind, type ClaimSource } from './approvals';
 import { experimentDetails, experimentSummary } from '../../shared/user-metadata';
 import { AUTO_ESTIMATE_SESSION, isProfiledRequest, requeueProfiled, withEstimate } from './auto-estimate';
 import { experimentWorkflow } from '../experiment';
@@ -160,7 +160,7 @@ export async function sessionWorkflow(input: SessionInput): Promise<SessionSumma
     wake = true;
   });
   setHandler(sessionStatusQuery, (page?: unknown) => snapshot(state, page));
-  setHandler(approvalQuery, () => ({ approval: state.approval, audit: state.audit, pending: pendingEstimates(state) }));
+  setHandler(approvalQuery, () => approvalAnswer(state));
   setHandler(sessionHintsQuery, (page?: unknown) => pageOf([...rows.values()], page).map((row) => hintsFromStatus(rowStatus(sessionId, row))));
   installAdditionHandlers(state, feed, () => {
     wake = true;
