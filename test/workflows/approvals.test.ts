@@ -120,6 +120,8 @@ test('a large session: the pending answer and the approval record list the first
   assert.equal(approvalAnswer(s).pendingTotal, undefined);
   // A small session's record has no `covered`: its estimates are all of them.
   const small = applyClaim(session({}), 'approve', { by: 'alice' }, NOW, 'update');
+  assert.equal(small.kind, 'approved');
+  assert.equal(small.record.estimates?.length, 2);
   assert.equal(small.record.covered, undefined);
 });
 
