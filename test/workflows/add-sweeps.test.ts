@@ -15,7 +15,7 @@ const bed = harnessWithWorkers();
 
 const tiny = { epochs: 1, samples: 32, batchSize: 32 };
 
-test('a sweep added to a running session goes by reference and runs every point once; conflicting ones are refused', { timeout: 10 * 60_000 }, async () => {
+test('a sweep added to a running session goes by reference and runs every point once; conflicting ones are refused', { timeout: 10 * 60_000 }, async (t) => {
   const { h } = bed;
   const taskQueue = uniqueQueue('add-sweeps');
   const w = await startWorker(h, { taskQueue, maxConcurrentActivities: 20 });
@@ -49,22 +49,37 @@ test('a sweep added to a running session goes by reference and runs every point 
     const specs = [solo, extra, ...points] as TinySpec[];
     await assertEachCompletedOnce(w.client, sessionId, specs, { pageSize: 500, timeoutMs: 60_000 });
 
-    // What travelled: one small update with the definition, no update or start input with the points.
-    let largest = 0;
+    // What travelled: what the client sent (the first run's start input, the updates) is small and
+    // holds no points; one addSweeps update carries the definition. A continue-as-new carry may hold
+    // points (up to the feed window of queued rows, the running ones and KEPT_ROWS ended ones: for
+    // this 150-point sweep that can be nearly all of them), so it is held to the bounded-payload
+    // limit instead; test/workflows/session-scale.test.ts holds carries of larger sessions to it.
+    let largestSent = 0;
+    let largestCarry = 0;
     let sweepUpdates = 0;
     for await (const wf of h.env.client.workflow.list({ query: `WorkflowId = '${sessionId}'` })) {
       for (const event of (await h.env.client.workflow.getHandle(sessionId, wf.runId).fetchHistory()).events ?? []) {
+        const bytes = (payloads: { data?: Uint8Array | null }[] | null | undefined) => (payloads ?? []).reduce((n, p) => n + (p.data?.length ?? 0), 0);
         const accepted = event.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest;
-        const size = (accepted?.input?.args?.payloads ?? event.workflowExecutionStartedEventAttributes?.input?.payloads ?? []).reduce((n, p) => n + (p.data?.length ?? 0), 0);
-        largest = Math.max(largest, size);
-        if (accepted?.input?.name === 'addSweeps') {
-          sweepUpdates++;
-          assert.ok(size < 2_000, `the addSweeps update holds the definition (${size} B)`);
+        const started = event.workflowExecutionStartedEventAttributes;
+        if (accepted) {
+          const size = bytes(accepted.input?.args?.payloads);
+          largestSent = Math.max(largestSent, size);
+          if (accepted.input?.name === 'addSweeps') {
+            sweepUpdates++;
+            assert.ok(size < 2_000, `the addSweeps update holds the definition (${size} B)`);
+          }
+        } else if (started) {
+          const size = bytes(started.input?.payloads);
+          if (started.continuedExecutionRunId) largestCarry = Math.max(largestCarry, size);
+          else largestSent = Math.max(largestSent, size);
         }
       }
     }
+    t.diagnostic(`largest payload the client sent: ${largestSent} B; largest continue-as-new carry: ${largestCarry} B`);
     assert.equal(sweepUpdates, 1, 'the client\'s update (refused ones are not recorded)');
-    assert.ok(largest < 100_000, `no start input or update holds the points: the largest is ${largest} B`);
+    assert.ok(largestSent < 20_000, `no start input or update the client sent holds the points: the largest is ${largestSent} B`);
+    assert.ok(largestCarry > 0 && largestCarry < 512 * 1024, `every continue-as-new carry stays under 512 KB (largest ${largestCarry} B)`);
   } finally {
     await w.stop();
   }
