@@ -58,7 +58,6 @@ function groupMembers() {
   }
   return members;
 }
-const leftovers = () => groupMembers().map((m) => m.pid);
 
 function describe(pid) {
   try {
@@ -110,9 +109,9 @@ const reaper = process.platform !== 'linux' ? undefined : setInterval(() => {
 runner.on('exit', (code, signal) => {
   clearTimeout(deadline);
   if (reaper) clearInterval(reaper);
-  const left = process.platform === 'linux' ? leftovers() : [];
+  const left = process.platform === 'linux' ? groupMembers() : [];
   if (left.length > 0) {
-    console.error(`run-tests: ${left.length} process(es) a test left running were killed:\n  ${left.map(describe).join('\n  ')}`);
+    console.error(`run-tests: ${left.length} process(es) a test left running were killed:\n  ${left.map((m) => describe(m.pid)).join('\n  ')}`);
     killGroup('SIGKILL');
   }
   if (code === null) console.error(`run-tests: the test runner was ended by ${signal}`);

@@ -16,6 +16,10 @@ const point = (epoch: number, attempt: number, invocation: number, loss: number,
   metrics: { loss, accuracy: 1 - loss },
 });
 
+/** A session snapshot with no approval, audit or policy, and the given fields. */
+const snapshotOf = (fields: Record<string, unknown>): SessionSnapshot =>
+  ({ kind: 'session', approval: { required: false, approved: false, by: null, at: null, note: null }, audit: [], policy: {}, ...fields }) as unknown as SessionSnapshot;
+
 test('epoch points: step points dropped, one point per epoch, in epoch order', () => {
   const points = [point(2, 1, 0, 0.5), point(1, 1, 0, 0.7), point(1, 1, 0, 0.9, 'step'), point(3, 2, 0, 0.4)];
   assert.deepEqual(epochPoints(points).map((p) => p.epoch), [1, 2, 3]);
@@ -50,16 +54,7 @@ test('buildReport: a series per experiment with its metrics, rows with spec fact
     preemptions: 0,
     reason: null,
   });
-  const snapshot = {
-    kind: 'session',
-    id: 's',
-    state: 'running',
-    approval: { required: false, approved: false, by: null, at: null, note: null },
-    audit: [],
-    policy: {},
-    experiments: [status('a', 'completed', 3), status('b', 'running', 2)],
-    runs: 0,
-  } as unknown as SessionSnapshot;
+  const snapshot = snapshotOf({ id: 's', state: 'running', experiments: [status('a', 'completed', 3), status('b', 'running', 2)], runs: 0 });
   const histories = new Map([
     ['a', [point(1, 1, 0, 0.9), point(2, 1, 0, 0.5), point(3, 1, 0, 0.1)]],
     ['b', [point(1, 1, 0, 0.8), point(2, 2, 0, 0.6)]],
@@ -85,19 +80,7 @@ test('buildReport: a series per experiment with its metrics, rows with spec fact
 
 test('buildReport of a bounded summary: the report says how many of how many it shows, with every experiment by state', () => {
   const row = (id: string) => ({ id, sessionId: 'big', workflowId: `big:${id}`, state: 'completed', timeoutMode: 'bounded', attempt: 1, epoch: 1, epochs: 1, latestCheckpoint: null, resumedFrom: null, result: null, reason: null });
-  const snapshot = {
-    kind: 'session',
-    id: 'big',
-    state: 'completed',
-    approval: { required: false, approved: false, by: null, at: null, note: null },
-    audit: [],
-    policy: {},
-    experiments: [row('e-1'), row('e-2')],
-    runs: 3,
-    counts: { completed: 2497, failed: 3 },
-    total: 2500,
-    truncated: true,
-  } as unknown as SessionSnapshot;
+  const snapshot = snapshotOf({ id: 'big', state: 'completed', experiments: [row('e-1'), row('e-2')], runs: 3, counts: { completed: 2497, failed: 3 }, total: 2500, truncated: true });
   const report = buildReport(snapshot, new Map(), new Map(), '2026-12-02T00:00:00.000Z');
   assert.deepEqual(report.coverage, { shown: 2, total: 2500, counts: { completed: 2497, failed: 3 } });
   const html = renderReportHtml(report);

@@ -47,8 +47,9 @@ export function pendingEstimates(state: SchedulerState): ApprovalEstimate[] {
 
 /** The approval query's answer: approval, audit, and the waiting estimates with their full count. */
 export function approvalAnswer(state: SchedulerState): ApprovalState {
-  const waiting = state.approval ? 0 : waitingRows(state).length;
-  return { approval: state.approval, audit: state.audit, pending: pendingEstimates(state), ...(waiting > MAX_LISTED_ESTIMATES && { pendingTotal: waiting }) };
+  const waiting = state.approval ? [] : waitingRows(state);
+  const pending = waiting.slice(0, MAX_LISTED_ESTIMATES).map(estimateOf);
+  return { approval: state.approval, audit: state.audit, pending, ...(waiting.length > MAX_LISTED_ESTIMATES && { pendingTotal: waiting.length }) };
 }
 
 /** A record's estimates: the first MAX_LISTED_ESTIMATES, and what all of them covered when that is more. */
