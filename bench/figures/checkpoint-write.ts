@@ -22,7 +22,7 @@ export interface CheckpointWriteOptions {
   readonly reps: number;
 }
 
-export const CHECKPOINT_WRITE_DEFAULTS: CheckpointWriteOptions = { sizesMiB: [64, 256], reps: 15 };
+export const CHECKPOINT_WRITE_DEFAULTS: CheckpointWriteOptions = { sizesMiB: [64, 256], reps: 31 };
 
 interface ChildResult {
   bytes: number;

@@ -291,7 +291,7 @@ async function train(
       if (gateReached(c.epoch, c.step)) interrupt('gate');
       const startedAt = performance.now();
       // The history point is written before the checkpoint commits (history-writer.ts).
-      const save = fenced(history.checkpoint(c)).then(() => fenced(deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data, metrics: c.metrics, runId, fence }, input.checkpointsToKeep)));
+      const save = fenced(history.checkpoint(c)).then(() => fenced(deps.store.save(key, { epoch: c.epoch, step: c.step, attempt, data, metrics: c.metrics, runId, fence, background: true }, input.checkpointsToKeep)));
       background.start(save, (pointer) => {
         recorded(pointer, startedAt, false);
       });

@@ -185,7 +185,8 @@ export type InterruptReason = 'cancelled' | 'worker-shutdown' | 'timed-out' | 'p
 
 /**
  * A small pointer to a durable checkpoint. This, never the weights, is what heartbeats carry.
- * `uri` is a `file://` URL of the blob; `sha256` is of the blob's bytes.
+ * `uri` is a `file://` URL of the blob; `sha256` is of the blob's bytes: their plain SHA-256, or,
+ * when `hashBlockBytes` is set, their block digest (docs/checkpoints.md#digests).
  */
 export interface CheckpointPointer {
   readonly checkpointId: string;
@@ -194,6 +195,13 @@ export interface CheckpointPointer {
   readonly step: number;
   readonly sha256: string;
   readonly bytes: number;
+  /**
+   * Set on blobs the local store wrote whole from 32 MiB on: `sha256` is then
+   * SHA-256(SHA-256(block 0) ‖ SHA-256(block 1) ‖ …) over the blob's consecutive blocks of this
+   * many bytes (the last may be shorter), which several threads hash at once. Absent: `sha256` is
+   * the plain SHA-256 of the bytes, as `sha256sum` prints it.
+   */
+  readonly hashBlockBytes?: number;
   readonly metrics: Metrics;
   /** ISO-8601 time the blob became durable. */
   readonly savedAt: string;

@@ -158,6 +158,17 @@ void describe('S3 store beyond the contract', () => {
     assert.deepEqual(await store.list('sess/exp', { runId: 'r' }), [second, first]);
   });
 
+  void test('a large state keeps its plain sha256 (no block digest), and a pointer claiming one is refused', async () => {
+    const store = await newStore();
+    const data = bytes(33 << 20, 7);
+    const pointer = await store.save('sess/exp', { epoch: 1, step: 0, attempt: 1, data, runId: 'r' }, 3);
+    assert.equal(pointer.hashBlockBytes, undefined);
+    assert.equal(pointer.sha256, sha256(data));
+    const forged: CheckpointPointer = { ...pointer, hashBlockBytes: 4 << 20 };
+    await assert.rejects(store.read(forged), (err: Error) => /invalid pointer \(hashBlockBytes: an S3 store records plain sha256 digests only\)/.test(err.message));
+    assert.ok((await store.read(pointer)).equals(data));
+  });
+
   void test('a write failure (the server down) leaves the previous checkpoint intact', async () => {
     const store = await newStore({ retryForMs: 1500 });
     const previous = await store.save('sess/exp', { epoch: 1, step: 0, attempt: 1, data: bytes(50_000, 1), runId: 'r' }, 2);

@@ -12,6 +12,7 @@ import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { CheckpointData } from '../trainer';
 import { DurableWriteError, errorCode, errorMessage, type DurableWriteOp } from './errors';
+import { BLOCK_HASH_MIN_BYTES, HASH_BLOCK_BYTES, blockSha256Split } from './block-hash';
 import { sha256OffThread } from './hash-thread';
 import { writeOnThread } from './io-thread';
 
@@ -41,6 +42,17 @@ const THREAD_WRITE_BYTES = 1 << 20;
 /** Unit of writes, and of the writeback started behind them (see FlushingWriter). */
 const WRITE_PIECE = 32 << 20;
 
+/**
+ * What a durable write wrote. `sha256` is the plain SHA-256 of the bytes, or, when
+ * `hashBlockBytes` is set (whole buffers from BLOCK_HASH_MIN_BYTES on), their block digest
+ * (block-hash.ts), hashed on several threads beside the write.
+ */
+export interface WrittenBlob {
+  readonly sha256: string;
+  readonly bytes: number;
+  readonly hashBlockBytes?: number;
+}
+
 export interface DurableWriteOptions {
   /**
    * Publish with link(2) instead of rename(2): fails with a DurableWriteError of code EEXIST when
@@ -48,15 +60,22 @@ export interface DurableWriteOptions {
    * @default false (replace `target`)
    */
   readonly exclusive?: boolean;
+  /**
+   * Whether the calling thread helps hash a block digest once the write syscalls are done (it
+   * waits for the write anyway). False when the event loop has other work, such as training.
+   * @default true
+   */
+  readonly hashOnCaller?: boolean;
 }
 
 /**
  * Writes `data` to `target` so that after it resolves the file survives a crash with exactly these
  * bytes, and before it resolves `target` is either absent or its previous content: temp file in the
  * same directory, fsync, rename (or link), fsync of the directory. The temp file is removed on
- * failure. The sha256 is computed from the very chunks written, without copying large chunks.
+ * failure. The digest is computed from the very chunks written, without copying large chunks: see
+ * WrittenBlob for which one.
  */
-export async function writeFileDurably(target: string, data: CheckpointData, options: DurableWriteOptions = {}): Promise<{ sha256: string; bytes: number }> {
+export async function writeFileDurably(target: string, data: CheckpointData, options: DurableWriteOptions = {}): Promise<WrittenBlob> {
   const dir = path.dirname(target);
   const tmp = tempName(target);
   if (data instanceof Uint8Array && data.byteLength <= THREAD_WRITE_BYTES) {
@@ -72,7 +91,7 @@ export async function writeFileDurably(target: string, data: CheckpointData, opt
   let renamed = false;
   try {
     fh = await step('open', tmp, () => fs.open(tmp, 'wx', 0o644));
-    const { bytes, sha256 } = data instanceof Uint8Array ? await writeWhole(fh, tmp, data) : await writeStream(fh, tmp, data);
+    const written = data instanceof Uint8Array ? await writeWhole(fh, tmp, data, options.hashOnCaller !== false) : await writeStream(fh, tmp, data);
     const handle = fh;
     fh = undefined;
     await step('close', tmp, () => handle.close());
@@ -85,7 +104,7 @@ export async function writeFileDurably(target: string, data: CheckpointData, opt
       renamed = true;
     }
     await step('fsync directory', dir, () => fsyncDir(dir));
-    return { sha256, bytes };
+    return written;
   } catch (err) {
     // close() waits for operations still pending on the handle, so the unlink can't race a write.
     if (fh) await fh.close().catch(() => undefined);
@@ -98,16 +117,25 @@ export async function writeFileDurably(target: string, data: CheckpointData, opt
 }
 
 /**
- * The whole state is in memory: hash it while the pool writes and flushes it, on the helper thread
+ * The whole state is in memory: hash it while the pool writes and flushes it, on helper threads
  * when it is large (the event loop, which a background persist shares with training, then only
- * copies it in pieces), else here.
+ * copies it in pieces), else here. From BLOCK_HASH_MIN_BYTES on, one SHA-256 stream would be
+ * slower than the write, so the digest is the block digest, its blocks split between the helper
+ * thread and this one.
  */
-async function writeWhole(fh: FileHandle, tmp: string, data: Uint8Array): Promise<{ bytes: number; sha256: string }> {
+async function writeWhole(fh: FileHandle, tmp: string, data: Uint8Array, hashHere: boolean): Promise<WrittenBlob> {
   const writer = new FlushingWriter(fh, tmp);
+  const issued = writer.write(data, false);
   const writing = (async () => {
-    await writer.write(data, false);
+    await issued;
     await writer.finish();
   })();
+  if (data.byteLength >= BLOCK_HASH_MIN_BYTES) {
+    // This thread joins the hash once the last write returned: until then the other core copies
+    // the bytes into the page cache, and the final fsync leaves it idle.
+    const [, sha256] = await Promise.all([writing, blockSha256Split(data, HASH_BLOCK_BYTES, hashHere ? issued : null)]);
+    return { bytes: data.byteLength, sha256, hashBlockBytes: HASH_BLOCK_BYTES };
+  }
   const hashing = async () => {
     if (data.byteLength >= OFF_THREAD_BYTES) return sha256OffThread(data);
     const hash = createHash('sha256');
@@ -118,7 +146,7 @@ async function writeWhole(fh: FileHandle, tmp: string, data: Uint8Array): Promis
   return { bytes: data.byteLength, sha256 };
 }
 
-async function writeStream(fh: FileHandle, tmp: string, data: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<{ bytes: number; sha256: string }> {
+async function writeStream(fh: FileHandle, tmp: string, data: Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<WrittenBlob> {
   const hash = createHash('sha256');
   if (data === null || typeof data !== 'object' || !(Symbol.asyncIterator in data || Symbol.iterator in data)) {
     throw new TypeError(`checkpoint data: expected a Uint8Array or an (async) iterable of Uint8Array chunks, received ${typeof data}`);

@@ -19,7 +19,7 @@ import { pathToFileURL } from 'node:url';
 import { idProblem } from '../../shared/ids';
 import { retentionProblem, type Retention, type RetentionMarks } from '../../shared/retention';
 import type { CheckpointPointer } from '../../shared/types';
-import { TMP_PREFIX, mkdirDurably, removeFile, removeStaleTemps, writeFileDurably } from './durable-write';
+import { TMP_PREFIX, mkdirDurably, removeFile, removeStaleTemps, writeFileDurably, type WrittenBlob } from './durable-write';
 import { CheckpointReadError, DurableWriteError, ManifestError, StaleAttemptError, errorCode, errorMessage, withCode, writeFailure } from './errors';
 import { LocalHistoryObjects } from './history-local';
 import { compareFence, finiteMetrics, isManifestName, manifestFile, publish, readCurrent, withCheckpoint, type CurrentManifest, type Manifest } from './manifest';
@@ -118,9 +118,9 @@ export class LocalCheckpointStore implements CheckpointStore {
       this.refuseIfStale(place, start.manifest, input.fence, 'checkpoint save');
       const name = `ck-${pad(input.epoch, 6)}-${pad(input.step, 8)}-a${input.attempt}-${randomBytes(4).toString('hex')}.ckpt`;
       const file = path.join(place.placeDir, name);
-      let written: { sha256: string; bytes: number };
+      let written: WrittenBlob;
       try {
-        written = await writeFileDurably(file, input.data);
+        written = await writeFileDurably(file, input.data, { hashOnCaller: input.background !== true });
       } catch (err) {
         // The rename happened but the directory fsync failed: the blob may or may not survive a
         // crash, so it must not be recorded.
@@ -248,7 +248,7 @@ export class LocalCheckpointStore implements CheckpointStore {
     fileName: string,
     file: string,
     input: { epoch: number; step: number; runId?: string },
-    hashed: { sha256: string; bytes: number },
+    hashed: WrittenBlob,
     metrics: CheckpointPointer['metrics'],
   ): CheckpointPointer {
     return {
@@ -258,6 +258,7 @@ export class LocalCheckpointStore implements CheckpointStore {
       step: input.step,
       sha256: hashed.sha256,
       bytes: hashed.bytes,
+      ...(hashed.hashBlockBytes === undefined ? {} : { hashBlockBytes: hashed.hashBlockBytes }),
       metrics,
       savedAt: new Date().toISOString(),
       ...(input.runId ? { runId: input.runId } : {}),

@@ -281,6 +281,10 @@ export class S3CheckpointStore implements CheckpointStore {
     if (problem) throw new CheckpointReadError(id, String((pointer as Partial<CheckpointPointer> | null)?.uri), 'invalid', `invalid pointer (${problem})`);
     const objectKey = this.objectKeyOf(pointer.uri);
     if (objectKey === undefined) throw new CheckpointReadError(id, pointer.uri, 'outside', `outside the checkpoint store ${this.url} (${pointer.uri})`);
+    if (pointer.hashBlockBytes !== undefined) {
+      // Objects are uploaded with their plain sha256 (S3 checks it too); only the local store writes block digests.
+      throw new CheckpointReadError(id, pointer.uri, 'invalid', 'invalid pointer (hashBlockBytes: an S3 store records plain sha256 digests only)');
+    }
     let data: Buffer;
     try {
       data = await this.retrying(`download ${pointer.uri}`, () => downloadVerified(this.client, this.bucket, objectKey, pointer.bytes, pointer.sha256));

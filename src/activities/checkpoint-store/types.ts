@@ -45,6 +45,11 @@ export interface SaveCheckpointInput extends WriterIdentity {
   readonly attempt: number;
   readonly data: CheckpointData;
   readonly metrics?: Metrics;
+  /**
+   * The save runs beside training (`checkpointInBackground`): the event loop, which the training
+   * shares, does none of the hashing (a local store otherwise lets it help once the write is down).
+   */
+  readonly background?: boolean;
 }
 
 /** What `adopt` records about a file the trainer wrote itself. */

@@ -1,6 +1,6 @@
 /**
  * Verification: a pointer's shape, that its blob lies inside the store (after symlinks) and that
- * its bytes match the recorded size and sha256; hashing of files trainers wrote themselves; the
+ * its bytes match the recorded size and sha256 (plain, or the block digest: block-hash.ts); hashing of files trainers wrote themselves; the
  * order in which candidates are tried.
  */
 import { createHash } from 'node:crypto';
@@ -9,7 +9,9 @@ import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CheckpointPointer } from '../../shared/types';
+import { blockDigestsHere, combineBlockDigests, hashBlockBytesProblem } from './block-hash';
 import { hashInSlices } from './durable-write';
+import { blockDigestsOffThread } from './hash-thread';
 import { CheckpointReadError, errorCode, errorMessage, isRecord, withCode } from './errors';
 import { hashAndSyncOnThread } from './io-thread';
 
@@ -51,28 +53,13 @@ export async function readVerified(pointer: CheckpointPointer, roots: readonly s
     if (stats.size !== pointer.bytes) {
       throw new CheckpointReadError(id, file, 'size', `size mismatch (expected ${pointer.bytes} bytes, found ${stats.size})`);
     }
-    const data = Buffer.allocUnsafe(pointer.bytes);
-    const hash = createHash('sha256');
-    const readAt = (offset: number) => fh.read(data, offset, Math.min(READ_PIECE, data.byteLength - offset), offset);
-    // Read the next piece while hashing the current one.
-    let filled = 0;
-    let pending = data.byteLength > 0 ? readAt(0) : undefined;
-    while (pending) {
-      const { bytesRead } = await pending;
-      if (bytesRead === 0) break;
-      const start = filled;
-      filled += bytesRead;
-      pending = filled < data.byteLength ? readAt(filled) : undefined;
-      // Handled here so a failure surfacing while we hash is not reported as unhandled.
-      void pending?.catch(() => undefined);
-      await hashInSlices(hash, data.subarray(start, filled));
-    }
+    const { data, filled, sha256: actual } = await readHashed(fh, pointer.bytes, pointer.hashBlockBytes);
     if (filled !== data.byteLength) {
       throw new CheckpointReadError(id, file, 'size', `size mismatch (expected ${pointer.bytes} bytes, found ${filled})`);
     }
-    const actual = hash.digest('hex');
     if (actual !== pointer.sha256) {
-      throw new CheckpointReadError(id, file, 'sha256', `sha256 mismatch (expected ${shortHash(pointer.sha256)}, got ${shortHash(actual)})`);
+      const what = pointer.hashBlockBytes === undefined ? 'sha256' : `sha256 (block digest, ${pointer.hashBlockBytes}-byte blocks)`;
+      throw new CheckpointReadError(id, file, 'sha256', `${what} mismatch (expected ${shortHash(pointer.sha256)}, got ${shortHash(actual)})`);
     }
     return data;
   } catch (err) {
@@ -81,6 +68,52 @@ export async function readVerified(pointer: CheckpointPointer, roots: readonly s
   } finally {
     await fh.close().catch(() => undefined);
   }
+}
+
+/**
+ * Reads `bytes` bytes of `fh` into a new buffer, reading the next piece while the current one is
+ * hashed: into one SHA-256 stream on this thread, or, for a block digest, into shared memory,
+ * every other piece's blocks hashed in place on the helper thread, the others here. `filled` < `bytes` when
+ * the file ended early.
+ */
+async function readHashed(fh: FileHandle, bytes: number, blockBytes: number | undefined): Promise<{ data: Buffer; filled: number; sha256: string }> {
+  const blocked = blockBytes !== undefined;
+  // Whole blocks per piece, so each piece's digests are its blocks' own.
+  const pieceBytes = blocked ? Math.max(blockBytes, Math.floor(READ_PIECE / blockBytes) * blockBytes) : READ_PIECE;
+  const data = blocked ? Buffer.from(new SharedArrayBuffer(bytes)) : Buffer.allocUnsafe(bytes);
+  const hash = createHash('sha256');
+  const parts: Promise<Uint8Array>[] = [];
+  const readAt = (offset: number) => fh.read(data, offset, Math.min(pieceBytes, data.byteLength - offset), offset);
+  let filled = 0;
+  let hashedTo = 0;
+  let pending = data.byteLength > 0 ? readAt(0) : undefined;
+  try {
+    while (pending) {
+      const { bytesRead } = await pending;
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+      pending = filled < data.byteLength ? readAt(filled) : undefined;
+      // Handled here so a failure surfacing while we hash is not reported as unhandled.
+      void pending?.catch(() => undefined);
+      if (!blocked) {
+        await hashInSlices(hash, data.subarray(hashedTo, filled));
+        hashedTo = filled;
+        continue;
+      }
+      // A short read leaves a partial block: it is hashed once the rest has arrived.
+      const to = filled === data.byteLength ? filled : hashedTo + Math.floor((filled - hashedTo) / blockBytes) * blockBytes;
+      if (to > hashedTo) {
+        const run = data.subarray(hashedTo, to);
+        parts.push(parts.length % 2 === 0 ? blockDigestsOffThread(run, blockBytes) : blockDigestsHere(run, blockBytes));
+      }
+      hashedTo = to;
+    }
+  } finally {
+    // No helper may still be reading `data` once this returns or throws.
+    await Promise.allSettled(parts);
+  }
+  if (!blocked) return { data, filled, sha256: hash.digest('hex') };
+  return { data, filled, sha256: filled === data.byteLength ? combineBlockDigests(await Promise.all(parts)) : '' };
 }
 
 /**
@@ -108,6 +141,7 @@ export function pointerProblem(value: unknown): string | undefined {
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) return `${field}: expected a non-negative integer`;
   }
   if (!isRecord(value.metrics)) return 'metrics: expected an object';
+  if (value.hashBlockBytes !== undefined) return hashBlockBytesProblem(value.hashBlockBytes);
   return undefined;
 }
 
