@@ -9,7 +9,7 @@ import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-w
 import { MAX_PAGE_LIMIT, sessionStatusQuery, WORKFLOW_TYPES, type SessionSnapshot } from './shared/definitions';
 import { idProblem, parseExperimentWorkflowId } from './shared/ids';
 import { InvalidInputError } from './shared/schema';
-import { TERMINAL_EXPERIMENT_STATES, type ExperimentState, type ExperimentStatus, type HeartbeatDetails } from './shared/types';
+import { TERMINAL_EXPERIMENT_STATES, digestKind, type ExperimentState, type ExperimentStatus, type HeartbeatDetails } from './shared/types';
 import type { sessionWorkflow } from './workflows/session/workflow';
 
 /** One page of a session's experiments read from visibility (ExperimentsClient.experimentsPage). */
@@ -118,7 +118,7 @@ export async function liveExperiment(client: Client, status: ExperimentStatus): 
       epoch: details?.epoch ?? status.epoch,
       epochs: details?.epochs ?? status.epochs,
       resumedFrom: details?.resumedFrom ?? status.resumedFrom,
-      latestCheckpoint: latest ? { id: latest.checkpointId, epoch: latest.epoch, sha256: latest.sha256, uri: latest.uri } : status.latestCheckpoint,
+      latestCheckpoint: latest ? { id: latest.checkpointId, epoch: latest.epoch, sha256: latest.sha256, uri: latest.uri, ...digestKind(latest) } : status.latestCheckpoint,
       metrics: details?.metrics ?? status.metrics,
     };
   } catch {

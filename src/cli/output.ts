@@ -152,7 +152,7 @@ export function experimentText(e: ExperimentStatus, stream?: NodeJS.WriteStream)
     ['preemptions', String(e.preemptions ?? 0)],
     ['epochs', fmtEpochs(e)],
     ['resumed from', e.resumedFrom === null ? '-' : `epoch ${e.resumedFrom}`],
-    ['latest checkpoint', ck ? `${ck.id} (epoch ${ck.epoch}, sha256 ${ck.sha256.slice(0, 12)}…)` : '-'],
+    ['latest checkpoint', ck ? `${ck.id} (epoch ${ck.epoch}, ${digestLabel(ck)} ${ck.sha256.slice(0, 12)}…)` : '-'],
     ['checkpoint uri', ck ? safe(ck.uri) : '-'],
     ['final loss', fmtNumber(e.result?.finalLoss)],
     ['accuracy', fmtPercent(e.result?.accuracy)],
@@ -166,12 +166,20 @@ export function experimentText(e: ExperimentStatus, stream?: NodeJS.WriteStream)
   return rows.map(([k, v]) => `${k.padEnd(width)}${v}`).join('\n');
 }
 
+/**
+ * What a checkpoint's `sha256` is: `sha256` (of the bytes, as `sha256sum` prints it) or
+ * `block sha256 (4 MiB blocks)` (docs/checkpoints.md).
+ */
+export function digestLabel(ck: { readonly hashBlockBytes?: number }): string {
+  return ck.hashBlockBytes === undefined ? 'sha256' : `block sha256 (${ck.hashBlockBytes / 2 ** 20} MiB blocks)`;
+}
+
 export function hintsText(h: ResumeHints): string {
   const ck = h.latestCheckpoint;
   const lines = [
     `${h.id}: ${ck ? `checkpoint ${ck.id} at epoch ${ck.epoch}${h.epochsRemaining !== null ? `, ${h.epochsRemaining} epoch(s) remaining` : ''}` : 'no checkpoint'}`,
   ];
-  if (ck) lines.push(`  uri: ${safe(ck.uri)}`, `  sha256: ${ck.sha256}`);
+  if (ck) lines.push(`  uri: ${safe(ck.uri)}`, `  ${digestLabel(ck)}: ${ck.sha256}`);
   lines.push(`  resume: ${h.resumeCommand ?? '(completed; nothing to resume)'}`);
   for (const w of h.warnings) lines.push(`  warning: ${safeText(w)}`);
   return lines.join('\n');

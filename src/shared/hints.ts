@@ -3,7 +3,7 @@
  * `hints` query and the client library give the same answer. The client adds warnings from
  * verifying the checkpoint file itself.
  */
-import type { CheckpointPointer, ExperimentStatus, ResumeHints } from './types';
+import { digestKind, type CheckpointPointer, type ExperimentStatus, type ResumeHints } from './types';
 
 export function hintsFromStatus(status: ExperimentStatus, pointer?: CheckpointPointer | null): ResumeHints {
   const ck = status.latestCheckpoint;
@@ -13,7 +13,7 @@ export function hintsFromStatus(status: ExperimentStatus, pointer?: CheckpointPo
   return {
     id: status.id,
     latestCheckpoint: ck
-      ? { id: ck.id, epoch: ck.epoch, step: pointer?.step ?? 0, uri: ck.uri, sha256: ck.sha256, savedAt: pointer?.savedAt ?? '' }
+      ? { id: ck.id, epoch: ck.epoch, step: pointer?.step ?? 0, uri: ck.uri, sha256: ck.sha256, savedAt: pointer?.savedAt ?? '', ...digestKind(ck) }
       : null,
     epochsRemaining: status.epochs === null ? null : Math.max(0, status.epochs - (ck?.epoch ?? 0)),
     // Statuses recorded before the field existed have none.

@@ -156,6 +156,11 @@ export type ExperimentState =
   /** Stopped early by the session's search scheduler; its checkpoint is kept and `resume` continues it. */
   | 'pruned';
 
+/** A pointer's `hashBlockBytes` as a field to spread into a summary of it: empty for a plain sha256. */
+export function digestKind(pointer: { readonly hashBlockBytes?: number }): { hashBlockBytes?: number } {
+  return pointer.hashBlockBytes === undefined ? {} : { hashBlockBytes: pointer.hashBlockBytes };
+}
+
 export const TERMINAL_EXPERIMENT_STATES: readonly ExperimentState[] = [
   'completed',
   'interrupted',
@@ -315,7 +320,8 @@ export interface ExperimentStatus {
   readonly attempt: number;
   readonly epoch: number;
   readonly epochs: number | null;
-  readonly latestCheckpoint: { id: string; epoch: number; sha256: string; uri: string } | null;
+  /** `hashBlockBytes`: set when `sha256` is a block digest (CheckpointPointer). */
+  readonly latestCheckpoint: { id: string; epoch: number; sha256: string; uri: string; hashBlockBytes?: number } | null;
   readonly resumedFrom: number | null;
   readonly result: { finalLoss: number | null; accuracy: number | null; modelSha256: string | null } | null;
   /** Worker shutdowns survived (each resumed from its checkpoint); not failed attempts. 0 when absent. */
@@ -340,7 +346,7 @@ export interface ExperimentStatus {
 /** Resumability hints for one experiment. */
 export interface ResumeHints {
   readonly id: string;
-  readonly latestCheckpoint: { id: string; epoch: number; step: number; uri: string; sha256: string; savedAt: string } | null;
+  readonly latestCheckpoint: { id: string; epoch: number; step: number; uri: string; sha256: string; savedAt: string; hashBlockBytes?: number } | null;
   readonly epochsRemaining: number | null;
   /** Worker shutdowns the experiment survived so far. */
   readonly preemptions: number;

@@ -46,7 +46,7 @@ import { NO_TIMEOUT_START_TO_CLOSE, maxPreemptions, profileWindow, resourceTimeo
 import { blankStatus, hintsFromStatus } from '../shared/hints';
 import { experimentInputSchema, inputProblems } from '../shared/schema';
 import { searchAttributeKey } from '../shared/search-attributes';
-import type { CheckpointPointer, ExperimentState, ExperimentStatus, TimeoutMode, TrainingOutcome } from '../shared/types';
+import { digestKind, type CheckpointPointer, type ExperimentState, type ExperimentStatus, type TimeoutMode, type TrainingOutcome } from '../shared/types';
 import { experimentListSummary, experimentSummary, trainingSummary } from '../shared/user-metadata';
 import { describeFailure } from './failures';
 import { countPreemption } from './metrics';
@@ -395,7 +395,7 @@ function withCheckpoint(status: ExperimentStatus, pointer: CheckpointPointer | n
   return {
     ...status,
     epoch: Math.max(status.epoch, pointer.epoch),
-    latestCheckpoint: { id: pointer.checkpointId, epoch: pointer.epoch, sha256: pointer.sha256, uri: pointer.uri },
+    latestCheckpoint: { id: pointer.checkpointId, epoch: pointer.epoch, sha256: pointer.sha256, uri: pointer.uri, ...digestKind(pointer) },
   };
 }
 

@@ -4,9 +4,11 @@
  * under a `{ latest, best }` retention, the checkpoint the store keeps as that trial's best.
  */
 import type { SessionSnapshot } from '../../shared/definitions';
+import { digestKind } from '../../shared/types';
 import type { ParsedArgs } from '../args';
 import { closedSessionSummary, queried, say, withConnection } from '../commands';
 import { EXIT, UsageError } from '../errors';
+import { digestLabel } from '../output';
 
 export async function bestCommand(parsed: ParsedArgs): Promise<number> {
   const [id] = parsed.positionals;
@@ -18,7 +20,7 @@ export async function bestCommand(parsed: ParsedArgs): Promise<number> {
     let best = status.best ?? null;
     // Under a `{ latest, best }` retention the store keeps the trial's best checkpoint: name that one.
     const kept = best ? await c.experiments.keptBestCheckpoint(status.id, best.experimentId) : undefined;
-    if (best && kept) best = { ...best, checkpoint: { id: kept.checkpointId, epoch: kept.epoch, uri: kept.uri, sha256: kept.sha256 }, keptBest: true };
+    if (best && kept) best = { ...best, checkpoint: { id: kept.checkpointId, epoch: kept.epoch, uri: kept.uri, sha256: kept.sha256, ...digestKind(kept) }, keptBest: true };
     if (parsed.options.json) {
       say(JSON.stringify(best, null, 2));
       return EXIT.ok;
@@ -36,6 +38,6 @@ function bestText(snap: SessionSnapshot, best: SessionSnapshot['best']): string 
     `best trial of ${snap.id}: ${best.experimentId} (${best.state})`,
     `${best.metric} (${best.mode}): ${best.value}`,
     `params: ${JSON.stringify(best.params)}`,
-    ck ? `checkpoint${best.keptBest ? ' (kept as best, verified)' : ''}: ${ck.id} (epoch ${ck.epoch})\n  uri:    ${ck.uri}\n  sha256: ${ck.sha256}` : 'checkpoint: none',
+    ck ? `checkpoint${best.keptBest ? ' (kept as best, verified)' : ''}: ${ck.id} (epoch ${ck.epoch})\n  uri:    ${ck.uri}\n  ${digestLabel(ck)}: ${ck.sha256}` : 'checkpoint: none',
   ].join('\n');
 }

@@ -2,7 +2,7 @@
  * The best trial of a search session, and the order of its results table: pure, shared by the
  * session workflow (summary), the client and the CLI (`experiments best`, `status`).
  */
-import type { ExperimentSpec, ExperimentStatus } from '../types';
+import { digestKind, type ExperimentSpec, type ExperimentStatus } from '../types';
 import type { BestTrial, ResolvedSearch } from './types';
 
 /** A trial's value of the search metric (its final metrics), or null. */
@@ -44,6 +44,6 @@ export function bestTrial(trials: readonly ExperimentStatus[], specs: ReadonlyMa
     metric: search.metric,
     mode: search.mode,
     value,
-    checkpoint: ck ? { id: ck.id, epoch: ck.epoch, uri: ck.uri, sha256: ck.sha256 } : null,
+    checkpoint: ck ? { id: ck.id, epoch: ck.epoch, uri: ck.uri, sha256: ck.sha256, ...digestKind(ck) } : null,
   };
 }

@@ -88,7 +88,7 @@ export interface BestTrial {
   readonly mode: 'min' | 'max';
   readonly value: number;
   /** Its newest checkpoint (the history branch's keep-best retention can name a better one). */
-  readonly checkpoint: { readonly id: string; readonly epoch: number; readonly uri: string; readonly sha256: string } | null;
+  readonly checkpoint: { readonly id: string; readonly epoch: number; readonly uri: string; readonly sha256: string; readonly hashBlockBytes?: number } | null;
   /** Set by `experiments best` when `checkpoint` is the one a `{ latest, best }` retention keeps as best (read back and verified). */
   readonly keptBest?: boolean;
 }
