@@ -3,10 +3,12 @@
  * is exactly SHA-256 over the blocks' SHA-256s, computed here independently; the split between the
  * helper thread and this one gives that digest for shared and plain buffers at every boundary; a
  * local store writes it for whole states from 32 MiB on (and only then), verifies it on read,
- * refuses a corrupt blob and a forged block size, and still reads pointers with plain digests.
+ * refuses a corrupt blob and a forged block size, still reads pointers with plain digests, and a
+ * full filesystem during a block-digest write leaves the previous checkpoint intact.
  * Real files in a temporary directory throughout.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
@@ -131,6 +133,40 @@ void describe('durable writes and the local store with block digests', () => {
     assert.equal(latest.checkpoint?.pointer.checkpointId, p1.checkpointId);
     assert.ok(latest.checkpoint?.data.equals(first), 'the previous checkpoint, bit for bit');
     assert.ok(latest.warnings.some((w) => w.includes(p2.checkpointId) && w.includes('mismatch')), latest.warnings.join('\n'));
+  });
+
+  void test('ENOSPC during a block-digest write leaves the previous checkpoint intact and no temp file', async () => {
+    // A real full filesystem: a 40 MiB tmpfs (needs root and mount permission, as the ENOSPC test
+    // in checkpoint-store.test.ts).
+    const mountPoint = await newRoot();
+    try {
+      if (process.getuid?.() !== 0) throw new Error('not root');
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=40m', 'tmpfs', mountPoint], { stdio: 'pipe' });
+    } catch (err) {
+      throw new Error(`cannot mount a tmpfs for the real ENOSPC test (needs root and mount permission): ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`, { cause: err });
+    }
+    try {
+      const store = new LocalCheckpointStore(mountPoint);
+      const small = shared(1 << 20);
+      const first = await store.save('s/e', { epoch: 1, step: 0, attempt: 1, data: small, runId: 'r' }, 3);
+      const failure = await store.save('s/e', { epoch: 2, step: 0, attempt: 1, data: shared(48 << 20), runId: 'r' }, 3).then(
+        () => assert.fail('a 48 MiB state should not fit in 40 MiB'),
+        (err: Error & { code?: string }) => err,
+      );
+      assert.equal(failure.code, 'ENOSPC');
+      assert.match(failure.message, /\(write\): ENOSPC: no space left on device/);
+      assert.deepEqual(await store.list('s/e', { runId: 'r' }), [first]);
+      assert.ok((await store.read(first)).equals(small));
+      const dir = store.dirFor('s/e', 'r');
+      assert.deepEqual((await fs.readdir(dir)).filter((name) => name.startsWith('.tmp-')), [], 'no temp file left');
+      // The space is back: a block-digest state that fits saves and reads back.
+      const fits = shared(BLOCK_HASH_MIN_BYTES + 1);
+      const second = await store.save('s/e', { epoch: 2, step: 0, attempt: 2, data: fits, runId: 'r' }, 3);
+      assert.equal(second.hashBlockBytes, B);
+      assert.ok((await store.read(second)).equals(fits));
+    } finally {
+      execFileSync('umount', ['-l', mountPoint]);
+    }
   });
 
   void test('a forged block size is refused before any read', async () => {
