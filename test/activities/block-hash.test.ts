@@ -8,7 +8,6 @@
  * Real files in a temporary directory throughout.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
@@ -19,6 +18,7 @@ import { LocalCheckpointStore, writeFileDurably } from '../../src/activities/che
 import { BLOCK_HASH_MIN_BYTES, HASH_BLOCK_BYTES, blockSha256, blockSha256Split, hashBlockBytesProblem } from '../../src/activities/checkpoint-store/block-hash';
 import { pointerProblem } from '../../src/activities/checkpoint-store/verify';
 import type { CheckpointPointer } from '../../src/shared/types';
+import { withTmpfs } from '../helpers/tmpfs';
 
 const B = HASH_BLOCK_BYTES;
 const roots: string[] = [];
@@ -136,16 +136,9 @@ void describe('durable writes and the local store with block digests', () => {
   });
 
   void test('ENOSPC during a block-digest write leaves the previous checkpoint intact and no temp file', async () => {
-    // A real full filesystem: a 40 MiB tmpfs (needs root and mount permission, as the ENOSPC test
-    // in checkpoint-store.test.ts).
+    // A real full filesystem: a 40 MiB tmpfs (test/helpers/tmpfs.ts).
     const mountPoint = await newRoot();
-    try {
-      if (process.getuid?.() !== 0) throw new Error('not root');
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=40m', 'tmpfs', mountPoint], { stdio: 'pipe' });
-    } catch (err) {
-      throw new Error(`cannot mount a tmpfs for the real ENOSPC test (needs root and mount permission): ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`, { cause: err });
-    }
-    try {
+    await withTmpfs(mountPoint, '40m', async () => {
       const store = new LocalCheckpointStore(mountPoint);
       const small = shared(1 << 20);
       const first = await store.save('s/e', { epoch: 1, step: 0, attempt: 1, data: small, runId: 'r' }, 3);
@@ -164,9 +157,7 @@ void describe('durable writes and the local store with block digests', () => {
       const second = await store.save('s/e', { epoch: 2, step: 0, attempt: 2, data: fits, runId: 'r' }, 3);
       assert.equal(second.hashBlockBytes, B);
       assert.ok((await store.read(second)).equals(fits));
-    } finally {
-      execFileSync('umount', ['-l', mountPoint]);
-    }
+    });
   });
 
   void test('a forged block size is refused before any read', async () => {

@@ -6,7 +6,7 @@
  * (ENOSPC on a tiny tmpfs, EFBIG under a file-size limit) leaving the previous checkpoint intact.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -17,6 +17,7 @@ import { LocalCheckpointStore, writeFileDurably } from '../../src/activities/che
 import type { CheckpointPointer } from '../../src/shared/types';
 import { KEY, bytes, checkpointStoreContract, sha256, type StoreHarness } from './checkpoint-store-contract';
 import { historyContract } from './history-contract';
+import { withTmpfs } from '../helpers/tmpfs';
 
 const roots: string[] = [];
 
@@ -305,13 +306,7 @@ void describe('LocalCheckpointStore', () => {
     // A real full filesystem: a 256 KiB tmpfs. Needs root and permission to mount (a container
     // without CAP_SYS_ADMIN cannot); the EFBIG test below covers the same path without either.
     const mountPoint = await newRoot();
-    try {
-      if (process.getuid?.() !== 0) throw new Error('not root');
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mountPoint], { stdio: 'pipe' });
-    } catch (err) {
-      throw new Error(`cannot mount a tmpfs for the real ENOSPC test (needs root and mount permission): ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`, { cause: err });
-    }
-    try {
+    await withTmpfs(mountPoint, '256k', async () => {
       const store = new LocalCheckpointStore(mountPoint);
       const first = await store.save(KEY, { epoch: 1, step: 0, attempt: 1, data: bytes(20_000, 1) }, 3);
       const failure = await store.save(KEY, { epoch: 2, step: 0, attempt: 1, data: bytes(512 << 10, 2) }, 3).then(
@@ -344,9 +339,7 @@ void describe('LocalCheckpointStore', () => {
       const files = await entries(dir);
       assert.deepEqual(files.filter((name) => !name.startsWith('manifest-')), [first, third].map((p) => path.basename(fileURLToPath(p.uri))).sort());
       assert.deepEqual(files.filter((name) => name.startsWith('manifest-')), ['manifest-000000000001.json', 'manifest-000000000002.json'], 'no temp file left');
-    } finally {
-      execFileSync('umount', ['-l', mountPoint]);
-    }
+    });
   });
 
   void test('EFBIG under a file-size limit leaves the previous checkpoint intact', async () => {

@@ -45,7 +45,8 @@ const WRITE_PIECE = 32 << 20;
 /**
  * What a durable write wrote. `sha256` is the plain SHA-256 of the bytes, or, when
  * `hashBlockBytes` is set (whole buffers from BLOCK_HASH_MIN_BYTES on), their block digest
- * (block-hash.ts), hashed on several threads beside the write.
+ * (block-hash.ts), hashed on the helper thread (and the caller's, once the write is down) beside
+ * the write.
  */
 export interface WrittenBlob {
   readonly sha256: string;
@@ -117,7 +118,7 @@ export async function writeFileDurably(target: string, data: CheckpointData, opt
 }
 
 /**
- * The whole state is in memory: hash it while the pool writes and flushes it, on helper threads
+ * The whole state is in memory: hash it while the pool writes and flushes it, on the helper thread
  * when it is large (the event loop, which a background persist shares with training, then only
  * copies it in pieces), else here. From BLOCK_HASH_MIN_BYTES on, one SHA-256 stream would be
  * slower than the write, so the digest is the block digest, its blocks split between the helper

@@ -1,7 +1,7 @@
 /**
  * Verification: a pointer's shape, that its blob lies inside the store (after symlinks) and that
- * its bytes match the recorded size and sha256 (plain, or the block digest: block-hash.ts); hashing of files trainers wrote themselves; the
- * order in which candidates are tried.
+ * its bytes match the recorded size and sha256 (plain, or the block digest: block-hash.ts);
+ * hashing of files trainers wrote themselves; the order in which candidates are tried.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
